@@ -1,0 +1,99 @@
+"""The agent interface and what an agent returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agents.envelope import Envelope, SlipEntry
+
+
+class Queue(enum.StrEnum):
+    """Where an agent's task is served."""
+
+    LLM = "llm"
+    """Agents that wait on an LLM: served by a pool with many calls in flight."""
+    DEFAULT = "default"
+    """Short, CPU-light agents and bookkeeping."""
+
+
+class Outcome(enum.StrEnum):
+    """What the run does after this agent."""
+
+    CONTINUE = "continue"
+    """Go on to the next agent on the slip."""
+    COMPLETE = "complete"
+    """The run is done (the reply was delivered)."""
+    ESCALATE = "escalate"
+    """Stop and hand the run to a person (with `reason`)."""
+
+
+@dataclass
+class Usage:
+    """What one agent execution spent on the LLM."""
+
+    input_tokens: int = 0
+    """Prompt tokens, summed over the agent's LLM calls."""
+    output_tokens: int = 0
+    """Completion tokens, summed over the agent's LLM calls."""
+    cost_usd: float = 0.0
+    """Cost in US dollars from the price table."""
+    model: str = ""
+    """Model of the last call ('' when the agent made none)."""
+    prompt_version: str = ""
+    """Prompt name and version of the last call, e.g. 'triage@1'."""
+    latency_ms: int = 0
+    """Time spent waiting on the LLM, in milliseconds."""
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
+        self.latency_ms += other.latency_ms
+        self.model = other.model or self.model
+        self.prompt_version = other.prompt_version or self.prompt_version
+
+
+@dataclass
+class AgentResult:
+    """What an agent hands back to the task wrapper."""
+
+    payload: dict[str, Any] = field(default_factory=dict)
+    """Keys to add to (or replace in) the envelope's payload."""
+    usage: Usage = field(default_factory=Usage)
+    """LLM spending of this execution, added to the run's budget."""
+    outcome: Outcome = Outcome.CONTINUE
+    """Continue, complete the run, or escalate it to a person."""
+    reason: str = ""
+    """Why the run escalates (a short code), when outcome is ESCALATE."""
+    slip: list[SlipEntry] | None = None
+    """A new routing slip for the rest of the run (the planner writes one)."""
+    handoff: list[SlipEntry] | None = None
+    """Agents to visit next, before the rest of the slip (an agent handing work on)."""
+
+
+class Agent:
+    """Base of every agent: a name, a version, a queue and `handle`.
+
+    `handle` must be thread-safe and keep no state between calls: agents are
+    served from thread pools and their messages may be delivered twice.
+    """
+
+    name: ClassVar[str]
+    """Stable name; the Celery task is `agents.<name>`."""
+    version: ClassVar[str] = "1"
+    """Bumped when behaviour changes; recorded on every step."""
+    queue: ClassVar[Queue] = Queue.DEFAULT
+    """The Celery queue that serves this agent."""
+    max_retries: ClassVar[int] = 3
+    """Transient failures retried this many times before the message is dead-lettered."""
+    time_limit: ClassVar[int] = 60
+    """Seconds one try may take; no other delivery of the message starts a try meanwhile."""
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        raise NotImplementedError

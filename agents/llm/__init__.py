@@ -1,0 +1,26 @@
+"""LLM access for agents: `complete(prompt, variables, agent=...)`.
+
+The provider is chosen by the `LLM_PROVIDER` setting; agents never import a
+provider package directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from agents.llm.base import LLMProvider, LLMResponse, Prompt
+from agents.llm.offline import OfflineProvider
+
+__all__ = ["LLMResponse", "Prompt", "complete", "provider_get"]
+
+
+def provider_get() -> LLMProvider:
+    if settings.LLM_PROVIDER == "offline":
+        return OfflineProvider()
+    raise NotImplementedError(f"LLM provider {settings.LLM_PROVIDER!r} is not available yet.")
+
+
+def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:
+    return provider_get().complete(prompt, variables, agent=agent)

@@ -1,0 +1,32 @@
+"""The offline provider: deterministic, no network; the default.
+
+It answers each prompt with the prompt's own `offline` function, so the whole
+pipeline runs (and tests run) without an LLM, and token counts are still
+recorded (estimated from the text).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.base import Usage
+from agents.llm.base import LLMResponse, Prompt, estimate_tokens
+
+
+class OfflineProvider:
+    name = "offline"
+    model = "offline-deterministic"
+
+    def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:
+        messages = prompt.render(variables)
+        answer = prompt.offline(variables)
+        text = json.dumps(answer, ensure_ascii=False) if prompt.schema is not None else str(answer)
+        usage = Usage(
+            input_tokens=sum(estimate_tokens(m["content"]) for m in messages),
+            output_tokens=estimate_tokens(text),
+            cost_usd=0.0,
+            model=self.model,
+            prompt_version=prompt.label,
+        )
+        return LLMResponse(text=text, data=answer if prompt.schema is not None else None, usage=usage)

@@ -1,0 +1,83 @@
+"""Planner: reads triage's intent and writes the routing slip for the rest of the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import llm
+from agents.base import Agent, AgentResult, Queue
+from agents.envelope import Envelope, SlipEntry, slip_validate
+from project.errors import InvalidEnvelope, PermanentError
+
+#: Agents a planner may put on a slip, in the order a plan may use them.
+PLANNABLE = ("retrieval", "account", "responder", "validator", "deliver")
+
+#: The default plan: documents and the customer's account facts looked up in
+#: parallel (a chord), then a drafted, checked and delivered reply.
+DEFAULT_SLIP: list[SlipEntry] = [["retrieval", "account"], "responder", "validator", "deliver"]
+
+
+def planner_offline(variables: dict[str, Any]) -> dict[str, Any]:
+    # Every intent needs the same facts today; the seam is here for plans that differ.
+    return {"slip": DEFAULT_SLIP}
+
+
+PROMPT = llm.Prompt(
+    name="planner",
+    version="1",
+    system=(
+        "You plan how a customer-service request is handled by a team of agents. "
+        "Answer only with JSON matching the schema."
+    ),
+    template=(
+        "The customer's intent is {intent}. Agents you may use: {agents}.\n"
+        "Write the routing slip: a list of agent names in order; a nested list runs agents in parallel "
+        "and must be followed by one agent that joins them. End with validator, then deliver.\n"
+        "Message: {message}"
+    ),
+    schema={
+        "type": "object",
+        "properties": {
+            "slip": {
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            }
+        },
+        "required": ["slip"],
+    },
+    offline=planner_offline,
+)
+
+
+def plan_check(slip: Any) -> list[SlipEntry]:
+    """A plan is usable when it is a valid slip of plannable agents ending in validator, deliver."""
+    try:
+        slip_validate(slip)
+    except InvalidEnvelope as exc:
+        raise PermanentError(f"planner wrote an invalid slip: {exc.message}") from exc
+    names = [n for entry in slip for n in (entry if isinstance(entry, list) else [entry])]
+    unknown = [n for n in names if n not in PLANNABLE]
+    if unknown:
+        raise PermanentError(f"planner named agents it may not plan: {unknown}.")
+    if slip[-2:] != ["validator", "deliver"]:
+        raise PermanentError("a plan must end with validator, then deliver.")
+    return slip
+
+
+class Planner(Agent):
+    name = "planner"
+    version = "1"
+    queue = Queue.LLM
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        response = llm.complete(
+            PROMPT,
+            {
+                "intent": envelope.payload.get("intent", "other"),
+                "agents": ", ".join(PLANNABLE),
+                "message": envelope.payload["message"],
+            },
+            agent=self.name,
+        )
+        slip = plan_check(response.data["slip"])
+        return AgentResult(payload={"plan": slip}, usage=response.usage, slip=slip)

@@ -1,0 +1,42 @@
+"""manage.py seed_demo: the demo customer (with orders) and an admin user; safe to run again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from api.services import api_token_get_or_create
+from conversations.models import Customer
+from conversations.services import customer_create, order_create_demo
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "demo-password"
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD = "admin-password"
+
+
+class Command(BaseCommand):
+    help = "Create the demo customer and admin user if missing, and print how to use them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--token-only", action="store_true", help="print only the demo customer's API token")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        with transaction.atomic():
+            customer = Customer.objects.filter(user__username=DEMO_EMAIL).first()
+            if customer is None:
+                customer = customer_create(email=DEMO_EMAIL, name="Dana Demo", password=DEMO_PASSWORD)
+                order_create_demo(customer=customer, seed=7)
+            if not user_model.objects.filter(username=ADMIN_USERNAME).exists():
+                user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
+            token = api_token_get_or_create(user=customer.user)
+        if options["token_only"]:
+            self.stdout.write(token)
+            return
+        self.stdout.write(f"Demo customer: {DEMO_EMAIL} / {DEMO_PASSWORD}")
+        self.stdout.write(f"Demo customer API token: {token}")
+        self.stdout.write(f"Admin: user {ADMIN_USERNAME} / password {ADMIN_PASSWORD} (local use only)")

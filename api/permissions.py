@@ -1,0 +1,26 @@
+"""Who may call what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+
+from conversations.models import Customer
+from conversations.selectors import customer_for_user
+
+
+class IsCustomer(BasePermission):
+    """Signed in as a customer (a user with a customer profile)."""
+
+    message = "This endpoint is for customers; your account has no customer profile."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        request.customer = customer_for_user(request.user)
+        return request.customer is not None
+
+
+def request_customer(request: Any) -> Customer:
+    return request.customer

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from api import views
+
+urlpatterns = [
+    path("conversations/", views.ConversationListView.as_view(), name="conversation-list"),
+    path("conversations/<str:conversation_id>/", views.ConversationDetailView.as_view(), name="conversation-detail"),
+    path("conversations/<str:conversation_id>/messages/", views.MessageListView.as_view(), name="message-list"),
+    path("runs/<str:run_id>/", views.RunDetailView.as_view(), name="run-detail"),
+    path("health/", views.HealthView.as_view(), name="health"),
+]

@@ -1,0 +1,1 @@
+"""The domain: customers, conversations, messages and orders. Imports no other app."""

@@ -1,0 +1,134 @@
+"""Runs, their steps and each step's attempts: the state of record of every run.
+
+A run is a database record first; Celery messages only carry work between
+these rows. One Step per agent execution (unique per run and step key, which
+makes redelivered messages harmless); one StepAttempt per try.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from conversations.models import Conversation, Message
+
+
+class Run(models.Model):
+    """One message's trip through the agents."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        AWAITING_REVIEW = "awaiting_review"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        TIMED_OUT = "timed_out"
+        CANCELLED = "cancelled"
+
+    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="runs")
+    trigger_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="run")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Why the run stopped when it did not complete: a short code and a sentence.
+    reason = models.CharField(max_length=64, blank=True)
+    reason_detail = models.TextField(blank=True)
+    trace_id = models.CharField(max_length=64, db_index=True)
+    # Limits for this run: max_tokens, max_cost_usd, max_hops, max_agent_visits.
+    budget = models.JSONField(default=dict)
+    deadline_at = models.DateTimeField()
+    tokens_used = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    hops_used = models.PositiveIntegerField(default=0)
+    # The envelope the run was started with, for re-dispatch by the supervisor.
+    initial_envelope = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Moves whenever a step starts or ends: a running run whose progress stalls is stuck.
+    last_progress_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "last_progress_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+
+class Step(models.Model):
+    """One agent execution within a run (its attempts are StepAttempt rows)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        RETRYING = "retrying"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    # "<hop>.<agent>": the same for every delivery of the same message, so a
+    # redelivered or duplicated message finds the step it already made.
+    key = models.CharField(max_length=80)
+    agent = models.CharField(max_length=64)
+    version = models.CharField(max_length=32)
+    hop = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    attempt = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    model = models.CharField(max_length=100, blank=True)
+    prompt_version = models.CharField(max_length=100, blank=True)
+    llm_latency_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # The recorded result a redelivered message returns: {"envelope": ..., "control": ...}.
+    output = models.JSONField(null=True, blank=True)
+    # While a try is under way no other delivery of the message may start one.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["hop", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="step_unique_key_per_run")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class StepAttempt(models.Model):
+    """One try of a step: who ran it, when, and how it ended."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        ABANDONED = "abandoned"
+
+    id = models.BigAutoField(primary_key=True)
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error_type = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["step_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["step", "number"], name="attempt_unique_number")]

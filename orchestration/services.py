@@ -1,0 +1,319 @@
+"""Writes for runs and steps: starting a run, and each step's begin, success and failure.
+
+Every function here is a short database transaction; none waits on an agent.
+The task wrapper (`orchestration.runner`) calls them around `agent.handle`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.base import Agent, AgentResult, Outcome
+from agents.envelope import Budget, Envelope
+from conversations.models import Conversation, Customer, Message
+from conversations.selectors import conversation_get, message_history
+from conversations.services import message_content_clean, message_create
+from orchestration.models import Run, Step, StepAttempt
+from project.errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+#: The slip every run starts with; the planner writes the rest.
+INITIAL_SLIP = ["triage", "planner"]
+
+CUSTOMER_NOTICE_ESCALATED = (
+    "Thanks for your patience — a member of our support team is checking this and will reply here."
+)
+CUSTOMER_NOTICE_FAILED = (
+    "Sorry, something went wrong while answering your message. A member of our support team will follow up here."
+)
+
+
+def budget_defaults() -> dict[str, Any]:
+    return {
+        "max_tokens": settings.RUN_MAX_TOKENS,
+        "max_cost_usd": settings.RUN_MAX_COST_USD,
+        "max_hops": settings.RUN_MAX_HOPS,
+        "deadline_seconds": settings.RUN_DEADLINE_SECONDS,
+        "max_agent_visits": settings.RUN_MAX_AGENT_VISITS,
+    }
+
+
+def run_start(
+    *, conversation: Conversation, message: Message, trace_id: str, budget: dict[str, Any] | None = None
+) -> Run:
+    """Record a run for a customer message and dispatch its first agents after commit."""
+    limits = budget_defaults() | (budget or {})
+    now = timezone.now()
+    deadline = now + timedelta(seconds=float(limits["deadline_seconds"]))
+    run = Run.objects.create(
+        conversation=conversation,
+        trigger_message=message,
+        trace_id=trace_id,
+        budget=limits,
+        deadline_at=deadline,
+    )
+    envelope = Envelope(
+        run_id=str(run.id),
+        conversation_id=str(conversation.id),
+        trace_id=trace_id,
+        budget=Budget(
+            max_tokens=int(limits["max_tokens"]),
+            max_cost_usd=float(limits["max_cost_usd"]),
+            max_hops=int(limits["max_hops"]),
+            deadline=deadline.timestamp(),
+        ),
+        slip=list(INITIAL_SLIP),
+        payload={
+            "message": message.content,
+            "history": message_history(conversation_id=conversation.id, limit=10)[:-1],
+        },
+    )
+    run.initial_envelope = envelope.to_dict()
+    run.save(update_fields=["initial_envelope"])
+    transaction.on_commit(lambda: run_dispatch(run.id), robust=True)
+    return run
+
+
+def run_dispatch(run_id: object) -> None:
+    """Send a queued run's first agents to the broker (called after commit)."""
+    from orchestration.pipeline import canvas_for
+
+    run = Run.objects.get(id=run_id)
+    canvas_for(Envelope.from_dict(run.initial_envelope)).apply_async()
+    logger.info("run dispatched", extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def conversation_message_post(
+    *,
+    customer: Customer,
+    conversation_id: object,
+    content: object,
+    trace_id: str,
+    idempotency_key: str | None = None,
+) -> tuple[Message, Run, bool]:
+    """Store a customer's message and start a run for it.
+
+    With an idempotency key, repeating the call returns the first message and
+    run (created=False); the same key with different content is a Conflict.
+    """
+    content = message_content_clean(content)
+    conversation = conversation_get(customer=customer, conversation_id=conversation_id)
+    key = f"customer:{customer.id}:{idempotency_key}" if idempotency_key else None
+    with transaction.atomic():
+        message, created = message_create(
+            conversation_id=conversation.id, role=Message.Role.CUSTOMER, content=content, idempotency_key=key
+        )
+        if not created:
+            if message.conversation_id != conversation.id or message.content != content:
+                raise Conflict("This Idempotency-Key was already used for a different message.")
+            return message, Run.objects.get(trigger_message=message), False
+        run = run_start(conversation=conversation, message=message, trace_id=trace_id)
+    return message, run, True
+
+
+# --- Steps ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """What `step_begin` decided for one delivery of an agent message."""
+
+    action: str
+    """proceed: run the agent; recorded: return `recorded`; skip: do nothing; busy: try later."""
+    step_id: int | None = None
+    attempt_id: int | None = None
+    attempt: int = 0
+    recorded: dict[str, Any] | None = None
+    retry_in: float = 0.0
+    reason: str = ""
+
+
+def step_key(hop: int, agent_name: str) -> str:
+    return f"{hop:03d}.{agent_name}"
+
+
+def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
+    """Claim the step this delivery is for, or say why not.
+
+    A completed step returns its recorded output (an idempotent receiver); a step
+    another delivery is running (unexpired lease) is retried later; a step whose
+    lease expired (its worker died) is taken over with a new attempt.
+    """
+    hop = envelope.hop + 1
+    key = step_key(hop, agent.name)
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(id=envelope.run_id)
+        if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+            return StepStart(action="skip", reason=f"run is {run.status}")
+        step = Step.objects.select_for_update().filter(run=run, key=key).first()
+        if step is not None and step.status == Step.Status.COMPLETED:
+            return StepStart(action="recorded", step_id=step.id, recorded=step.output)
+        if step is not None and step.status == Step.Status.FAILED:
+            return StepStart(action="skip", reason="step failed permanently")
+        if step is not None and step.status == Step.Status.RUNNING and step.lease_expires_at > now:
+            return StepStart(action="busy", retry_in=(step.lease_expires_at - now).total_seconds() + 1)
+        lease = now + timedelta(seconds=agent.time_limit)
+        if step is None:
+            step = Step.objects.create(
+                run=run,
+                key=key,
+                agent=agent.name,
+                version=agent.version,
+                hop=hop,
+                started_at=now,
+                lease_expires_at=lease,
+            )
+        else:
+            if step.status == Step.Status.RUNNING:
+                # The lease ran out: the worker of the last attempt died mid-step.
+                step.attempts.filter(status=StepAttempt.Status.RUNNING).update(
+                    status=StepAttempt.Status.ABANDONED, finished_at=now, error="lease expired; worker presumed dead"
+                )
+            step.status = Step.Status.RUNNING
+            step.lease_expires_at = lease
+        step.attempt += 1
+        step.save()
+        attempt = StepAttempt.objects.create(
+            step=step, number=step.attempt, task_id=task_id, worker=worker, started_at=now
+        )
+        if run.status == Run.Status.QUEUED:
+            run.status = Run.Status.RUNNING
+            run.started_at = now
+        run.last_progress_at = now
+        run.save(update_fields=["status", "started_at", "last_progress_at"])
+    return StepStart(action="proceed", step_id=step.id, attempt_id=attempt.id, attempt=attempt.number)
+
+
+def step_succeed(
+    *, start: StepStart, result: AgentResult, envelope: Envelope, control: str
+) -> dict[str, Any]:
+    """Record a step's success and its effect on the run; return the recorded output.
+
+    If another delivery completed the step first, its recorded output wins.
+    """
+    now = timezone.now()
+    output = {"envelope": envelope.to_dict(), "control": control}
+    with transaction.atomic():
+        step = Step.objects.select_for_update().select_related("run").get(id=start.step_id)
+        if step.status == Step.Status.COMPLETED:
+            return step.output
+        usage = result.usage
+        step.status = Step.Status.COMPLETED
+        step.finished_at = now
+        step.duration_ms = _ms(now - step.started_at)
+        step.input_tokens = usage.input_tokens
+        step.output_tokens = usage.output_tokens
+        step.cost_usd = Decimal(str(round(usage.cost_usd, 6)))
+        step.model = usage.model
+        step.prompt_version = usage.prompt_version
+        step.llm_latency_ms = usage.latency_ms
+        step.output = output
+        step.lease_expires_at = None
+        step.error = ""
+        step.save()
+        _attempt_finish(start.attempt_id, StepAttempt.Status.SUCCEEDED, now)
+        Run.objects.filter(id=step.run_id).update(
+            tokens_used=F("tokens_used") + usage.tokens,
+            cost_usd=F("cost_usd") + step.cost_usd,
+            hops_used=F("hops_used") + 1,
+            last_progress_at=now,
+        )
+        run = Run.objects.select_for_update().get(id=step.run_id)
+        if result.outcome == Outcome.COMPLETE:
+            run_complete(run)
+        elif result.outcome == Outcome.ESCALATE:
+            run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope))
+        elif control == "stop":
+            run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
+    return output
+
+
+def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> None:
+    """Record a failed try; without a retry, the step and the run fail."""
+    now = timezone.now()
+    text = f"{type(error).__name__}: {error}"
+    with transaction.atomic():
+        step = Step.objects.select_for_update().select_related("run").get(id=start.step_id)
+        _attempt_finish(start.attempt_id, StepAttempt.Status.FAILED, now, error=error)
+        step.error = text
+        step.lease_expires_at = None
+        if will_retry:
+            step.status = Step.Status.RETRYING
+        else:
+            step.status = Step.Status.FAILED
+            step.finished_at = now
+            step.duration_ms = _ms(now - step.started_at)
+        step.save()
+        run = Run.objects.select_for_update().get(id=step.run_id)
+        run.last_progress_at = now
+        run.save(update_fields=["last_progress_at"])
+        if not will_retry:
+            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {text}")
+
+
+def _attempt_finish(attempt_id: int | None, status: str, now: Any, error: BaseException | None = None) -> None:
+    attempt = StepAttempt.objects.get(id=attempt_id)
+    attempt.status = status
+    attempt.finished_at = now
+    attempt.duration_ms = _ms(now - attempt.started_at)
+    if error is not None:
+        attempt.error_type = type(error).__name__
+        attempt.error = str(error)[:4000]
+    attempt.save()
+
+
+def _ms(delta: timedelta) -> int:
+    return max(0, int(delta.total_seconds() * 1000))
+
+
+def _verdict_detail(envelope: Envelope) -> str:
+    verdict = envelope.payload.get("verdict") or {}
+    return "; ".join(verdict.get("reasons", []))
+
+
+# --- Run endings (called inside a transaction holding the run's row lock) -----------
+
+
+def run_complete(run: Run) -> None:
+    run.status = Run.Status.COMPLETED
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "finished_at"])
+
+
+def run_escalate(run: Run, *, reason: str, detail: str = "") -> None:
+    """Stop the run and hand it to a person; the customer is told."""
+    run.status = Run.Status.AWAITING_REVIEW
+    run.reason = reason
+    run.reason_detail = detail
+    run.save(update_fields=["status", "reason", "reason_detail"])
+    _customer_notice(run, "escalated", CUSTOMER_NOTICE_ESCALATED)
+
+
+def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
+    run.status = Run.Status.FAILED
+    run.reason = reason
+    run.reason_detail = detail
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    _customer_notice(run, "failed", CUSTOMER_NOTICE_FAILED)
+    logger.warning("run failed: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def _customer_notice(run: Run, kind: str, text: str) -> None:
+    message_create(
+        conversation_id=run.conversation_id,
+        role=Message.Role.SYSTEM,
+        content=text,
+        idempotency_key=f"run:{run.id}:{kind}",
+    )

@@ -1,0 +1,52 @@
+"""The Celery application: broker, result backend and delivery guarantees.
+
+Delivery is at-least-once (late acks, requeue when a worker dies, prefetch 1);
+every agent task is an idempotent receiver, so a redelivered message is harmless.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("switchboard")
+
+
+def configure(app: Celery) -> None:
+    from django.conf import settings
+
+    transport_options = {
+        "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": settings.BROKER_UNACKED_RESTORE_INTERVAL,
+    }
+    app.conf.update(
+        broker_url=settings.CELERY_BROKER_URL,
+        result_backend=settings.CELERY_RESULT_BACKEND,
+        broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=24 * 3600,
+        result_extended=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_deduplicate_successful_tasks=False,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        task_default_queue="default",
+        task_queues=(Queue("default"), Queue("llm")),
+        task_routes=("orchestration.routing.route_for_task",),
+        task_always_eager=settings.CELERY_TASK_ALWAYS_EAGER,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+    )
+
+
+configure(app)
+app.autodiscover_tasks(["orchestration"])

@@ -1,0 +1,38 @@
+"""Trace id for every HTTP request: accepted from the caller or generated."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def trace_id_from_headers(traceparent: str | None, request_id: str | None) -> str:
+    """The trace id of a request: W3C traceparent's trace-id, else X-Request-ID, else new."""
+    if traceparent:
+        match = _TRACEPARENT.match(traceparent.strip().lower())
+        if match and match.group(1) != "0" * 32:
+            return match.group(1)
+    if request_id and _REQUEST_ID.match(request_id.strip()):
+        return request_id.strip()
+    return uuid.uuid4().hex
+
+
+class TraceIdMiddleware:
+    """Sets `request.trace_id` and answers it as `X-Trace-Id` on every response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.trace_id = trace_id_from_headers(
+            request.headers.get("traceparent"), request.headers.get("X-Request-ID")
+        )
+        response = self.get_response(request)
+        response["X-Trace-Id"] = request.trace_id
+        return response

