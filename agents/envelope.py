@@ -158,7 +158,7 @@ def envelopes_merge(envelopes: list[Envelope]) -> Envelope:
     path = list(common)
     payload: dict[str, Any] = {}
     for envelope in envelopes:
-        path.extend(envelope.path[len(common):])
+        path.extend(envelope.path[len(common) :])
         payload.update(envelope.payload)
     group_entry = first.slip[0] if first.slip else None
     if not isinstance(group_entry, list):

@@ -74,7 +74,7 @@ def reply_check(reply: str, payload: dict[str, Any]) -> GroundingReport:
     titles = {p["title"] for p in payload.get("passages", [])}
     for line in reply.splitlines():
         if line.startswith("Source:"):
-            cited = [t.strip() for t in line[len("Source:"):].split(";") if t.strip()]
+            cited = [t.strip() for t in line[len("Source:") :].split(";") if t.strip()]
             missing = [t for t in cited if t not in titles]
             if missing:
                 report.reasons.append(f"unknown_source: {', '.join(missing)} was not retrieved.")

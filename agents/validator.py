@@ -52,7 +52,10 @@ class Validator(Agent):
         if report.passed:
             response = llm.complete(
                 PROMPT,
-                {"reply": draft, "sources": {"passages": payload.get("passages", []), "account": payload.get("account")}},
+                {
+                    "reply": draft,
+                    "sources": {"passages": payload.get("passages", []), "account": payload.get("account")},
+                },
                 agent=self.name,
             )
             usage = response.usage

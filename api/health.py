@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from kombu import Connection
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from project.celery import app
 
@@ -18,7 +20,7 @@ def check_database() -> dict[str, Any]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:  # any failure means not ready; the reason is reported
+    except DatabaseError as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     return {"ok": True, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
 
@@ -29,7 +31,7 @@ def check_broker() -> dict[str, Any]:
         with Connection(app.conf.broker_url, connect_timeout=1, transport_options={"socket_timeout": 1}) as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
             conn.default_channel.client.ping()
-    except Exception as exc:  # any failure means not ready; the reason is reported
+    except (OSError, BrokerError, RedisError) as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     return {"ok": True, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
 
@@ -37,7 +39,7 @@ def check_broker() -> dict[str, Any]:
 def check_workers() -> dict[str, Any]:
     try:
         replies = app.control.ping(timeout=WORKER_PING_TIMEOUT) or []
-    except Exception as exc:  # any failure means not ready; the reason is reported
+    except (OSError, BrokerError, RedisError) as exc:
         return {"ok": False, "count": 0, "error": f"{type(exc).__name__}: {exc}"}
     names = sorted(name for reply in replies for name in reply)
     if not names:

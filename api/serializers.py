@@ -28,9 +28,21 @@ class ConversationDetailSerializer(serializers.ModelSerializer):
         fields = ["id", "status", "created_at", "messages"]
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of converting them."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class MessagePostSerializer(serializers.Serializer):
-    content = serializers.CharField(
-        trim_whitespace=False, allow_blank=True, help_text="The customer's message (1 to MESSAGE_MAX_CHARS characters)."
+    content = StrictCharField(
+        trim_whitespace=False,
+        allow_blank=True,
+        error_messages={"invalid": "content must be a string."},
+        help_text="The customer's message (1 to MESSAGE_MAX_CHARS characters).",
     )
 
 

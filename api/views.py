@@ -61,7 +61,7 @@ class MessageListView(CustomerView):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
             raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters.")
-        message, run, created = conversation_message_post(
+        message, run, _created = conversation_message_post(
             customer=request.customer,
             conversation_id=conversation_id,
             content=body.validated_data["content"],

@@ -40,9 +40,7 @@ def message_content_clean(content: object) -> str:
     if not content:
         raise InvalidInput("content must not be empty.")
     if len(content) > settings.MESSAGE_MAX_CHARS:
-        raise InvalidInput(
-            f"content is {len(content)} characters; the limit is {settings.MESSAGE_MAX_CHARS}."
-        )
+        raise InvalidInput(f"content is {len(content)} characters; the limit is {settings.MESSAGE_MAX_CHARS}.")
     return content
 
 

@@ -6,7 +6,18 @@ from orchestration.models import Run, Step, StepAttempt
 class StepInline(admin.TabularInline):
     model = Step
     extra = 0
-    fields = ["hop", "agent", "version", "status", "attempt", "started_at", "duration_ms", "input_tokens", "output_tokens", "error"]
+    fields = [
+        "hop",
+        "agent",
+        "version",
+        "status",
+        "attempt",
+        "started_at",
+        "duration_ms",
+        "input_tokens",
+        "output_tokens",
+        "error",
+    ]
     readonly_fields = fields
     can_delete = False
     ordering = ["hop", "id"]

@@ -132,3 +132,6 @@ class StepAttempt(models.Model):
     class Meta:
         ordering = ["step_id", "number"]
         constraints = [models.UniqueConstraint(fields=["step", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of step {self.step_id} ({self.status})"

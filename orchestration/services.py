@@ -195,9 +195,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
     return StepStart(action="proceed", step_id=step.id, attempt_id=attempt.id, attempt=attempt.number)
 
 
-def step_succeed(
-    *, start: StepStart, result: AgentResult, envelope: Envelope, control: str
-) -> dict[str, Any]:
+def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, control: str) -> dict[str, Any]:
     """Record a step's success and its effect on the run; return the recorded output.
 
     If another delivery completed the step first, its recorded output wins.

@@ -1,0 +1,45 @@
+# Switchboard: `make run` starts everything locally, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export EMBEDDED_REDIS_PORT ?= 6390
+export FLOWER_BASIC_AUTH ?= flower:flower-local
+# The embedded redis-server runs only when no REDIS_URL is given.
+PROCESSES := web worker beat flower $(if $(REDIS_URL),,redis)
+
+.PHONY: install run test lint bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	@mkdir -p .run
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@$(BIN)/python manage.py seed_demo > .run/demo.txt
+	@echo
+	@echo "Switchboard is starting:"
+	@echo "  API      http://127.0.0.1:$(PORT)/api/v1/   (health: /api/v1/health/)"
+	@echo "  Admin    http://127.0.0.1:$(PORT)/admin/"
+	@echo "  Flower   http://127.0.0.1:5555/   (basic auth $(FLOWER_BASIC_AUTH))"
+	@echo "  Redis    $(if $(REDIS_URL),$(REDIS_URL),embedded redis-server on 127.0.0.1:$(EMBEDDED_REDIS_PORT))"
+	@sed 's/^/  /' .run/demo.txt
+	@echo "  Try it:  see the README's walk-through (TOKEN is the demo customer's API token)."
+	@echo
+	$(BIN)/honcho start --port $(PORT) $(PROCESSES)
+
+test: install
+	bin/test
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf .run staticfiles db.sqlite3 db.sqlite3-*
