@@ -45,12 +45,16 @@ class ApiClient:
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return HttpResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+                return HttpResponse(response.status, _lower(response.headers), response.read())
         except urllib.error.HTTPError as error:
-            return HttpResponse(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+            return HttpResponse(error.code, _lower(error.headers), error.read())
 
     def get(self, path: str, **kwargs: Any) -> HttpResponse:
         return self.request("GET", path, **kwargs)
 
     def post(self, path: str, json_body: Any = None, **kwargs: Any) -> HttpResponse:
         return self.request("POST", path, json_body=json_body, **kwargs)
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {key.lower(): value for key, value in headers.items()}
