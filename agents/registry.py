@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from agents.base import Agent
@@ -21,8 +23,15 @@ AGENT_CLASSES = (
 
 @cache
 def agents_all() -> dict[str, Agent]:
-    """Every registered agent by name (instances are stateless and shared)."""
-    agents = [import_string(path)() for path in AGENT_CLASSES]
+    """Every registered agent by name (instances are stateless and shared).
+
+    `settings.EXTRA_AGENTS` adds agents from elsewhere (the test suite's fault agents).
+    """
+    agents = [import_string(path)() for path in (*AGENT_CLASSES, *settings.EXTRA_AGENTS)]
+    names = [agent.name for agent in agents]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ImproperlyConfigured(f"Two agents share the names {duplicates}.")
     return {agent.name: agent for agent in agents}
 
 

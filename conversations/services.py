@@ -54,7 +54,9 @@ def message_create(
     if role not in Message.Role.values:
         raise InvalidInput(f"Unknown role {role!r}.")
     if idempotency_key is None:
-        return Message.objects.create(conversation_id=conversation_id, role=role, content=content), True
+        message = Message.objects.create(conversation_id=conversation_id, role=role, content=content)
+        Conversation.objects.filter(id=conversation_id).update(updated_at=timezone.now())
+        return message, True
     existing = Message.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         return existing, False

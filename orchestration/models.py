@@ -49,6 +49,8 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Moves whenever a step starts or ends: a running run whose progress stalls is stuck.
     last_progress_at = models.DateTimeField(auto_now_add=True)
+    # Times the supervisor re-dispatched this run because it was stuck.
+    recoveries = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -95,6 +97,8 @@ class Step(models.Model):
     output = models.JSONField(null=True, blank=True)
     # While a try is under way no other delivery of the message may start one.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Attempts made before the last dead-letter replay: retries are counted from here.
+    retry_base = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["hop", "id"]
@@ -135,3 +139,73 @@ class StepAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of step {self.step_id} ({self.status})"
+
+
+class DeadLetter(models.Model):
+    """A message that could not be processed, or a step that failed for good.
+
+    Redis has no dead-letter queue: this table is ours. Replaying a step's dead
+    letter re-dispatches its run from the recorded steps (`orchestration.deadletters`).
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        REPLAYED = "replayed"
+
+    id = models.BigAutoField(primary_key=True)
+    task_name = models.CharField(max_length=200)
+    # The Celery task id of the failed delivery; a redelivery of it records nothing new.
+    task_id = models.CharField(max_length=64, unique=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="dead_letters")
+    step_key = models.CharField(max_length=80, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # What the task received (an envelope, a chord's list of envelopes, or anything malformed).
+    message = models.JSONField(null=True, blank=True)
+    reason = models.CharField(max_length=64)
+    error = models.TextField()
+    traceback = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replay_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.id}: {self.task_name} ({self.reason})"
+
+
+class ReviewItem(models.Model):
+    """A run (or its proposed reply and actions) waiting for a person to decide."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        APPROVED = "approved"
+        EDITED = "edited"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+        CLOSED = "closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="review_items")
+    # Why a person is needed: validation_failed, budget_exceeded, loop_detected, timed_out, stuck, ...
+    reason = models.CharField(max_length=64, db_index=True)
+    detail = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    proposed_reply = models.TextField(blank=True)
+    proposed_action = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    overdue = models.BooleanField(default=False)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-overdue", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run"], condition=models.Q(status="open"), name="review_one_open_item_per_run"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"review {self.id} ({self.reason}, {self.status})"

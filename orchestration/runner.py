@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import uuid
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -23,12 +25,20 @@ from agents.base import AgentResult, Outcome
 from agents.envelope import Envelope, envelopes_merge
 from agents.registry import agent_get
 from orchestration import services
+from orchestration.deadletters import dead_letter_record
+from orchestration.models import Run
 from project.errors import InvalidEnvelope, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
-#: Errors of our own infrastructure that may pass (a database or broker blip).
-INFRASTRUCTURE_TRANSIENT = (OperationalError, InterfaceError, BrokerOperationalError, RedisConnectionError)
+#: Errors that may pass: a database or broker blip, or a try that ran past its soft time limit.
+INFRASTRUCTURE_TRANSIENT = (
+    OperationalError,
+    InterfaceError,
+    BrokerOperationalError,
+    RedisConnectionError,
+    SoftTimeLimitExceeded,
+)
 
 
 def envelope_receive(incoming: Any, agent_name: str) -> Envelope:
@@ -81,14 +91,23 @@ def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> 
 def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     """Run one delivery of an agent message (the body of every agent task)."""
     agent = agent_get(agent_name)
-    envelope = envelope_receive(incoming, agent_name)
+    try:
+        envelope = envelope_receive(incoming, agent_name)
+    except InvalidEnvelope as exc:
+        _dead_letter(task, incoming, "invalid_envelope", exc)
+        raise
     log = {"run_id": envelope.run_id, "trace_id": envelope.trace_id, "agent": agent_name}
-    start = services.step_begin(
-        envelope=envelope,
-        agent=agent,
-        task_id=task.request.id or "",
-        worker=f"{task.request.hostname}:{os.getpid()}",
-    )
+    step_key = services.step_key(envelope.hop + 1, agent_name)
+    try:
+        start = services.step_begin(
+            envelope=envelope,
+            agent=agent,
+            task_id=task.request.id or "",
+            worker=f"{task.request.hostname}:{os.getpid()}",
+        )
+    except Run.DoesNotExist as exc:
+        _dead_letter(task, incoming, "unknown_run", exc, envelope, step_key)
+        raise InvalidEnvelope(f"no run {envelope.run_id}.") from exc
     if start.action == "skip":
         logger.info("step skipped: %s", start.reason, extra=log)
         return _stop(task, envelope.to_dict())
@@ -98,19 +117,28 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     if start.action == "recorded":
         logger.info("step already done; returning its recorded output", extra=log)
         return _follow(task, start.recorded)
+    if start.action == "exhausted":
+        error = PermanentError(f"{agent_name} died mid-step on every one of {start.attempt} tries.")
+        services.step_fail(start=start, error=error, will_retry=False)
+        _dead_letter(task, incoming, "attempts_exhausted", error, envelope, step_key)
+        raise error
 
     try:
         result = agent.handle(envelope)
         after, control = envelope_after(envelope, agent_name, result)
     except TransientError as exc:
         _retry_or_fail(task, agent.max_retries, start, exc, exc.retry_after, log)
+        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
+        raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
     except INFRASTRUCTURE_TRANSIENT as exc:
         _retry_or_fail(task, agent.max_retries, start, exc, None, log)
+        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
+        raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
     except Exception as exc:
         # Anything else is permanent: retrying the same input cannot fix it.
         services.step_fail(start=start, error=exc, will_retry=False)
-        logger.exception("step failed permanently", extra=log)
-        return _stop(task, envelope.to_dict())
+        _dead_letter(task, incoming, "permanent_error", exc, envelope, step_key)
+        raise
     recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
     return _follow(task, recorded)
 
@@ -118,14 +146,52 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
 def _retry_or_fail(
     task: Task, max_retries: int, start: services.StepStart, exc: BaseException, retry_after: float | None, log: dict
 ) -> None:
-    will_retry = start.attempt <= max_retries
+    """Schedule a retry (raises celery's Retry) or, when retries are used up, record the failure and return."""
+    tries = start.attempt - start.retry_base
+    will_retry = tries <= max_retries
     services.step_fail(start=start, error=exc, will_retry=will_retry)
     if not will_retry:
-        logger.error("step failed after %d attempts: %s", start.attempt, exc, extra=log)
-        raise PermanentError(f"gave up after {start.attempt} attempts: {exc}") from exc
-    countdown = retry_countdown(start.attempt, retry_after)
-    logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", start.attempt, countdown, exc, extra=log)
+        logger.error("step failed after %d attempts: %s", tries, exc, extra=log)
+        return
+    countdown = retry_countdown(tries, retry_after)
+    logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", tries, countdown, exc, extra=log)
     raise task.retry(countdown=countdown, exc=exc)
+
+
+def _dead_letter(
+    task: Task,
+    incoming: Any,
+    reason: str,
+    error: BaseException,
+    envelope: Envelope | None = None,
+    step_key: str = "",
+) -> None:
+    run_id = envelope.run_id if envelope else _field(incoming, "run_id")
+    dead_letter_record(
+        task_name=task.name,
+        task_id=task.request.id or uuid.uuid4().hex,
+        message=incoming,
+        reason=reason,
+        error=error,
+        run_id=run_id if _is_uuid(run_id) else None,
+        step_key=step_key,
+        trace_id=envelope.trace_id if envelope else str(_field(incoming, "trace_id") or ""),
+    )
+
+
+def _field(incoming: Any, name: str) -> Any:
+    """A field of a message that failed validation, if it has one."""
+    if isinstance(incoming, list) and incoming:
+        incoming = incoming[0]
+    return incoming.get(name) if isinstance(incoming, dict) else None
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _follow(task: Task, recorded: dict[str, Any]) -> Any:

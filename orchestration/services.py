@@ -14,16 +14,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from agents.base import Agent, AgentResult, Outcome
-from agents.envelope import Budget, Envelope
+from agents.envelope import Budget, Envelope, SlipEntry
 from conversations.models import Conversation, Customer, Message
 from conversations.selectors import conversation_get, message_history
 from conversations.services import message_content_clean, message_create
-from orchestration.models import Run, Step, StepAttempt
-from project.errors import Conflict
+from orchestration.models import ReviewItem, Run, Step, StepAttempt
+from project.errors import BudgetExceeded, Conflict, DeadlineExceeded, LoopDetected, RunHalted
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +34,9 @@ CUSTOMER_NOTICE_ESCALATED = (
 )
 CUSTOMER_NOTICE_FAILED = (
     "Sorry, something went wrong while answering your message. A member of our support team will follow up here."
+)
+CUSTOMER_NOTICE_TIMED_OUT = (
+    "Sorry, answering this is taking longer than it should. A member of our support team will follow up here."
 )
 
 
@@ -49,9 +51,21 @@ def budget_defaults() -> dict[str, Any]:
 
 
 def run_start(
-    *, conversation: Conversation, message: Message, trace_id: str, budget: dict[str, Any] | None = None
+    *,
+    conversation: Conversation,
+    message: Message,
+    trace_id: str,
+    budget: dict[str, Any] | None = None,
+    slip: list[SlipEntry] | None = None,
 ) -> Run:
-    """Record a run for a customer message and dispatch its first agents after commit."""
+    """Record a run for a customer message and dispatch its first agents after commit.
+
+    `budget` overrides the default limits for this run (keys as in `budget_defaults`);
+    `slip` replaces the initial routing slip (triage, then the planner).
+    """
+    unknown = set(budget or {}) - set(budget_defaults())
+    if unknown:
+        raise ValueError(f"unknown budget keys {sorted(unknown)}; known: {sorted(budget_defaults())}.")
     limits = budget_defaults() | (budget or {})
     now = timezone.now()
     deadline = now + timedelta(seconds=float(limits["deadline_seconds"]))
@@ -72,7 +86,7 @@ def run_start(
             max_hops=int(limits["max_hops"]),
             deadline=deadline.timestamp(),
         ),
-        slip=list(INITIAL_SLIP),
+        slip=list(slip or INITIAL_SLIP),
         payload={
             "message": message.content,
             "history": message_history(conversation_id=conversation.id, limit=10)[:-1],
@@ -85,12 +99,33 @@ def run_start(
 
 
 def run_dispatch(run_id: object) -> None:
-    """Send a queued run's first agents to the broker (called after commit)."""
+    """Send a run's first agents to the broker, and its deadline watchdog (called after commit).
+
+    Also used to recover a stuck run and to replay a dead letter: steps already
+    done return their recorded output, so the run picks up where it stopped.
+    """
     from orchestration.pipeline import canvas_for
+    from orchestration.tasks import supervisor_watchdog
 
     run = Run.objects.get(id=run_id)
-    canvas_for(Envelope.from_dict(run.initial_envelope)).apply_async()
+    envelope = Envelope.from_dict(run.initial_envelope)
+    envelope = envelope.evolve(budget=budget_snapshot(run))
+    canvas_for(envelope).apply_async()
+    countdown = max(0.0, (run.deadline_at - timezone.now()).total_seconds()) + 1
+    supervisor_watchdog.apply_async((str(run.id),), countdown=countdown)
     logger.info("run dispatched", extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def budget_snapshot(run: Run) -> Budget:
+    """The run's limits and spending, as carried in the envelope."""
+    return Budget(
+        max_tokens=int(run.budget["max_tokens"]),
+        max_cost_usd=float(run.budget["max_cost_usd"]),
+        max_hops=int(run.budget["max_hops"]),
+        deadline=run.deadline_at.timestamp(),
+        tokens_used=run.tokens_used,
+        cost_used_usd=float(run.cost_usd),
+    )
 
 
 def conversation_message_post(
@@ -129,10 +164,13 @@ class StepStart:
     """What `step_begin` decided for one delivery of an agent message."""
 
     action: str
-    """proceed: run the agent; recorded: return `recorded`; skip: do nothing; busy: try later."""
+    """proceed: run the agent; recorded: return `recorded`; skip: do nothing; busy: try later;
+    exhausted: every try died mid-step (the message goes to the dead letters)."""
+    run_id: str = ""
     step_id: int | None = None
     attempt_id: int | None = None
     attempt: int = 0
+    retry_base: int = 0
     recorded: dict[str, Any] | None = None
     retry_in: float = 0.0
     reason: str = ""
@@ -158,11 +196,19 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
             return StepStart(action="skip", reason=f"run is {run.status}")
         step = Step.objects.select_for_update().filter(run=run, key=key).first()
         if step is not None and step.status == Step.Status.COMPLETED:
-            return StepStart(action="recorded", step_id=step.id, recorded=step.output)
+            return StepStart(action="recorded", run_id=str(run.id), step_id=step.id, recorded=step.output)
         if step is not None and step.status == Step.Status.FAILED:
             return StepStart(action="skip", reason="step failed permanently")
         if step is not None and step.status == Step.Status.RUNNING and step.lease_expires_at > now:
             return StepStart(action="busy", retry_in=(step.lease_expires_at - now).total_seconds() + 1)
+        if step is None:
+            halt = run_guard_check(run, envelope, agent.name, now)
+            if halt is not None:
+                run_halt(run, halt)
+                return StepStart(action="skip", reason=f"run halted: {halt.code}: {halt.message}")
+        elif step.attempt - step.retry_base > agent.max_retries:
+            step_attempts_abandon(step, now)
+            return StepStart(action="exhausted", run_id=str(run.id), step_id=step.id, attempt=step.attempt)
         lease = now + timedelta(seconds=agent.time_limit)
         if step is None:
             step = Step.objects.create(
@@ -175,11 +221,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
                 lease_expires_at=lease,
             )
         else:
-            if step.status == Step.Status.RUNNING:
-                # The lease ran out: the worker of the last attempt died mid-step.
-                step.attempts.filter(status=StepAttempt.Status.RUNNING).update(
-                    status=StepAttempt.Status.ABANDONED, finished_at=now, error="lease expired; worker presumed dead"
-                )
+            step_attempts_abandon(step, now)
             step.status = Step.Status.RUNNING
             step.lease_expires_at = lease
         step.attempt += 1
@@ -192,7 +234,42 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
             run.started_at = now
         run.last_progress_at = now
         run.save(update_fields=["status", "started_at", "last_progress_at"])
-    return StepStart(action="proceed", step_id=step.id, attempt_id=attempt.id, attempt=attempt.number)
+    return StepStart(
+        action="proceed",
+        run_id=str(run.id),
+        step_id=step.id,
+        attempt_id=attempt.id,
+        attempt=attempt.number,
+        retry_base=step.retry_base,
+    )
+
+
+def step_attempts_abandon(step: Step, now: Any) -> None:
+    """Mark tries still 'running' as abandoned: their lease ran out, their worker died."""
+    step.attempts.filter(status=StepAttempt.Status.RUNNING).update(
+        status=StepAttempt.Status.ABANDONED, finished_at=now, error="lease expired; worker presumed dead"
+    )
+
+
+def run_guard_check(run: Run, envelope: Envelope, agent_name: str, now: Any) -> RunHalted | None:
+    """The first guard this step would break: deadline, hops, loop, tokens, cost."""
+    limits = run.budget
+    hop = envelope.hop + 1
+    if now >= run.deadline_at:
+        return DeadlineExceeded(f"the run's deadline {run.deadline_at.isoformat()} has passed.")
+    if hop > int(limits["max_hops"]):
+        return BudgetExceeded(f"hops: step {hop} would exceed the limit of {limits['max_hops']}.", code="budget_hops")
+    visits = envelope.path.count(agent_name)
+    if visits >= int(limits["max_agent_visits"]):
+        cycle = " -> ".join([*envelope.path, agent_name])
+        return LoopDetected(f"{agent_name} would run {visits + 1} times (limit {limits['max_agent_visits']}): {cycle}.")
+    if run.tokens_used > int(limits["max_tokens"]):
+        return BudgetExceeded(f"tokens: used {run.tokens_used}, limit {limits['max_tokens']}.", code="budget_tokens")
+    if float(run.cost_usd) > float(limits["max_cost_usd"]):
+        return BudgetExceeded(
+            f"cost: used ${run.cost_usd:.6f}, limit ${float(limits['max_cost_usd']):.6f}.", code="budget_cost"
+        )
+    return None
 
 
 def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, control: str) -> dict[str, Any]:
@@ -201,9 +278,10 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
     If another delivery completed the step first, its recorded output wins.
     """
     now = timezone.now()
-    output = {"envelope": envelope.to_dict(), "control": control}
     with transaction.atomic():
-        step = Step.objects.select_for_update().select_related("run").get(id=start.step_id)
+        # Lock order everywhere: the run, then the step.
+        run = Run.objects.select_for_update().get(id=start.run_id)
+        step = Step.objects.select_for_update().get(id=start.step_id)
         if step.status == Step.Status.COMPLETED:
             return step.output
         usage = result.usage
@@ -216,22 +294,28 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
         step.model = usage.model
         step.prompt_version = usage.prompt_version
         step.llm_latency_ms = usage.latency_ms
-        step.output = output
         step.lease_expires_at = None
         step.error = ""
-        step.save()
         _attempt_finish(start.attempt_id, StepAttempt.Status.SUCCEEDED, now)
-        Run.objects.filter(id=step.run_id).update(
-            tokens_used=F("tokens_used") + usage.tokens,
-            cost_usd=F("cost_usd") + step.cost_usd,
-            hops_used=F("hops_used") + 1,
-            last_progress_at=now,
-        )
-        run = Run.objects.select_for_update().get(id=step.run_id)
-        if result.outcome == Outcome.COMPLETE:
+        run.tokens_used += usage.tokens
+        run.cost_usd += step.cost_usd
+        run.hops_used += 1
+        run.last_progress_at = now
+        run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at"])
+        output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control}
+        step.output = output
+        step.save()
+        if run.status != Run.Status.RUNNING:
+            pass  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
+        elif result.outcome == Outcome.COMPLETE:
             run_complete(run)
         elif result.outcome == Outcome.ESCALATE:
-            run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope))
+            run_escalate(
+                run,
+                reason=result.reason or "escalated",
+                detail=_verdict_detail(envelope),
+                proposed_reply=envelope.payload.get("draft", ""),
+            )
         elif control == "stop":
             run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
     return output
@@ -242,7 +326,8 @@ def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> No
     now = timezone.now()
     text = f"{type(error).__name__}: {error}"
     with transaction.atomic():
-        step = Step.objects.select_for_update().select_related("run").get(id=start.step_id)
+        run = Run.objects.select_for_update().get(id=start.run_id)
+        step = Step.objects.select_for_update().get(id=start.step_id)
         _attempt_finish(start.attempt_id, StepAttempt.Status.FAILED, now, error=error)
         step.error = text
         step.lease_expires_at = None
@@ -253,14 +338,15 @@ def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> No
             step.finished_at = now
             step.duration_ms = _ms(now - step.started_at)
         step.save()
-        run = Run.objects.select_for_update().get(id=step.run_id)
         run.last_progress_at = now
         run.save(update_fields=["last_progress_at"])
-        if not will_retry:
+        if not will_retry and run.status in (Run.Status.QUEUED, Run.Status.RUNNING):
             run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {text}")
 
 
 def _attempt_finish(attempt_id: int | None, status: str, now: Any, error: BaseException | None = None) -> None:
+    if attempt_id is None:
+        return
     attempt = StepAttempt.objects.get(id=attempt_id)
     attempt.status = status
     attempt.finished_at = now
@@ -289,13 +375,55 @@ def run_complete(run: Run) -> None:
     run.save(update_fields=["status", "finished_at"])
 
 
-def run_escalate(run: Run, *, reason: str, detail: str = "") -> None:
-    """Stop the run and hand it to a person; the customer is told."""
+def run_halt(run: Run, error: RunHalted) -> None:
+    """A guard stopped the run: a deadline times it out, anything else escalates it."""
+    if isinstance(error, DeadlineExceeded):
+        run_time_out(run, detail=error.message)
+    else:
+        run_escalate(run, reason=error.code, detail=error.message)
+
+
+def run_escalate(run: Run, *, reason: str, detail: str = "", proposed_reply: str = "") -> ReviewItem:
+    """Stop the run and hand it to a person (a review item); the customer is told."""
     run.status = Run.Status.AWAITING_REVIEW
     run.reason = reason
     run.reason_detail = detail
     run.save(update_fields=["status", "reason", "reason_detail"])
     _customer_notice(run, "escalated", CUSTOMER_NOTICE_ESCALATED)
+    logger.warning("run escalated: %s: %s", reason, detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    return review_item_open(run, reason=reason, detail=detail, proposed_reply=proposed_reply)
+
+
+def run_time_out(run: Run, *, detail: str) -> ReviewItem:
+    """The run passed its deadline: stop it, cancel its running steps, hand it to a person."""
+    now = timezone.now()
+    run.status = Run.Status.TIMED_OUT
+    run.reason = "timed_out"
+    run.reason_detail = detail
+    run.finished_at = now
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    task_ids = list(
+        StepAttempt.objects.filter(step__run=run, status=StepAttempt.Status.RUNNING).values_list("task_id", flat=True)
+    )
+    for step in run.steps.filter(status__in=[Step.Status.RUNNING, Step.Status.RETRYING]):
+        step_attempts_abandon(step, now)
+        step.status = Step.Status.FAILED
+        step.error = "the run timed out"
+        step.finished_at = now
+        step.lease_expires_at = None
+        step.save(update_fields=["status", "error", "finished_at", "lease_expires_at"])
+    if task_ids:
+        transaction.on_commit(lambda: tasks_revoke(task_ids), robust=True)
+    _customer_notice(run, "timed_out", CUSTOMER_NOTICE_TIMED_OUT)
+    logger.warning("run timed out: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    return review_item_open(run, reason="timed_out", detail=detail)
+
+
+def tasks_revoke(task_ids: list[str]) -> None:
+    """Cancel tasks of a stopped run, terminating any a worker is executing (prefork pools)."""
+    from project.celery import app
+
+    app.control.revoke([t for t in task_ids if t], terminate=True, signal="SIGTERM")
 
 
 def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
@@ -306,6 +434,14 @@ def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
     _customer_notice(run, "failed", CUSTOMER_NOTICE_FAILED)
     logger.warning("run failed: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def review_item_open(run: Run, *, reason: str, detail: str = "", proposed_reply: str = "") -> ReviewItem:
+    """The run's open review item (one per run at a time)."""
+    item = ReviewItem.objects.filter(run=run, status=ReviewItem.Status.OPEN).first()
+    if item is not None:
+        return item
+    return ReviewItem.objects.create(run=run, reason=reason, detail=detail, proposed_reply=proposed_reply)
 
 
 def _customer_notice(run: Run, kind: str, text: str) -> None:

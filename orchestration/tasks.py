@@ -1,6 +1,6 @@
-"""Celery tasks: one thin task per registered agent, named `agents.<name>`.
+"""Celery tasks: one thin task per registered agent (`agents.<name>`), and the supervisor's.
 
-They all share `AgentTask`'s delivery settings and `runner.agent_execute`'s
+Agent tasks share `AgentTask`'s delivery settings and `runner.agent_execute`'s
 behaviour; an agent module never touches Celery.
 """
 
@@ -13,7 +13,11 @@ from celery import Task
 from agents.base import Agent
 from agents.registry import agents_all
 from orchestration.runner import agent_execute
+from orchestration.supervisor import run_deadline_enforce, supervisor_sweep
 from project.celery import app
+
+#: Seconds between a try's soft time limit (an exception in the agent) and its hard one (the process is killed).
+HARD_LIMIT_GRACE = 10
 
 
 class AgentTask(Task):
@@ -29,7 +33,14 @@ class AgentTask(Task):
 
 
 def agent_task_register(agent: Agent) -> Task:
-    @app.task(bind=True, base=AgentTask, name=f"agents.{agent.name}", queue=agent.queue.value)
+    @app.task(
+        bind=True,
+        base=AgentTask,
+        name=f"agents.{agent.name}",
+        queue=agent.queue.value,
+        soft_time_limit=agent.time_limit,
+        time_limit=agent.time_limit + HARD_LIMIT_GRACE,
+    )
     def agent_task(self: Task, incoming: Any) -> Any:
         return agent_execute(self, incoming, agent.name)
 
@@ -37,3 +48,16 @@ def agent_task_register(agent: Agent) -> Task:
 
 
 AGENT_TASKS: dict[str, Task] = {name: agent_task_register(agent) for name, agent in agents_all().items()}
+
+
+@app.task(name="supervisor.watchdog", queue="default", acks_late=True, ignore_result=True)
+def supervisor_watchdog(run_id: str) -> bool:
+    """Scheduled at a run's deadline: time it out if it is still going."""
+    return run_deadline_enforce(run_id)
+
+
+@app.task(name="supervisor.sweep", queue="default", acks_late=True)
+def supervisor_sweep_task() -> dict[str, list[str]]:
+    """Run by beat: deadlines and stuck runs (see orchestration.supervisor)."""
+    report = supervisor_sweep()
+    return {"timed_out": report.timed_out, "recovered": report.recovered, "escalated": report.escalated}

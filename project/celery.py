@@ -20,6 +20,11 @@ def configure(app: Celery) -> None:
     transport_options = {
         "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
         "unacked_restore_interval": settings.BROKER_UNACKED_RESTORE_INTERVAL,
+        "unacked_restore_throttle": settings.BROKER_UNACKED_RESTORE_THROTTLE,
+        # A publish to a Redis that vanished without closing the connection must not hang forever.
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 25,
     }
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
@@ -45,6 +50,13 @@ def configure(app: Celery) -> None:
         task_always_eager=settings.CELERY_TASK_ALWAYS_EAGER,
         worker_hijack_root_logger=False,
         timezone="UTC",
+        beat_schedule={
+            "supervisor-sweep": {
+                "task": "supervisor.sweep",
+                "schedule": settings.SUPERVISOR_SWEEP_SECONDS,
+                "options": {"queue": "default", "expires": settings.SUPERVISOR_SWEEP_SECONDS},
+            },
+        },
     )
 
 

@@ -7,6 +7,7 @@ refuses to start without its secrets. See the README's configuration table.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -186,8 +187,10 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 # Redis redelivers an unacknowledged message this many seconds after a worker
 # reserved it: it must exceed the longest agent step plus any countdown.
 BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600)
-# How often a worker scans for unacknowledged messages of dead workers (kombu 5.7).
-BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 60.0)
+# How often a worker looks for unacknowledged messages of dead workers (kombu 5.7).
+BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 10.0)
+# Scan only every Nth interval: the scan period is interval x throttle (kombu default 10 x 10 s).
+BROKER_UNACKED_RESTORE_THROTTLE = env_int("BROKER_UNACKED_RESTORE_THROTTLE", 10)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Runs: budgets and guards (defaults; a run may override them) -------------
@@ -198,6 +201,9 @@ RUN_DEADLINE_SECONDS = env_int("RUN_DEADLINE_SECONDS", 120)
 # An agent may appear at most this many times on one run's path.
 RUN_MAX_AGENT_VISITS = env_int("RUN_MAX_AGENT_VISITS", 2)
 
+# Dotted paths of agents to register besides the built-in ones (comma-separated).
+EXTRA_AGENTS = env_list("SWITCHBOARD_EXTRA_AGENTS")
+
 # --- LLM -----------------------------------------------------------------------
 LLM_PROVIDER = env_str("LLM_PROVIDER", "offline")
 if LLM_PROVIDER not in ("offline",):
@@ -206,6 +212,18 @@ OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL") or None
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 30.0)
+# US dollars per million tokens, [input, output], by model; LLM_PRICES_JSON adds or overrides entries.
+LLM_PRICES: dict[str, list[float]] = {
+    "offline-deterministic": [0.0, 0.0],
+    "gpt-4o-mini": [0.15, 0.60],
+    "gpt-4o": [2.50, 10.00],
+    "gpt-4.1-mini": [0.40, 1.60],
+    "gpt-4.1": [2.00, 8.00],
+}
+try:
+    LLM_PRICES.update(json.loads(os.environ.get("LLM_PRICES_JSON") or "{}"))
+except json.JSONDecodeError as exc:
+    raise ImproperlyConfigured(f"LLM_PRICES_JSON is not valid JSON: {exc}") from exc
 
 # --- Logging ---------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
@@ -224,3 +242,11 @@ LOGGING = {
 # Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with +-50% jitter.
 AGENT_RETRY_BACKOFF_SECONDS = env_float("AGENT_RETRY_BACKOFF_SECONDS", 1.0)
 AGENT_RETRY_BACKOFF_MAX_SECONDS = env_float("AGENT_RETRY_BACKOFF_MAX_SECONDS", 30.0)
+
+# --- Supervisor -----------------------------------------------------------------------
+# Beat runs the sweep this often: runs past their deadline, stuck runs, review deadlines.
+SUPERVISOR_SWEEP_SECONDS = env_float("SUPERVISOR_SWEEP_SECONDS", 30.0)
+# A queued or running run with no progress for this long and no live step is stuck.
+SUPERVISOR_STALL_SECONDS = env_float("SUPERVISOR_STALL_SECONDS", 120.0)
+# A stuck run is re-dispatched this many times, then escalated to a person.
+SUPERVISOR_MAX_RECOVERIES = env_int("SUPERVISOR_MAX_RECOVERIES", 2)

@@ -8,11 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 
+from tests.agents_for_tests import PATHS as TEST_AGENT_PATHS
 from tests.http import ApiClient
 from tests.workers import WorkerProcess
 
 (Path(__file__).resolve().parent.parent / ".run").mkdir(exist_ok=True)
+
+# The fault agents, here and in every worker the tests start.
+django_settings.EXTRA_AGENTS = TEST_AGENT_PATHS
+WORKER_ENV = {
+    "SWITCHBOARD_EXTRA_AGENTS": ",".join(TEST_AGENT_PATHS),
+    # A price for the offline model, so that cost accounting and cost budgets are exercised.
+    "LLM_PRICES_JSON": '{"offline-deterministic": [1.0, 2.0]}',
+    "AGENT_RETRY_BACKOFF_SECONDS": "0.2",
+}
 
 RUN_SETTLED = ("completed", "failed", "timed_out", "cancelled", "awaiting_review")
 
@@ -31,22 +42,41 @@ def database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
     return f"postgres://{auth}{settings.get('HOST') or '127.0.0.1'}:{settings.get('PORT') or 5432}/{settings['NAME']}"
 
 
-def queues_purge() -> None:
+def broker_reset() -> None:
+    """Drop queued and unacknowledged messages left by earlier tests (killed workers)."""
     from project.celery import app
 
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         for queue in ("default", "llm"):
             channel.queue_purge(queue)
+        channel.client.delete(channel.unacked_key, channel.unacked_index_key)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(database_url: str) -> Iterator[WorkerProcess]:
-    """One real Celery worker (prefork, both queues) for the whole session."""
-    queues_purge()
-    process = WorkerProcess(database_url, name="session").start()
+    """A real Celery worker (prefork, both queues) for the tests of one module."""
+    broker_reset()
+    process = WorkerProcess(database_url, name="module", env=WORKER_ENV).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def worker_factory(database_url: str) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers with extra settings (environment); all are stopped after the test."""
+    started: list[WorkerProcess] = []
+    broker_reset()
+
+    def start(name: str = "fault", env: dict[str, str] | None = None, **kwargs: Any) -> WorkerProcess:
+        process = WorkerProcess(database_url, name=name, env={**WORKER_ENV, **(env or {})}, **kwargs).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    broker_reset()
 
 
 @pytest.fixture
@@ -71,6 +101,52 @@ def api(live_server: Any) -> Callable[[str | None], ApiClient]:
         return ApiClient(live_server.url + "/api/v1", token)
 
     return client
+
+
+@pytest.fixture
+def start_run(make_customer: Callable[..., tuple[Any, str]]) -> Callable[..., Any]:
+    """Start a run the way the API does (stored message, dispatch after commit), with an
+    optional routing slip and budget."""
+    from django.db import transaction
+
+    from conversations.models import Message
+    from conversations.services import conversation_create, message_create
+    from orchestration.services import run_start
+
+    def start(
+        content: str = "How long does shipping take?",
+        *,
+        slip: list | None = None,
+        budget: dict | None = None,
+        customer: Any = None,
+        trace_id: str | None = None,
+    ) -> Any:
+        customer = customer or make_customer()[0]
+        with transaction.atomic():
+            conversation = conversation_create(customer=customer)
+            message, _ = message_create(conversation_id=conversation.id, role=Message.Role.CUSTOMER, content=content)
+            run = run_start(
+                conversation=conversation,
+                message=message,
+                trace_id=trace_id or f"test{conversation.id.hex[:28]}",
+                budget=budget,
+                slip=slip,
+            )
+        return run
+
+    return start
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll until `condition()` is truthy and return it (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
 
 
 def run_wait(run_id: object, timeout: float = 30.0, statuses: tuple[str, ...] = RUN_SETTLED) -> Any:

@@ -59,6 +59,14 @@ class LLMProvider(Protocol):
     def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse: ...
 
 
+def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float:
+    """Cost of a call from the price table (`settings.LLM_PRICES`); unknown models cost 0."""
+    from django.conf import settings
+
+    input_price, output_price = settings.LLM_PRICES.get(model, (0.0, 0.0))
+    return (input_tokens * input_price + output_tokens * output_price) / 1_000_000
+
+
 def estimate_tokens(text: str) -> int:
     """A deterministic token count for the offline provider (about 4 characters a token)."""
     return max(1, (len(text) + 3) // 4)

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from agents.base import Usage
-from agents.llm.base import LLMResponse, Prompt, estimate_tokens
+from agents.llm.base import LLMResponse, Prompt, cost_usd, estimate_tokens
 
 
 class OfflineProvider:
@@ -22,10 +22,12 @@ class OfflineProvider:
         messages = prompt.render(variables)
         answer = prompt.offline(variables)
         text = json.dumps(answer, ensure_ascii=False) if prompt.schema is not None else str(answer)
+        input_tokens = sum(estimate_tokens(m["content"]) for m in messages)
+        output_tokens = estimate_tokens(text)
         usage = Usage(
-            input_tokens=sum(estimate_tokens(m["content"]) for m in messages),
-            output_tokens=estimate_tokens(text),
-            cost_usd=0.0,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd(self.model, input_tokens, output_tokens),
             model=self.model,
             prompt_version=prompt.label,
         )

@@ -1,0 +1,93 @@
+"""Agents that misbehave on purpose, registered in tests through settings.EXTRA_AGENTS.
+
+Faults are switched through Redis keys so that a test can turn them on and off
+in worker subprocesses.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from django.conf import settings
+
+from agents.base import Agent, AgentResult
+from agents.envelope import Envelope
+from project.errors import TransientError
+
+FAULT_KEY = "switchboard:test:fault:{name}"
+PATHS = [
+    "tests.agents_for_tests.Sleepy",
+    "tests.agents_for_tests.Hang",
+    "tests.agents_for_tests.Faulty",
+    "tests.agents_for_tests.LoopA",
+    "tests.agents_for_tests.LoopB",
+    "tests.agents_for_tests.LoopC",
+]
+
+
+def fault_set(name: str, on: bool) -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    if on:
+        client.set(FAULT_KEY.format(name=name), "1", ex=600)
+    else:
+        client.delete(FAULT_KEY.format(name=name))
+
+
+def fault_on(name: str) -> bool:
+    return bool(redis.Redis.from_url(settings.REDIS_URL).exists(FAULT_KEY.format(name=name)))
+
+
+class Sleepy(Agent):
+    """Takes a few seconds, so a test can kill its worker mid-step."""
+
+    name = "sleepy"
+    time_limit = 5
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        time.sleep(float(envelope.payload.get("sleep", 2.5)))
+        return AgentResult(payload={"slept": True})
+
+
+class Hang(Agent):
+    """Hangs (up to 55 s, so a broken test still ends) until the supervisor stops it."""
+
+    name = "hang"
+    time_limit = 60
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        time.sleep(55)
+        return AgentResult(payload={"hung": True})
+
+
+class Faulty(Agent):
+    """Fails with a transient error while its fault is switched on."""
+
+    name = "faulty"
+    max_retries = 2
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        if fault_on(self.name):
+            raise TransientError("the faulty agent's dependency is down")
+        return AgentResult(payload={"faulty": "ok"})
+
+
+class LoopA(Agent):
+    name = "loop_a"
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        return AgentResult(handoff=["loop_b"])
+
+
+class LoopB(Agent):
+    name = "loop_b"
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        return AgentResult(handoff=["loop_c"])
+
+
+class LoopC(Agent):
+    name = "loop_c"
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        return AgentResult(handoff=["loop_a"])
