@@ -155,3 +155,40 @@ def test_a_malformed_envelope_is_dead_lettered_with_its_reason(worker, transacti
     out = __import__("io").StringIO()
     call_command("deadletters", "list", stdout=out)
     assert "invalid_envelope" in out.getvalue()
+
+
+def test_a_chord_branch_failing_for_good_stops_the_join_and_replay_completes(worker, start_run) -> None:
+    fault_set("faulty", True)
+    try:
+        run = start_run(slip=["triage", ["faulty", "retrieval"], "responder", "validator", "deliver"])
+        run = run_wait(run.id, timeout=30)
+        assert run.status == "failed"
+        assert Step.objects.get(run=run, agent="retrieval").status == "completed"
+        assert not Step.objects.filter(run=run, agent="responder").exists()  # the join never ran
+        letter = DeadLetter.objects.get(run=run)
+    finally:
+        fault_set("faulty", False)
+    call_command("deadletters", "replay", str(letter.id))
+    run = run_wait(run.id, timeout=30, statuses=("completed",))
+    assert Step.objects.get(run=run, agent="retrieval").attempt == 1
+    assert Step.objects.filter(run=run, agent="responder").count() == 1
+    assert len(messages_of(run, "assistant")) == 1
+
+
+def test_dead_letters_are_replayed_from_django_admin(worker, start_run, admin_client) -> None:
+    fault_set("faulty", True)
+    try:
+        run = run_wait(start_run(slip=["faulty", "retrieval", "responder", "validator", "deliver"]).id, timeout=30)
+    finally:
+        fault_set("faulty", False)
+    letter = DeadLetter.objects.get(run=run)
+    page = admin_client.get("/admin/orchestration/deadletter/")
+    assert page.status_code == 200 and b"retries_exhausted" in page.content
+    response = admin_client.post(
+        "/admin/orchestration/deadletter/",
+        {"action": "replay", "_selected_action": [letter.id]},
+        follow=True,
+    )
+    assert b"re-dispatched from its recorded steps" in response.content
+    run = run_wait(run.id, timeout=30, statuses=("completed",))
+    assert len(messages_of(run, "assistant")) == 1
