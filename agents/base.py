@@ -94,6 +94,8 @@ class Agent:
     """Transient failures retried this many times before the message is dead-lettered."""
     time_limit: ClassVar[int] = 60
     """Seconds one try may take; no other delivery of the message starts a try meanwhile."""
+    may_approve_actions: ClassVar[bool] = False
+    """Only an agent with this set (the validator) may write `approved_actions`."""
 
     def handle(self, envelope: Envelope) -> AgentResult:
         raise NotImplementedError

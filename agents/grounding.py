@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.knowledge import tokenize
+from agents.knowledge import internal_notes, tokenize
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _FACT = re.compile(r"\bSB-\d{5}\b|\d+(?:[.,]\d+)?", re.IGNORECASE)
@@ -38,6 +38,8 @@ def sources_text(payload: dict[str, Any]) -> str:
         parts.append(json.dumps(payload["account"]))
     if payload.get("tool_results"):
         parts.append(json.dumps(payload["tool_results"]))
+    if payload.get("proposed_actions"):
+        parts.append(json.dumps(payload["proposed_actions"]))
     return "\n".join(parts)
 
 
@@ -79,3 +81,14 @@ def reply_check(reply: str, payload: dict[str, Any]) -> GroundingReport:
             if missing:
                 report.reasons.append(f"unknown_source: {', '.join(missing)} was not retrieved.")
     return report
+
+
+def internal_note_check(reply: str) -> list[str]:
+    """Reasons if the reply repeats a staff-only note from the documents."""
+    reply_terms = set(tokenize(reply))
+    reasons = []
+    for note in internal_notes():
+        terms = set(tokenize(note))
+        if terms and len(terms & reply_terms) / len(terms) >= SUPPORT_THRESHOLD:
+            reasons.append(f"internal_note: the reply repeats a staff-only note ({note[:60]}...).")
+    return reasons

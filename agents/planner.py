@@ -10,27 +10,31 @@ from agents.envelope import Envelope, SlipEntry, slip_validate
 from project.errors import InvalidEnvelope, PermanentError
 
 #: Agents a planner may put on a slip, in the order a plan may use them.
-PLANNABLE = ("retrieval", "account", "responder", "validator", "deliver")
+PLANNABLE = ("retrieval", "account", "tools", "responder", "validator", "deliver")
 
 #: The default plan: documents and the customer's account facts looked up in
 #: parallel (a chord), then a drafted, checked and delivered reply.
 DEFAULT_SLIP: list[SlipEntry] = [["retrieval", "account"], "responder", "validator", "deliver"]
+#: With tools: order lookups, refunds (proposed) or a hand-over to a person.
+TOOLS_SLIP: list[SlipEntry] = [["retrieval", "account"], "tools", "responder", "validator", "deliver"]
+TOOL_INTENTS = ("refund", "order_status", "order_change", "human")
 
 
 def planner_offline(variables: dict[str, Any]) -> dict[str, Any]:
-    # Every intent needs the same facts today; the seam is here for plans that differ.
-    return {"slip": DEFAULT_SLIP}
+    needs_tools = variables["intent"] in TOOL_INTENTS or bool(variables["order_ids"])
+    return {"slip": TOOLS_SLIP if needs_tools else DEFAULT_SLIP}
 
 
 PROMPT = llm.Prompt(
     name="planner",
-    version="1",
+    version="2",
     system=(
         "You plan how a customer-service request is handled by a team of agents. "
         "Answer only with JSON matching the schema."
     ),
     template=(
-        "The customer's intent is {intent}. Agents you may use: {agents}.\n"
+        "The customer's intent is {intent}; order numbers mentioned: {order_ids}. Agents you may use: {agents}.\n"
+        "Use tools when the customer names an order, asks for a refund or asks for a person.\n"
         "Write the routing slip: a list of agent names in order; a nested list runs agents in parallel "
         "and must be followed by one agent that joins them. End with validator, then deliver.\n"
         "Message: {message}"
@@ -66,7 +70,7 @@ def plan_check(slip: Any) -> list[SlipEntry]:
 
 class Planner(Agent):
     name = "planner"
-    version = "1"
+    version = "2"
     queue = Queue.LLM
 
     def handle(self, envelope: Envelope) -> AgentResult:
@@ -74,6 +78,7 @@ class Planner(Agent):
             PROMPT,
             {
                 "intent": envelope.payload.get("intent", "other"),
+                "order_ids": envelope.payload.get("order_ids", []),
                 "agents": ", ".join(PLANNABLE),
                 "message": envelope.payload["message"],
             },

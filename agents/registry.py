@@ -15,6 +15,7 @@ AGENT_CLASSES = (
     "agents.planner.Planner",
     "agents.retrieval.Retrieval",
     "agents.account.Account",
+    "agents.tools.agent.ToolsAgent",
     "agents.responder.Responder",
     "agents.validator.Validator",
     "agents.deliver.Deliver",

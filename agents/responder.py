@@ -1,4 +1,4 @@
-"""Responder: drafts the reply from the retrieved passages and the customer's account facts."""
+"""Responder: drafts the reply from the retrieved passages, tool results and account facts."""
 
 from __future__ import annotations
 
@@ -13,16 +13,22 @@ from agents.knowledge import query_terms, tokenize
 MAX_SENTENCES = 3
 
 
-def order_sentences(order_ids: list[str], account: dict[str, Any]) -> list[str]:
-    orders = {o["id"]: o for o in account.get("orders", [])}
+def order_sentences(order_ids: list[str], lookups: dict[str, Any], actions: list[dict[str, Any]]) -> list[str]:
+    """What we can say about the orders the customer named: only their own, found by lookup."""
     lines = []
+    refunds = {a["order_id"]: a for a in actions if a.get("type") == "refund"}
     for order_id in order_ids:
-        order = orders.get(order_id)
-        if order is None:
+        order = lookups.get(order_id) or {"found": False}
+        if not order["found"]:
             lines.append(f"I could not find order {order_id} on your account.")
+        elif order_id in refunds and refunds[order_id].get("amount"):
+            refund = refunds[order_id]
+            lines.append(
+                f"Your refund of {refund['amount']} {refund['currency']} for order {order_id} "
+                f"({order['description']}) is confirmed."
+            )
         else:
-            status = order["status"].replace("_", " ")
-            lines.append(f"Your order {order_id} ({order['description']}) is {status}.")
+            lines.append(f"Your order {order_id} ({order['description']}) is {order['status'].replace('_', ' ')}.")
     return lines
 
 
@@ -41,7 +47,7 @@ def passage_sentences(question: str, passages: list[dict[str, Any]]) -> list[str
 
 def responder_offline(variables: dict[str, Any]) -> dict[str, Any]:
     passages = variables["passages"]
-    lines = order_sentences(variables["order_ids"], variables["account"])
+    lines = order_sentences(variables["order_ids"], variables["tool_results"].get("orders", {}), variables["actions"])
     chosen = passage_sentences(variables["message"], passages)
     lines += chosen
     if not lines:
@@ -55,18 +61,21 @@ def responder_offline(variables: dict[str, Any]) -> dict[str, Any]:
 
 PROMPT = llm.Prompt(
     name="responder",
-    version="1",
+    version="2",
     system=(
         "You are the support assistant of Tallow & Pine, an online outdoor shop. Answer the customer "
-        "using only the passages and account facts given. Never invent order numbers, amounts or "
-        "policies. If they do not answer the question, reply with an empty string. End the reply with "
-        "a line 'Source: <title>; <title>' naming the passages used. Answer only with JSON matching the schema."
+        "using only the passages, tool results and proposed actions given. Never invent order numbers, "
+        "amounts or policies, and never describe an order the tool results did not find. If a refund is "
+        "proposed, say it is confirmed with its amount. If nothing given answers the question, reply with "
+        "an empty string. End the reply with a line 'Source: <title>; <title>' naming the passages used. "
+        "Answer only with JSON matching the schema."
     ),
     template=(
         "Customer message: {message}\n"
         "Order numbers mentioned: {order_ids}\n"
         "Passages: {passages}\n"
-        "Account facts: {account}\n"
+        "Tool results: {tool_results}\n"
+        "Proposed actions: {actions}\n"
         "Earlier messages: {history}"
     ),
     schema={
@@ -80,7 +89,7 @@ PROMPT = llm.Prompt(
 
 class Responder(Agent):
     name = "responder"
-    version = "1"
+    version = "2"
     queue = Queue.LLM
 
     def handle(self, envelope: Envelope) -> AgentResult:
@@ -91,7 +100,8 @@ class Responder(Agent):
                 "message": payload["message"],
                 "order_ids": payload.get("order_ids", []),
                 "passages": payload.get("passages", []),
-                "account": payload.get("account", {}),
+                "tool_results": payload.get("tool_results", {}),
+                "actions": payload.get("proposed_actions", []),
                 "history": payload.get("history", []),
             },
             agent=self.name,

@@ -1,18 +1,25 @@
-"""Validator: checks the draft before it reaches the customer.
+"""Validator: checks the draft reply and the proposed actions before they reach anyone.
 
-The rule checks in `agents.grounding` (facts match the sources exactly, each
-sentence is supported) always apply; the LLM's verdict can only add reasons.
-A failed check escalates the run to a person with the reasons.
+Rule checks always apply: facts in the reply match the sources exactly, each
+sentence is supported, no staff-only note and no other customer's order details
+leak, and every proposed action is within policy. The LLM's verdict can only add
+reasons. A failed check escalates the run to a person with the reasons; a pass
+approves the proposed actions for deliver to execute.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agents import llm
 from agents.base import Agent, AgentResult, Outcome, Queue
 from agents.envelope import Envelope
-from agents.grounding import reply_check
+from agents.grounding import internal_note_check, reply_check
+from agents.tools.orders import customer_id_of, refund_problems
+from conversations.models import Order
+
+_ORDER_ID = re.compile(r"\bSB-\d{5}\b", re.IGNORECASE)
 
 
 def validator_offline(variables: dict[str, Any]) -> dict[str, Any]:
@@ -22,13 +29,14 @@ def validator_offline(variables: dict[str, Any]) -> dict[str, Any]:
 
 PROMPT = llm.Prompt(
     name="validator",
-    version="1",
+    version="2",
     system=(
-        "You check a customer-service reply before it is sent. It passes only if every statement is "
-        "supported by the sources, it promises nothing outside policy, and it reveals no other "
-        "customer's data or internal notes. Answer only with JSON matching the schema."
+        "You check a customer-service reply and its proposed actions before they are sent or executed. "
+        "It passes only if every statement is supported by the sources, it promises nothing outside "
+        "policy, and it reveals no other customer's data or internal notes. Answer only with JSON "
+        "matching the schema."
     ),
-    template="Reply: {reply}\nSources: {sources}",
+    template="Reply: {reply}\nProposed actions: {actions}\nSources: {sources}",
     schema={
         "type": "object",
         "properties": {"pass": {"type": "boolean"}, "reasons": {"type": "array", "items": {"type": "string"}}},
@@ -38,34 +46,63 @@ PROMPT = llm.Prompt(
 )
 
 
+def leak_check(reply: str, customer_id: str) -> list[str]:
+    """Reasons if the reply describes an order of another customer."""
+    reasons = []
+    for order_id in {m.upper() for m in _ORDER_ID.findall(reply)}:
+        order = Order.objects.filter(id=order_id).exclude(customer_id=customer_id).first()
+        if order and (order.description.lower() in reply.lower() or str(order.total) in reply):
+            reasons.append(f"leak: the reply describes order {order_id}, which is another customer's.")
+    return reasons
+
+
 class Validator(Agent):
     name = "validator"
-    version = "1"
+    version = "2"
     queue = Queue.LLM
+    may_approve_actions = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload
         draft = payload.get("draft", "")
-        report = reply_check(draft, payload)
-        reasons = list(report.reasons)
+        actions = payload.get("proposed_actions", [])
+        customer_id = customer_id_of(envelope.conversation_id)
+
+        reasons = reply_check(draft, payload).reasons + internal_note_check(draft) + leak_check(draft, customer_id)
+        action_problems = [
+            problem for action in actions for problem in refund_problems(
+                customer_id=customer_id, action=action, enforce_limit=True
+            )
+        ]  # fmt: skip
         usage = None
-        if report.passed:
+        if not reasons:
             response = llm.complete(
                 PROMPT,
                 {
                     "reply": draft,
-                    "sources": {"passages": payload.get("passages", []), "account": payload.get("account")},
+                    "actions": actions,
+                    "sources": {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})},
                 },
                 agent=self.name,
             )
             usage = response.usage
             if not response.data["pass"]:
                 reasons += [f"llm: {r}" for r in response.data["reasons"]] or ["llm: rejected without a reason."]
-        verdict = {"pass": not reasons, "reasons": reasons}
+
+        all_reasons = reasons + [f"{code}: {text}" for code, text in action_problems]
+        verdict = {"pass": not all_reasons, "reasons": all_reasons}
         result = AgentResult(payload={"verdict": verdict})
         if usage is not None:
             result.usage = usage
+        if not all_reasons:
+            result.payload["approved_actions"] = actions
+            return result
+        result.outcome = Outcome.ESCALATE
+        codes = {code for code, _ in action_problems}
         if reasons:
-            result.outcome = Outcome.ESCALATE
             result.reason = "validation_failed"
+        elif "refund_not_allowed" in codes:
+            result.reason = "refund_not_allowed"
+        else:
+            result.reason = "refund_over_limit"
         return result

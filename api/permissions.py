@@ -24,3 +24,14 @@ class IsCustomer(BasePermission):
 
 def request_customer(request: Any) -> Customer:
     return request.customer
+
+
+class IsReviewer(BasePermission):
+    """Staff in the reviewers group (holding orchestration.decide_reviewitem)."""
+
+    message = "Only staff in the reviewers group may use the review queue."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        from orchestration.reviews import user_is_reviewer
+
+        return user_is_reviewer(request.user)

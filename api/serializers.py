@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from conversations.models import Conversation, Message
-from orchestration.models import Run, Step
+from conversations.models import Conversation, Message, Order
+from orchestration.models import ReviewDecision, ReviewItem, Run, Step
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -102,3 +102,58 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_usage(self, run: Run) -> dict:
         return {"tokens": run.tokens_used, "cost_usd": str(run.cost_usd), "hops": run.hops_used}
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Order
+        fields = ["id", "description", "total", "currency", "status", "refunded_amount", "placed_at"]
+
+
+class ReviewDecisionSerializer(serializers.ModelSerializer):
+    reviewer = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReviewDecision
+        fields = ["decision", "reviewer", "created_at", "reply_before", "reply_after", "action_before", "action_after"]
+
+    def get_reviewer(self, decision: ReviewDecision) -> str | None:
+        return decision.reviewer.get_username() if decision.reviewer else None
+
+
+class ReviewItemSerializer(serializers.ModelSerializer):
+    run = RunSummarySerializer(read_only=True)
+    conversation = serializers.UUIDField(source="run.conversation_id", read_only=True)
+    decided_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReviewItem
+        fields = [
+            "id", "status", "reason", "detail", "reasons", "overdue", "created_at", "run", "conversation",
+            "proposed_reply", "proposed_action", "decided_at", "decided_by", "final_reply", "final_action",
+        ]  # fmt: skip
+
+    def get_decided_by(self, item: ReviewItem) -> str | None:
+        return item.decided_by.get_username() if item.decided_by else None
+
+
+class ReviewItemDetailSerializer(ReviewItemSerializer):
+    transcript = serializers.SerializerMethodField()
+    steps = serializers.SerializerMethodField()
+    decisions = ReviewDecisionSerializer(many=True, read_only=True)
+
+    class Meta(ReviewItemSerializer.Meta):
+        fields = [*ReviewItemSerializer.Meta.fields, "transcript", "steps", "decisions"]
+
+    def get_transcript(self, item: ReviewItem) -> list[dict]:
+        messages = Message.objects.filter(conversation_id=item.run.conversation_id).order_by("created_at", "id")
+        return MessageSerializer(messages, many=True).data
+
+    def get_steps(self, item: ReviewItem) -> list[dict]:
+        return StepSerializer(item.run.steps.order_by("hop", "id"), many=True).data
+
+
+class ReviewDecisionInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["approve", "edit", "reject"])
+    reply = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
+    action = serializers.JSONField(required=False, allow_null=True)

@@ -7,5 +7,9 @@ urlpatterns = [
     path("conversations/<str:conversation_id>/", views.ConversationDetailView.as_view(), name="conversation-detail"),
     path("conversations/<str:conversation_id>/messages/", views.MessageListView.as_view(), name="message-list"),
     path("runs/<str:run_id>/", views.RunDetailView.as_view(), name="run-detail"),
+    path("orders/", views.OrderListView.as_view(), name="order-list"),
+    path("reviews/", views.ReviewListView.as_view(), name="review-list"),
+    path("reviews/<str:item_id>/", views.ReviewDetailView.as_view(), name="review-detail"),
+    path("reviews/<str:item_id>/decision/", views.ReviewDecisionView.as_view(), name="review-decision"),
     path("health/", views.HealthView.as_view(), name="health"),
 ]

@@ -10,17 +10,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.health import health_report
-from api.permissions import IsCustomer
+from api.permissions import IsCustomer, IsReviewer
 from api.serializers import (
     ConversationDetailSerializer,
     ConversationSerializer,
     MessagePostSerializer,
     MessageSerializer,
+    OrderSerializer,
+    ReviewDecisionInputSerializer,
+    ReviewItemDetailSerializer,
+    ReviewItemSerializer,
     RunSerializer,
     RunSummarySerializer,
 )
-from conversations.selectors import conversation_get, conversation_list, message_list
+from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
+from orchestration.reviews import UNSET, review_decide, review_get, review_list_open
 from orchestration.selectors import run_get
 from orchestration.services import conversation_message_post
 from project.errors import InvalidInput
@@ -75,6 +80,43 @@ class MessageListView(CustomerView):
 class RunDetailView(CustomerView):
     def get(self, request: Request, run_id: str) -> Response:
         return Response(RunSerializer(run_get(customer=request.customer, run_id=run_id)).data)
+
+
+class OrderListView(CustomerView):
+    def get(self, request: Request) -> Response:
+        return Response(OrderSerializer(order_list(customer=request.customer), many=True).data)
+
+
+class ReviewListView(APIView):
+    permission_classes = [IsReviewer]
+
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(review_list_open(), request, view=self)
+        return paginator.get_paginated_response(ReviewItemSerializer(page, many=True).data)
+
+
+class ReviewDetailView(APIView):
+    permission_classes = [IsReviewer]
+
+    def get(self, request: Request, item_id: str) -> Response:
+        return Response(ReviewItemDetailSerializer(review_get(item_id)).data)
+
+
+class ReviewDecisionView(APIView):
+    permission_classes = [IsReviewer]
+
+    def post(self, request: Request, item_id: str) -> Response:
+        body = ReviewDecisionInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        item = review_decide(
+            item_id=item_id,
+            reviewer=request.user,
+            decision=body.validated_data["decision"],
+            reply=body.validated_data.get("reply", UNSET),
+            action=body.validated_data.get("action", UNSET),
+        )
+        return Response(ReviewItemDetailSerializer(item).data)
 
 
 class HealthView(APIView):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from conversations.models import Conversation, Message
@@ -42,8 +43,9 @@ class Run(models.Model):
     tokens_used = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     hops_used = models.PositiveIntegerField(default=0)
-    # The envelope the run was started with, for re-dispatch by the supervisor.
-    initial_envelope = models.JSONField(default=dict)
+    # The envelope a dispatch starts from: the run's first, or a review decision's.
+    # Recovery and replay re-dispatch from it; finished steps return their recorded output.
+    start_envelope = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -185,22 +187,33 @@ class ReviewItem(models.Model):
         EDITED = "edited"
         REJECTED = "rejected"
         EXPIRED = "expired"
-        CLOSED = "closed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="review_items")
-    # Why a person is needed: validation_failed, budget_exceeded, loop_detected, timed_out, stuck, ...
+    # Why a person is needed: validation_failed, refund_over_limit, budget_tokens, loop_detected, timed_out, ...
     reason = models.CharField(max_length=64, db_index=True)
     detail = models.TextField(blank=True)
+    # The validator's reasons, one per line item.
+    reasons = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
     proposed_reply = models.TextField(blank=True)
+    # Actions the agents proposed (e.g. [{"type": "refund", "order_id": ..., "amount": ...}]); never run unapproved.
     proposed_action = models.JSONField(null=True, blank=True)
+    # The run's envelope when it stopped: a decision resumes the run from here.
+    resume_envelope = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    overdue = models.BooleanField(default=False)
+    overdue = models.BooleanField(default=False, db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # What was finally sent and done (after any edit).
+    final_reply = models.TextField(blank=True)
+    final_action = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-overdue", "created_at"]
+        permissions = [("decide_reviewitem", "Can approve, edit or reject review items")]
         constraints = [
             models.UniqueConstraint(
                 fields=["run"], condition=models.Q(status="open"), name="review_one_open_item_per_run"
@@ -209,3 +222,30 @@ class ReviewItem(models.Model):
 
     def __str__(self) -> str:
         return f"review {self.id} ({self.reason}, {self.status})"
+
+    @property
+    def has_action(self) -> bool:
+        return bool(self.proposed_action)
+
+
+class ReviewDecision(models.Model):
+    """Who decided a review item, when, and what they changed."""
+
+    id = models.BigAutoField(primary_key=True)
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="decisions")
+    # Null for the supervisor's automatic denial.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision = models.CharField(max_length=16)
+    reply_before = models.TextField(blank=True)
+    reply_after = models.TextField(blank=True)
+    action_before = models.JSONField(null=True, blank=True)
+    action_after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} by {self.reviewer or 'supervisor'} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -63,9 +63,18 @@ def retry_countdown(attempt: int, retry_after: float | None = None) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
+#: Payload keys only a reviewer's decision writes (see orchestration.reviews).
+REVIEW_ONLY_KEYS = frozenset({"approved_by", "reply_role"})
+
+
 def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> tuple[Envelope, str]:
     """The envelope an agent's success produces, and what the flow does next:
     continue (the canvas goes on), replace (the slip changed: recompile) or stop."""
+    forbidden = REVIEW_ONLY_KEYS & set(result.payload)
+    if "approved_actions" in result.payload and not agent_get(agent_name).may_approve_actions:
+        forbidden.add("approved_actions")
+    if forbidden:
+        raise PermanentError(f"{agent_name} may not write {sorted(forbidden)} into the payload.")
     parallel = bool(envelope.slip) and isinstance(envelope.slip[0], list)
     if parallel and (result.slip is not None or result.handoff):
         raise PermanentError(f"{agent_name} runs in parallel and may not change the slip.")

@@ -92,8 +92,8 @@ def run_start(
             "history": message_history(conversation_id=conversation.id, limit=10)[:-1],
         },
     )
-    run.initial_envelope = envelope.to_dict()
-    run.save(update_fields=["initial_envelope"])
+    run.start_envelope = envelope.to_dict()
+    run.save(update_fields=["start_envelope"])
     transaction.on_commit(lambda: run_dispatch(run.id), robust=True)
     return run
 
@@ -108,7 +108,7 @@ def run_dispatch(run_id: object) -> None:
     from orchestration.tasks import supervisor_watchdog
 
     run = Run.objects.get(id=run_id)
-    envelope = Envelope.from_dict(run.initial_envelope)
+    envelope = Envelope.from_dict(run.start_envelope)
     envelope = envelope.evolve(budget=budget_snapshot(run))
     canvas_for(envelope).apply_async()
     countdown = max(0.0, (run.deadline_at - timezone.now()).total_seconds()) + 1
@@ -204,7 +204,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
         if step is None:
             halt = run_guard_check(run, envelope, agent.name, now)
             if halt is not None:
-                run_halt(run, halt)
+                run_halt(run, halt, envelope)
                 return StepStart(action="skip", reason=f"run halted: {halt.code}: {halt.message}")
         elif step.attempt - step.retry_base > agent.max_retries:
             step_attempts_abandon(step, now)
@@ -310,12 +310,7 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
         elif result.outcome == Outcome.COMPLETE:
             run_complete(run)
         elif result.outcome == Outcome.ESCALATE:
-            run_escalate(
-                run,
-                reason=result.reason or "escalated",
-                detail=_verdict_detail(envelope),
-                proposed_reply=envelope.payload.get("draft", ""),
-            )
+            run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope), envelope=envelope)
         elif control == "stop":
             run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
     return output
@@ -375,26 +370,34 @@ def run_complete(run: Run) -> None:
     run.save(update_fields=["status", "finished_at"])
 
 
-def run_halt(run: Run, error: RunHalted) -> None:
+def run_halt(run: Run, error: RunHalted, envelope: Envelope) -> None:
     """A guard stopped the run: a deadline times it out, anything else escalates it."""
     if isinstance(error, DeadlineExceeded):
-        run_time_out(run, detail=error.message)
+        run_time_out(run, detail=error.message, envelope=envelope)
     else:
-        run_escalate(run, reason=error.code, detail=error.message)
+        run_escalate(run, reason=error.code, detail=error.message, envelope=envelope)
 
 
-def run_escalate(run: Run, *, reason: str, detail: str = "", proposed_reply: str = "") -> ReviewItem:
+def run_escalate(run: Run, *, reason: str, detail: str = "", envelope: Envelope | None = None) -> ReviewItem:
     """Stop the run and hand it to a person (a review item); the customer is told."""
     run.status = Run.Status.AWAITING_REVIEW
     run.reason = reason
     run.reason_detail = detail
     run.save(update_fields=["status", "reason", "reason_detail"])
-    _customer_notice(run, "escalated", CUSTOMER_NOTICE_ESCALATED)
+    _customer_notice(run, f"escalated:{run.review_items.count()}", CUSTOMER_NOTICE_ESCALATED)
     logger.warning("run escalated: %s: %s", reason, detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
-    return review_item_open(run, reason=reason, detail=detail, proposed_reply=proposed_reply)
+    return review_item_open(run, reason=reason, detail=detail, envelope=envelope or run_latest_envelope(run))
 
 
-def run_time_out(run: Run, *, detail: str) -> ReviewItem:
+def run_latest_envelope(run: Run) -> Envelope:
+    """The envelope of the run's furthest completed step (or its first one)."""
+    step = run.steps.filter(status=Step.Status.COMPLETED).order_by("-hop", "-id").first()
+    if step is not None and step.output:
+        return Envelope.from_dict(step.output["envelope"])
+    return Envelope.from_dict(run.start_envelope)
+
+
+def run_time_out(run: Run, *, detail: str, envelope: Envelope | None = None) -> ReviewItem:
     """The run passed its deadline: stop it, cancel its running steps, hand it to a person."""
     now = timezone.now()
     run.status = Run.Status.TIMED_OUT
@@ -416,7 +419,7 @@ def run_time_out(run: Run, *, detail: str) -> ReviewItem:
         transaction.on_commit(lambda: tasks_revoke(task_ids), robust=True)
     _customer_notice(run, "timed_out", CUSTOMER_NOTICE_TIMED_OUT)
     logger.warning("run timed out: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
-    return review_item_open(run, reason="timed_out", detail=detail)
+    return review_item_open(run, reason="timed_out", detail=detail, envelope=envelope or run_latest_envelope(run))
 
 
 def tasks_revoke(task_ids: list[str]) -> None:
@@ -436,12 +439,21 @@ def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
     logger.warning("run failed: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
 
 
-def review_item_open(run: Run, *, reason: str, detail: str = "", proposed_reply: str = "") -> ReviewItem:
-    """The run's open review item (one per run at a time)."""
+def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) -> ReviewItem:
+    """The run's open review item (one per run at a time), with what the agents proposed."""
     item = ReviewItem.objects.filter(run=run, status=ReviewItem.Status.OPEN).first()
     if item is not None:
         return item
-    return ReviewItem.objects.create(run=run, reason=reason, detail=detail, proposed_reply=proposed_reply)
+    payload = envelope.payload
+    return ReviewItem.objects.create(
+        run=run,
+        reason=reason,
+        detail=detail,
+        reasons=list((payload.get("verdict") or {}).get("reasons", [])),
+        proposed_reply=payload.get("draft", ""),
+        proposed_action=payload.get("proposed_actions") or None,
+        resume_envelope=envelope.to_dict(),
+    )
 
 
 def _customer_notice(run: Run, kind: str, text: str) -> None:

@@ -1,4 +1,4 @@
-"""The supervisor: deadlines, stuck runs (and, later, review deadlines).
+"""The supervisor: run deadlines, stuck runs and review deadlines.
 
 Two triggers call the same functions: a per-run watchdog task scheduled at the
 run's deadline, and a periodic sweep by Celery beat that also catches what a
@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration.models import Run, Step
+from orchestration.reviews import reviews_expire, reviews_mark_overdue
 from orchestration.services import run_dispatch, run_escalate, run_time_out
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class SweepReport:
     timed_out: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
+    reviews_overdue: int = 0
+    """Review items newly marked overdue."""
+    reviews_expired: list[str] = field(default_factory=list)
+    """Review items whose proposed action was denied for want of a decision."""
 
 
 def run_deadline_enforce(run_id: object, now: datetime | None = None) -> bool:
@@ -85,7 +90,7 @@ def run_recover(run_id: object, now: datetime | None = None) -> str | None:
 
 
 def supervisor_sweep(now: datetime | None = None) -> SweepReport:
-    """One pass over active runs: deadlines first, then stuck runs."""
+    """One pass: run deadlines, stuck runs, then review deadlines."""
     now = now or timezone.now()
     report = SweepReport()
     overdue = Run.objects.filter(status__in=ACTIVE, deadline_at__lte=now).values_list("id", flat=True)
@@ -100,4 +105,6 @@ def supervisor_sweep(now: datetime | None = None) -> SweepReport:
             report.recovered.append(str(run_id))
         elif outcome == "escalated":
             report.escalated.append(str(run_id))
+    report.reviews_overdue = reviews_mark_overdue(now)
+    report.reviews_expired = reviews_expire(now)
     return report

@@ -6,6 +6,7 @@ behaviour; an agent module never touches Celery.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from celery import Task
@@ -57,7 +58,6 @@ def supervisor_watchdog(run_id: str) -> bool:
 
 
 @app.task(name="supervisor.sweep", queue="default", acks_late=True)
-def supervisor_sweep_task() -> dict[str, list[str]]:
-    """Run by beat: deadlines and stuck runs (see orchestration.supervisor)."""
-    report = supervisor_sweep()
-    return {"timed_out": report.timed_out, "recovered": report.recovered, "escalated": report.escalated}
+def supervisor_sweep_task() -> dict[str, object]:
+    """Run by beat: deadlines, stuck runs, review deadlines (see orchestration.supervisor)."""
+    return dataclasses.asdict(supervisor_sweep())

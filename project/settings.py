@@ -254,3 +254,14 @@ SUPERVISOR_SWEEP_SECONDS = env_float("SUPERVISOR_SWEEP_SECONDS", 30.0)
 SUPERVISOR_STALL_SECONDS = env_float("SUPERVISOR_STALL_SECONDS", 120.0)
 # A stuck run is re-dispatched this many times, then escalated to a person.
 SUPERVISOR_MAX_RECOVERIES = env_int("SUPERVISOR_MAX_RECOVERIES", 2)
+
+# --- Refunds and human review ---------------------------------------------------------
+# Refunds above this amount (in the order's currency) are never executed by an agent:
+# a person approves them first.
+REFUND_AUTO_LIMIT = env_float("REFUND_AUTO_LIMIT", 100.0)
+# An open review item waiting longer than this is marked overdue (shown first).
+REVIEW_OVERDUE_SECONDS = env_float("REVIEW_OVERDUE_SECONDS", 15 * 60)
+# A proposed action left undecided this long is denied, and the customer told.
+REVIEW_EXPIRE_SECONDS = env_float("REVIEW_EXPIRE_SECONDS", 24 * 3600)
+# The Django group whose members may decide review items.
+REVIEWERS_GROUP = "reviewers"

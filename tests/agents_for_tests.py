@@ -23,6 +23,7 @@ PATHS = [
     "tests.agents_for_tests.LoopA",
     "tests.agents_for_tests.LoopB",
     "tests.agents_for_tests.LoopC",
+    "tests.agents_for_tests.Liar",
 ]
 
 
@@ -91,3 +92,12 @@ class LoopC(Agent):
 
     def handle(self, envelope: Envelope) -> AgentResult:
         return AgentResult(handoff=["loop_a"])
+
+
+class Liar(Agent):
+    """A responder that makes things up: an order number and an amount no tool returned."""
+
+    name = "liar"
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        return AgentResult(payload={"draft": "Your refund of 999.00 EUR for order SB-00001 is confirmed."})

@@ -13,10 +13,12 @@ from tests.test_envelope import make_envelope
 
 
 def test_registry_names_every_agent_once() -> None:
+    from django.utils.module_loading import import_string
+
     from agents.registry import AGENT_CLASSES
 
-    built_in = {"triage", "planner", "retrieval", "account", "responder", "validator", "deliver"}
-    assert {path.rsplit(".", 1)[1].lower() for path in AGENT_CLASSES} == built_in
+    built_in = {"triage", "planner", "retrieval", "account", "tools", "responder", "validator", "deliver"}
+    assert {import_string(path).name for path in AGENT_CLASSES} == built_in
     assert built_in <= set(agents_all())  # the tests add their fault agents
     assert agent_get("triage").queue == "llm"
     with pytest.raises(KeyError, match="No agent named 'nope'"):
@@ -91,9 +93,16 @@ def test_responder_drafts_nothing_without_passages() -> None:
     assert agent_get("responder").handle(make_envelope(payload=payload)).payload["draft"] == ""
 
 
-def test_validator_passes_a_grounded_reply() -> None:
+@pytest.fixture
+def conversation_id(db) -> str:
+    from conversations.services import conversation_create, customer_create
+
+    return str(conversation_create(customer=customer_create(email="v@example.com")).id)
+
+
+def test_validator_passes_a_grounded_reply(conversation_id) -> None:
     payload = shipping_payload() | {"draft": "Standard shipping takes 2 to 4 business days within Germany."}
-    result = agent_get("validator").handle(make_envelope(payload=payload))
+    result = agent_get("validator").handle(make_envelope(conversation_id=conversation_id, payload=payload))
     assert result.outcome == Outcome.CONTINUE
     assert result.payload["verdict"] == {"pass": True, "reasons": []}
 
@@ -107,11 +116,12 @@ def test_validator_passes_a_grounded_reply() -> None:
         ("Your order SB-99999 was refunded.", "unsupported_facts: SB-99999"),
         ("We will send you a free unicorn with every purchase.", "ungrounded"),
         ("Standard shipping takes 2 to 4 business days.\n\nSource: Secret memo", "unknown_source"),
+        ("Goodwill refunds up to 20 EUR may be granted without a return.", "internal_note"),
     ],
 )
-def test_validator_rejects_empty_or_ungrounded_replies(draft: str, reason: str) -> None:
+def test_validator_rejects_empty_or_ungrounded_replies(conversation_id, draft: str, reason: str) -> None:
     payload = shipping_payload() | {"draft": draft}
-    result = agent_get("validator").handle(make_envelope(payload=payload))
+    result = agent_get("validator").handle(make_envelope(conversation_id=conversation_id, payload=payload))
     assert result.outcome == Outcome.ESCALATE
     assert result.reason == "validation_failed"
     assert any(r.startswith(reason) for r in result.payload["verdict"]["reasons"]), result.payload["verdict"]

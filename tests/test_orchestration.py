@@ -35,7 +35,7 @@ def assert_escalated(run: Run, reason: str) -> ReviewItem:
 def test_the_same_messages_delivered_twice_have_one_effect(worker, start_run) -> None:
     run = start_run()
     # Send the run's first messages again, twice, with the same task ids each time.
-    duplicate = canvas_for(Envelope.from_dict(run.initial_envelope))
+    duplicate = canvas_for(Envelope.from_dict(run.start_envelope))
     duplicate.freeze()
     duplicate.apply_async()
     duplicate.apply_async()

@@ -195,7 +195,11 @@ class Passage:
         }
 
 
+INTERNAL_PREFIX = "> Internal:"
+
+
 def document_parse(doc_id: str, markdown: str) -> list[Passage]:
+    """Sections of a document; lines starting '> Internal:' are staff notes and are left out."""
     title, section, lines, passages = doc_id, "", [], []
 
     def flush() -> None:
@@ -205,6 +209,8 @@ def document_parse(doc_id: str, markdown: str) -> list[Passage]:
         lines.clear()
 
     for line in markdown.splitlines():
+        if line.startswith(INTERNAL_PREFIX):
+            continue
         if line.startswith("# "):
             title = line[2:].strip()
         elif line.startswith("## "):
@@ -262,3 +268,14 @@ def index_get() -> Index:
         document_frequency=dict(frequency),
         average_length=sum(lengths) / max(1, len(lengths)),
     )
+
+
+@lru_cache(maxsize=1)
+def internal_notes() -> tuple[str, ...]:
+    """Staff-only notes in the documents: never retrieved, never to reach a customer."""
+    notes = []
+    for path in sorted(DOCS_DIR.glob("*.md")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(INTERNAL_PREFIX):
+                notes.append(line[len(INTERNAL_PREFIX) :].strip())
+    return tuple(notes)

@@ -1,0 +1,123 @@
+"""Tools agent: asks the LLM which tools to call, runs the read-only ones, proposes the rest.
+
+Order lookups run now (scoped to the customer); a refund is only proposed (the
+validator checks it, deliver executes it through the ledger); escalate_to_human
+stops the run for a person.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agents import llm
+from agents.base import Agent, AgentResult, Queue
+from agents.envelope import Envelope
+from agents.tools.escalate import escalate_to_human
+from agents.tools.orders import ORDER_ID, order_lookup, parse_amount
+from project.errors import PermanentError
+
+TOOLS = ("order_lookup", "refund", "escalate_to_human")
+_AMOUNT = re.compile(r"(?:€\s*(\d+(?:[.,]\d{1,2})?))|(?:(\d+(?:[.,]\d{1,2})?)\s*(?:eur\b|euros?\b|€))", re.I)
+
+
+def requested_amount(message: str) -> str | None:
+    match = _AMOUNT.search(message)
+    if not match:
+        return None
+    return (match.group(1) or match.group(2)).replace(",", ".")
+
+
+def tools_offline(variables: dict[str, Any]) -> dict[str, Any]:
+    intent, order_ids = variables["intent"], variables["order_ids"]
+    calls: list[dict[str, Any]] = []
+    if intent == "human":
+        calls.append({"tool": "escalate_to_human", "arguments": {"reason": "The customer asked for a person."}})
+    calls += [{"tool": "order_lookup", "arguments": {"order_id": order_id}} for order_id in order_ids]
+    if intent == "refund" and len(order_ids) == 1:
+        amount = requested_amount(variables["message"])
+        calls.append({"tool": "refund", "arguments": {"order_id": order_ids[0], "amount": amount}})
+    return {"calls": calls}
+
+
+PROMPT = llm.Prompt(
+    name="tools",
+    version="1",
+    system=(
+        "You decide which tools to call for a customer of Tallow & Pine. Tools: order_lookup(order_id) reads "
+        "one of the customer's orders; refund(order_id, amount) proposes a refund (amount null = the whole "
+        "refundable remainder), which is checked before anything happens; escalate_to_human(reason) hands "
+        "the conversation to a person. Only use order numbers the customer wrote. Answer only with JSON."
+    ),
+    template="Intent: {intent}\nOrder numbers in the message: {order_ids}\nMessage: {message}",
+    schema={
+        "type": "object",
+        "properties": {
+            "calls": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"tool": {"type": "string", "enum": list(TOOLS)}, "arguments": {"type": "object"}},
+                    "required": ["tool", "arguments"],
+                },
+            }
+        },
+        "required": ["calls"],
+    },
+    offline=tools_offline,
+)
+
+
+class ToolsAgent(Agent):
+    name = "tools"
+    version = "1"
+    queue = Queue.LLM
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        payload = envelope.payload
+        response = llm.complete(
+            PROMPT,
+            {
+                "intent": payload.get("intent", "other"),
+                "order_ids": payload.get("order_ids", []),
+                "message": payload["message"],
+            },
+            agent=self.name,
+        )
+        lookups: dict[str, Any] = {}
+        actions: list[dict[str, Any]] = []
+        for call in response.data["calls"]:
+            tool, arguments = call.get("tool"), call.get("arguments") or {}
+            if tool == "escalate_to_human":
+                result = escalate_to_human(str(arguments.get("reason", "")))
+                result.usage = response.usage
+                return result
+            order_id = str(arguments.get("order_id", "")).upper()
+            if not ORDER_ID.match(order_id):
+                raise PermanentError(f"the model called {tool} with order id {order_id!r}.")
+            if tool == "order_lookup":
+                lookups[order_id] = order_lookup(conversation_id=envelope.conversation_id, order_id=order_id)
+            elif tool == "refund":
+                lookup = lookups.get(order_id) or order_lookup(
+                    conversation_id=envelope.conversation_id, order_id=order_id
+                )
+                lookups[order_id] = lookup
+                actions.append(refund_action(order_id, arguments.get("amount"), lookup))
+            else:
+                raise PermanentError(f"the model called an unknown tool {tool!r}.")
+        return AgentResult(
+            payload={"tool_results": {"orders": lookups}, "proposed_actions": actions}, usage=response.usage
+        )
+
+
+def refund_action(order_id: str, amount: Any, lookup: dict[str, Any]) -> dict[str, Any]:
+    """A proposed refund; without an amount, the order's whole refundable remainder."""
+    if amount is None and lookup.get("found"):
+        amount = lookup["refundable"]
+    parsed = parse_amount(amount) if amount is not None else None
+    return {
+        "type": "refund",
+        "order_id": order_id,
+        "amount": f"{parsed:.2f}" if parsed is not None else None,
+        "currency": lookup.get("currency", "EUR"),
+    }

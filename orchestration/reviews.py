@@ -1,0 +1,292 @@
+"""The human-review queue: decisions, resuming the run, and review deadlines.
+
+A decision resumes the run through Celery from the envelope stored on the
+review item: only `deliver` runs, with exactly the reply and actions decided
+here (as edited by the reviewer) — nothing is re-derived by an agent after
+approval. Refunds go through the ledger, so a second click refunds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from agents.envelope import Envelope
+from agents.tools.orders import customer_id_of, refund_problems
+from conversations.models import Message
+from orchestration.models import ReviewDecision, ReviewItem, Run
+from orchestration.services import run_dispatch
+from project.errors import Conflict, InvalidInput, NotFound, SwitchboardError
+
+logger = logging.getLogger(__name__)
+
+REJECTION_DEFAULT = (
+    "A member of our team looked at your request and could not approve it. Reply here if you need more help."
+)
+EXPIRED_REPLY = (
+    "We could not confirm your request in time, so nothing was changed. "
+    "Please write to us again if you still need help."
+)
+DECISIONS = ("approve", "edit", "reject")
+#: Marks "the reviewer did not send this field" (None means an explicit null).
+UNSET: Any = object()
+
+
+class NotAReviewer(SwitchboardError):
+    """Only staff in the reviewers group may decide review items."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+#: What the reviewers group may do (also set by migration 0004).
+REVIEWER_PERMISSIONS = [
+    ("orchestration", "decide_reviewitem"),
+    ("orchestration", "view_reviewitem"),
+    ("orchestration", "view_reviewdecision"),
+    ("orchestration", "view_run"),
+    ("orchestration", "view_step"),
+    ("orchestration", "view_stepattempt"),
+    ("conversations", "view_conversation"),
+    ("conversations", "view_message"),
+    ("conversations", "view_order"),
+]
+
+
+def reviewers_group() -> Group:
+    """The reviewers group with its permissions (created if missing)."""
+    group, _ = Group.objects.get_or_create(name=settings.REVIEWERS_GROUP)
+    for app_label, codename in REVIEWER_PERMISSIONS:
+        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
+def user_is_reviewer(user: Any) -> bool:
+    return bool(
+        user and user.is_authenticated and user.is_active and user.is_staff
+        and user.has_perm("orchestration.decide_reviewitem")
+    )  # fmt: skip
+
+
+def review_list_open() -> QuerySet[ReviewItem]:
+    """Open items, overdue first, then oldest first."""
+    return (
+        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+        .select_related("run")
+        .order_by("-overdue", "created_at")
+    )
+
+
+def review_get(item_id: object) -> ReviewItem:
+    try:
+        item_uuid = uuid.UUID(str(item_id))
+    except ValueError:
+        raise NotFound("Review item not found.") from None
+    item = ReviewItem.objects.select_related("run").filter(id=item_uuid).first()
+    if item is None:
+        raise NotFound("Review item not found.")
+    return item
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a reviewer decided, normalised."""
+
+    kind: str
+    """approve, edit or reject."""
+    reply: str
+    """The message the customer receives."""
+    role: str
+    """assistant when the agents' reply is sent as is; human_agent when a person wrote or changed it."""
+    actions: list[dict[str, Any]]
+    """Actions to execute (empty for reject)."""
+
+
+def decision_normalise(item: ReviewItem, kind: str, reply: Any = UNSET, action: Any = UNSET) -> Decision:
+    """Check a decision against the item; raise InvalidInput saying what is wrong."""
+    if kind not in DECISIONS:
+        raise InvalidInput(f"decision must be one of {', '.join(DECISIONS)}.")
+    proposed_actions = list(item.proposed_action or [])
+    if kind == "approve":
+        if reply is not UNSET or action is not UNSET:
+            raise InvalidInput("approve sends the proposed reply and actions as they are; use edit to change them.")
+        if not item.proposed_reply.strip():
+            raise InvalidInput("there is no proposed reply to approve; use edit (with a reply) or reject.")
+        return Decision("approve", item.proposed_reply, Message.Role.ASSISTANT, proposed_actions)
+    if kind == "reject":
+        if action is not UNSET and action not in (None, []):
+            raise InvalidInput("reject executes no action; leave out action.")
+        text = REJECTION_DEFAULT if reply is UNSET or reply is None else _reply_clean(reply)
+        return Decision("reject", text, Message.Role.HUMAN_AGENT, [])
+    text = item.proposed_reply if reply is UNSET else _reply_clean(reply)
+    if not text.strip():
+        raise InvalidInput("edit needs a reply for the customer.")
+    actions = proposed_actions if action is UNSET else _actions_clean(item, action)
+    return Decision("edit", text, Message.Role.HUMAN_AGENT, actions)
+
+
+def _reply_clean(reply: Any) -> str:
+    if not isinstance(reply, str) or not reply.strip():
+        raise InvalidInput("reply must be a non-empty string.")
+    if len(reply) > settings.MESSAGE_MAX_CHARS:
+        raise InvalidInput(f"reply is {len(reply)} characters; the limit is {settings.MESSAGE_MAX_CHARS}.")
+    return reply.strip()
+
+
+def _actions_clean(item: ReviewItem, action: Any) -> list[dict[str, Any]]:
+    """A reviewer's actions: a refund of the run's customer's own order, within its refundable amount."""
+    if action is None:
+        return []
+    actions = [action] if isinstance(action, dict) else action
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        raise InvalidInput("action must be an action object, a list of them, or null.")
+    customer_id = customer_id_of(str(item.run.conversation_id))
+    cleaned = []
+    for entry in actions:
+        candidate = {"type": entry.get("type", "refund"), **entry}
+        problems = refund_problems(customer_id=customer_id, action=candidate, enforce_limit=False)
+        if problems:
+            raise InvalidInput("action refused: " + " ".join(text for _, text in problems))
+        cleaned.append(
+            {
+                "type": "refund",
+                "order_id": candidate["order_id"],
+                "amount": f"{float(candidate['amount']):.2f}",
+                "currency": candidate.get("currency", "EUR"),
+            }
+        )
+    return cleaned
+
+
+def review_decide(
+    *, item_id: object, reviewer: Any, decision: str, reply: Any = UNSET, action: Any = UNSET
+) -> ReviewItem:
+    """Record a reviewer's decision and resume the run. A second decision on the same item
+    (another reviewer, a second click) is refused with Conflict; the first one stands."""
+    if not user_is_reviewer(reviewer):
+        raise NotAReviewer("Only staff in the reviewers group may decide review items.")
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().filter(id=review_get(item_id).id).select_related("run").first()
+        if item.status != ReviewItem.Status.OPEN:
+            by = f" by {item.decided_by.get_username()}" if item.decided_by else ""
+            raise Conflict(
+                f"This item was already decided ({item.status}{by} at {item.decided_at:%Y-%m-%d %H:%M:%S} UTC)."
+            )
+        normalised = decision_normalise(item, decision, reply, action)
+        _decision_apply(item, normalised, reviewer)
+    logger.info(
+        "review %s: %s by %s", item.id, normalised.kind, reviewer.get_username(),
+        extra={"run_id": str(item.run_id), "trace_id": item.run.trace_id},
+    )  # fmt: skip
+    return item
+
+
+def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None:
+    """Inside the item's row lock: record the decision and resume the run after commit."""
+    now = timezone.now()
+    ReviewDecision.objects.create(
+        item=item,
+        reviewer=reviewer,
+        decision=decision.kind,
+        reply_before=item.proposed_reply,
+        reply_after=decision.reply,
+        action_before=item.proposed_action,
+        action_after=decision.actions or None,
+    )
+    item.status = {
+        "approve": ReviewItem.Status.APPROVED,
+        "edit": ReviewItem.Status.EDITED,
+        "reject": ReviewItem.Status.REJECTED,
+        "expire": ReviewItem.Status.EXPIRED,
+    }[decision.kind]
+    item.decided_at = now
+    item.decided_by = reviewer
+    item.final_reply = decision.reply
+    item.final_action = decision.actions or None
+    item.save()
+    run = Run.objects.select_for_update().get(id=item.run_id)
+    envelope = resume_envelope(item, decision, approved_by=reviewer.get_username() if reviewer else "supervisor")
+    run_resume(run, envelope)
+    # If the broker is down now, the supervisor's sweep re-dispatches from the stored envelope.
+    transaction.on_commit(lambda: run_dispatch(run.id), robust=True)
+
+
+def run_resume(run: Run, envelope: Envelope) -> None:
+    """Back to running for the decided step: a fresh deadline, and budgets raised to what was
+    already spent (a person decided to go on; the guards must not stop their decision)."""
+    now = timezone.now()
+    budget = dict(run.budget)
+    budget["max_tokens"] = max(int(budget["max_tokens"]), run.tokens_used)
+    budget["max_cost_usd"] = max(float(budget["max_cost_usd"]), float(run.cost_usd))
+    budget["max_hops"] = max(int(budget["max_hops"]), run.hops_used + 1)
+    budget["max_agent_visits"] = int(budget["max_agent_visits"]) + 1
+    run.budget = budget
+    run.status = Run.Status.RUNNING
+    run.finished_at = None
+    run.last_progress_at = now
+    run.deadline_at = now + timedelta(seconds=float(budget["deadline_seconds"]))
+    run.start_envelope = envelope.to_dict()
+    run.recoveries = 0
+    run.save(
+        update_fields=[
+            "budget", "status", "finished_at", "last_progress_at", "deadline_at", "start_envelope", "recoveries",
+        ]
+    )  # fmt: skip
+
+
+def resume_envelope(item: ReviewItem, decision: Decision, *, approved_by: str) -> Envelope:
+    """The stored envelope, sent to deliver with exactly the decided reply and actions."""
+    stored = Envelope.from_dict(item.resume_envelope or item.run.start_envelope)
+    payload = {
+        **stored.payload,
+        "draft": decision.reply,
+        "verdict": {"pass": True, "reasons": [], "decided_by": approved_by, "decision": decision.kind},
+        "approved_actions": decision.actions,
+        "approved_by": approved_by,
+        "reply_role": decision.role,
+        "review_item_id": str(item.id),
+    }
+    return stored.evolve(slip=["deliver"], payload=payload)
+
+
+# --- Review deadlines (called by the supervisor's sweep) ------------------------------
+
+
+def reviews_mark_overdue(now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=settings.REVIEW_OVERDUE_SECONDS)
+    return ReviewItem.objects.filter(status=ReviewItem.Status.OPEN, overdue=False, created_at__lt=limit).update(
+        overdue=True
+    )
+
+
+def reviews_expire(now: datetime | None = None) -> list[str]:
+    """Deny proposed actions nobody decided in time; the customer is told. Returns item ids."""
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=settings.REVIEW_EXPIRE_SECONDS)
+    expired = []
+    candidates = ReviewItem.objects.filter(
+        status=ReviewItem.Status.OPEN, created_at__lt=limit, proposed_action__isnull=False
+    ).values_list("id", flat=True)
+    for item_id in list(candidates[:200]):
+        with transaction.atomic():
+            item = (
+                ReviewItem.objects.select_for_update(skip_locked=True)
+                .filter(id=item_id, status=ReviewItem.Status.OPEN)
+                .select_related("run")
+                .first()
+            )
+            if item is None or not item.has_action:
+                continue
+            _decision_apply(item, Decision("expire", EXPIRED_REPLY, Message.Role.SYSTEM, []), None)
+            expired.append(str(item.id))
+    return expired
