@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -304,7 +305,10 @@ def test_the_admin_queue_works_for_reviewers_and_refuses_other_staff(worker, sho
     filtered = client.get("/admin/orchestration/reviewitem/?reason=customer_asked_for_person").content.decode()
     assert str(ReviewItem.objects.get(run=other_run).id) in filtered and str(item.id) not in filtered
 
-    response = client.post(f"/admin/orchestration/reviewitem/{item.id}/decide/", {"decision": "approve"}, follow=True)
+    # Post where the page's own decision form posts.
+    action = re.search(r'<form id="sb-decide" method="post" action="([^"]+)"', detail).group(1)
+    assert action == f"/admin/orchestration/reviewitem/{item.id}/decide/"
+    response = client.post(action, {"decision": "approve"}, follow=True)
     assert "Decision recorded: approved" in response.content.decode()
     response = client.post(f"/admin/orchestration/reviewitem/{item.id}/decide/", {"decision": "approve"}, follow=True)
     assert "already decided" in response.content.decode()

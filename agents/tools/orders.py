@@ -69,7 +69,7 @@ def refund_problems(*, customer_id: str, action: dict[str, Any], enforce_limit: 
         )
     if action.get("currency", order.currency) != order.currency:
         problems.append(("refund_not_allowed", f"order {order_id} is in {order.currency}."))
-    limit = Decimal(str(settings.REFUND_AUTO_LIMIT))
+    limit = Decimal(str(settings.REFUND_AUTO_LIMIT)).quantize(Decimal("0.01"))
     if enforce_limit and amount > limit:
         problems.append(
             ("refund_over_limit", f"refund of {amount} {order.currency} is above the {limit} limit for agents.")
