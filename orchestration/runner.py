@@ -27,7 +27,7 @@ from agents.registry import agent_get
 from orchestration import services
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
-from project.errors import InvalidEnvelope, PermanentError, TransientError
+from project.errors import InvalidEnvelope, PermanentError, RunHalted, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,11 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         _retry_or_fail(task, agent.max_retries, start, exc, None, log)
         _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
         raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
+    except RunHalted as exc:
+        # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
+        services.step_halt(start=start, error=exc, envelope=envelope)
+        logger.warning("run halted by %s: %s", agent_name, exc.message, extra=log)
+        return _stop(task, envelope.to_dict())
     except Exception as exc:
         # Anything else is permanent: retrying the same input cannot fix it.
         services.step_fail(start=start, error=exc, will_retry=False)

@@ -339,6 +339,23 @@ def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> No
             run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {text}")
 
 
+def step_halt(*, start: StepStart, error: RunHalted, envelope: Envelope) -> None:
+    """An agent stopped the run (e.g. the LLM's circuit is open): the step fails, the run escalates."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(id=start.run_id)
+        step = Step.objects.select_for_update().get(id=start.step_id)
+        _attempt_finish(start.attempt_id, StepAttempt.Status.FAILED, now, error=error)
+        step.status = Step.Status.FAILED
+        step.error = f"{type(error).__name__}: {error.message}"
+        step.finished_at = now
+        step.duration_ms = _ms(now - step.started_at)
+        step.lease_expires_at = None
+        step.save()
+        if run.status == Run.Status.RUNNING:
+            run_halt(run, error, envelope)
+
+
 def _attempt_finish(attempt_id: int | None, status: str, now: Any, error: BaseException | None = None) -> None:
     if attempt_id is None:
         return

@@ -210,12 +210,29 @@ EXTRA_AGENTS = env_list("SWITCHBOARD_EXTRA_AGENTS")
 
 # --- LLM -----------------------------------------------------------------------
 LLM_PROVIDER = env_str("LLM_PROVIDER", "offline")
-if LLM_PROVIDER not in ("offline",):
-    raise ImproperlyConfigured(f"LLM_PROVIDER {LLM_PROVIDER!r} is not available; use offline.")
+if LLM_PROVIDER not in ("offline", "openai"):
+    raise ImproperlyConfigured(f"LLM_PROVIDER must be offline or openai, got {LLM_PROVIDER!r}.")
+# Any OpenAI-compatible server: OpenAI itself (unset), vLLM, Ollama, a LiteLLM proxy, ...
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL") or None
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+if LLM_PROVIDER == "openai" and not OPENAI_API_KEY:
+    raise ImproperlyConfigured("LLM_PROVIDER=openai needs OPENAI_API_KEY (local servers accept any non-empty key).")
 LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini")
+# Per-agent models: "validator=gpt-4o,responder=gpt-4o-mini".
+LLM_MODEL_OVERRIDES = dict(item.split("=", 1) for item in env_list("LLM_MODEL_OVERRIDES") if "=" in item)
 LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 30.0)
+# Retries inside the openai client; 0 by default: the step's retries are visible and do not block a worker.
+LLM_CLIENT_MAX_RETRIES = env_int("LLM_CLIENT_MAX_RETRIES", 0)
+# json_schema (OpenAI, vLLM, recent Ollama), json_object (JSON mode only) or none (the prompt asks for JSON).
+LLM_STRUCTURED_OUTPUT = env_str("LLM_STRUCTURED_OUTPUT", "json_schema")
+if LLM_STRUCTURED_OUTPUT not in ("json_schema", "json_object", "none"):
+    raise ImproperlyConfigured("LLM_STRUCTURED_OUTPUT must be json_schema, json_object or none.")
+# The circuit breaker per provider and model: opens after this many failures in a row ...
+LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5)
+# ... and lets one probe through after this many seconds.
+LLM_BREAKER_COOLDOWN_SECONDS = env_float("LLM_BREAKER_COOLDOWN_SECONDS", 30.0)
+# A 429's Retry-After is honoured up to this many seconds.
+LLM_RETRY_AFTER_MAX_SECONDS = env_float("LLM_RETRY_AFTER_MAX_SECONDS", 60.0)
 # US dollars per million tokens, [input, output], by model; LLM_PRICES_JSON adds or overrides entries.
 LLM_PRICES: dict[str, list[float]] = {
     "offline-deterministic": [0.0, 0.0],

@@ -17,9 +17,11 @@ __all__ = ["LLMResponse", "Prompt", "complete", "provider_get"]
 
 
 def provider_get() -> LLMProvider:
-    if settings.LLM_PROVIDER == "offline":
-        return OfflineProvider()
-    raise NotImplementedError(f"LLM provider {settings.LLM_PROVIDER!r} is not available yet.")
+    if settings.LLM_PROVIDER == "openai":
+        from agents.llm.openai_provider import OpenAIProvider
+
+        return OpenAIProvider()
+    return OfflineProvider()
 
 
 def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:

@@ -26,6 +26,9 @@ class Prompt:
     """Deterministic answer used by the offline provider: a dict for JSON prompts, else text."""
     schema: dict[str, Any] | None = None
     """JSON schema of the expected answer; None for free text."""
+    tools: list[dict[str, Any]] | None = None
+    """Function specs (name, description, parameters) for prompts answered with tool calls;
+    the calls are returned as {"calls": [{"tool": name, "arguments": {...}}]}."""
 
     @property
     def label(self) -> str:

@@ -65,6 +65,34 @@ PROMPT = llm.Prompt(
         "required": ["calls"],
     },
     offline=tools_offline,
+    tools=[
+        {
+            "name": "order_lookup",
+            "description": "Read one of the customer's own orders.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string", "description": "e.g. SB-12345"}},
+                "required": ["order_id"],
+            },
+        },
+        {
+            "name": "refund",
+            "description": "Propose a refund; it is checked, and may need a person's approval, first.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "amount": {"type": ["string", "null"], "description": "in the order's currency; null = all"},
+                },
+                "required": ["order_id"],
+            },
+        },
+        {
+            "name": "escalate_to_human",
+            "description": "Hand the conversation to a person.",
+            "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]},
+        },
+    ],
 )
 
 

@@ -1,0 +1,73 @@
+"""A circuit breaker per provider and model, its state in Redis (shared by every worker).
+
+closed: calls go through; consecutive failures are counted. After
+LLM_BREAKER_FAILURES in a row it opens: calls fail at once with LLMCircuitOpen
+(no request is sent) for LLM_BREAKER_COOLDOWN_SECONDS. Then it is half-open:
+one caller at a time is let through as a probe; success closes it, failure
+opens it again.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+
+import redis
+from django.conf import settings
+
+from agents.llm.errors import LLMCircuitOpen
+
+KEY_PREFIX = "switchboard:breaker:"
+# State outlives any cool-down but not forever.
+STATE_TTL_SECONDS = 24 * 3600
+
+
+@cache
+def _redis(url: str) -> redis.Redis:
+    # One connection pool per process; redis-py clients are thread-safe.
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+class CircuitBreaker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.key = KEY_PREFIX + name
+        self.probe_key = self.key + ":probe"
+        self.client = _redis(settings.REDIS_URL)
+        self.threshold = settings.LLM_BREAKER_FAILURES
+        self.cooldown = settings.LLM_BREAKER_COOLDOWN_SECONDS
+
+    def state(self) -> str:
+        raw = self.client.hget(self.key, "state")
+        return raw.decode() if raw else "closed"
+
+    def before_call(self) -> bool:
+        """Raise LLMCircuitOpen if calls are paused; return True if this call is the half-open probe."""
+        data = self.client.hgetall(self.key)
+        if data.get(b"state") != b"open":
+            return False
+        waited = time.time() - float(data.get(b"opened_at", b"0"))
+        if waited < self.cooldown:
+            raise LLMCircuitOpen(
+                f"{self.name} failed {self.threshold} times in a row; calls are paused for "
+                f"{self.cooldown - waited:.0f} more seconds."
+            )
+        probe_ttl = int(settings.LLM_TIMEOUT_SECONDS * 2) + 5
+        if not self.client.set(self.probe_key, "1", nx=True, ex=probe_ttl):
+            raise LLMCircuitOpen(f"{self.name} is being probed after failures; calls are paused until it answers.")
+        return True
+
+    def record_success(self) -> None:
+        self.client.delete(self.key, self.probe_key)
+
+    def record_failure(self, probing: bool) -> None:
+        with self.client.pipeline() as pipe:
+            pipe.hincrby(self.key, "failures", 1)
+            pipe.expire(self.key, STATE_TTL_SECONDS)
+            failures = pipe.execute()[0]
+        if probing or failures >= self.threshold:
+            self.client.hset(self.key, mapping={"state": "open", "opened_at": str(time.time())})
+            self.client.delete(self.probe_key)
+
+    def reset(self) -> None:
+        self.client.delete(self.key, self.probe_key)

@@ -1,0 +1,41 @@
+"""What can go wrong when calling an LLM, as Switchboard errors the task wrapper understands."""
+
+from __future__ import annotations
+
+from project.errors import PermanentError, RunHalted, TransientError
+
+
+class LLMRateLimited(TransientError):
+    """The provider answered 429: retried after its Retry-After."""
+
+    code = "llm_rate_limited"
+
+
+class LLMTimeout(TransientError):
+    """The call took longer than LLM_TIMEOUT_SECONDS."""
+
+    code = "llm_timeout"
+
+
+class LLMUnavailable(TransientError):
+    """The provider failed (5xx) or could not be reached."""
+
+    code = "llm_unavailable"
+
+
+class LLMRequestRejected(PermanentError):
+    """The provider refused the request (400, 401, 403, 404, 422): retrying will not help."""
+
+    code = "llm_request_rejected"
+
+
+class LLMMalformedOutput(PermanentError):
+    """The model's answer did not match the schema, even after one repair attempt."""
+
+    code = "llm_malformed_output"
+
+
+class LLMCircuitOpen(RunHalted):
+    """The provider has failed repeatedly; calls are paused and the run goes to a person."""
+
+    code = "llm_unavailable"

@@ -1,0 +1,194 @@
+"""A local OpenAI-compatible server (POST /v1/chat/completions) for tests and benchmarks.
+
+It stands in for the LLM, the one thing outside our system: the real `openai`
+client talks to it over real HTTP on 127.0.0.1. Answers are scripted per prompt
+(the `X-Switchboard-Prompt` header, e.g. "triage@1"); faults are queued per
+prompt: "429:<seconds>" (Retry-After), "500", "sleep:<seconds>", "malformed".
+It records every request and counts calls in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Recorded:
+    at: float
+    prompt: str
+    body: dict[str, Any]
+    status: int = 200
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FakeOpenAI:
+    """`answers[prompt_name]` is a dict (sent as JSON content), a callable(body) -> dict, or
+    {"tool_calls": [(name, arguments_dict), ...]} for function calling."""
+
+    answers: dict[str, Any] = field(default_factory=dict)
+    latency: float = 0.0
+    requests: list[Recorded] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self._faults: dict[str, deque[str]] = defaultdict(deque)
+        self._always: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- control -----------------------------------------------------------------------
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                return
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 1024
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def fail_next(self, prompt: str, *faults: str) -> None:
+        """Queue faults for the next calls of a prompt name ("*" for any)."""
+        with self._lock:
+            self._faults[prompt].extend(faults)
+
+    def fail_always(self, prompt: str, fault: str | None) -> None:
+        with self._lock:
+            if fault is None:
+                self._always.pop(prompt, None)
+            else:
+                self._always[prompt] = fault
+
+    def calls(self, prompt: str | None = None) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if prompt is None or r.prompt.split("@")[0] == prompt]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._faults.clear()
+            self._always.clear()
+            self.peak_in_flight = 0
+
+    # --- serving -------------------------------------------------------------------------
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length) or b"{}")
+        prompt = handler.headers.get("X-Switchboard-Prompt", "")
+        name = prompt.split("@")[0]
+        record = Recorded(at=time.monotonic(), prompt=prompt, body=body)
+        with self._lock:
+            self.requests.append(record)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            fault = None
+            for key in (name, "*"):
+                if self._faults[key]:
+                    fault = self._faults[key].popleft()
+                    break
+            fault = fault or self._always.get(name) or self._always.get("*")
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            status, payload, headers = self._response(fault, name, body)
+            record.status = status
+            record.usage = payload.get("usage", {})
+            # The client may have given up (its timeout): then there is nothing to answer.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._send(handler, status, payload, headers)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _response(self, fault: str | None, name: str, body: dict[str, Any]) -> tuple[int, dict, dict[str, str]]:
+        if fault and fault.startswith("429"):
+            seconds = fault.split(":", 1)[1] if ":" in fault else "1"
+            error = {"error": {"message": "Rate limit reached", "type": "rate_limit_error", "code": "rate_limited"}}
+            return 429, error, {"Retry-After": seconds}
+        if fault == "500":
+            return 500, {"error": {"message": "The server had an error", "type": "server_error"}}, {}
+        if fault and fault.startswith("sleep:"):
+            time.sleep(float(fault.split(":", 1)[1]))
+        answer = self.answers.get(name)
+        if callable(answer):
+            answer = answer(body)
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        if fault == "malformed":
+            message["content"] = "Sure! Here is what you asked for: {intent: shipping"
+        elif isinstance(answer, dict) and "tool_calls" in answer:
+            message["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function", "function": {"name": tool, "arguments": json.dumps(args)}}
+                for i, (tool, args) in enumerate(answer["tool_calls"])
+            ]
+        else:
+            message["content"] = json.dumps(answer if answer is not None else {})
+        prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
+        completion_tokens = len(json.dumps(message)) // 4 + 1
+        return (
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+            {},
+        )
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str]) -> None:
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+#: Answers that make a full run about shipping succeed.
+SHIPPING_ANSWERS: dict[str, Any] = {
+    "triage": {"intent": "shipping", "confidence": 0.93, "order_ids": []},
+    "planner": {"slip": [["retrieval", "account"], "responder", "validator", "deliver"]},
+    "responder": {
+        "reply": "Standard shipping takes 2 to 4 business days within Germany and 3 to 7 business days to "
+        "other EU countries.\n\nSource: Shipping times and costs",
+        "sources": ["Shipping times and costs"],
+    },
+    "validator": {"pass": True, "reasons": []},
+    "tools": {"tool_calls": []},
+}

@@ -1,0 +1,194 @@
+"""The openai provider against a local OpenAI-compatible server: real HTTP, the real `openai` client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+from django.conf import settings
+
+from conversations.models import Message, Order
+from orchestration.models import DeadLetter, ReviewItem, Step
+from tests.conftest import run_wait
+from tests.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
+
+pytestmark = [pytest.mark.e2e]
+
+LLM_AGENTS = ["triage", "planner", "responder", "validator"]
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(answers=dict(SHIPPING_ANSWERS)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
+    fake_server.reset()
+    fake_server.answers = dict(SHIPPING_ANSWERS)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("switchboard:breaker:*"):
+        client.delete(key)
+    return fake_server
+
+
+def llm_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    return {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "LLM_MODEL": "fake-model",
+        "LLM_PRICES_JSON": '{"fake-model": [1.0, 2.0], "offline-deterministic": [1.0, 2.0]}',
+        "LLM_TIMEOUT_SECONDS": "5",
+        "LLM_BREAKER_FAILURES": "50",
+        **extra,
+    }
+
+
+def messages_of(run, role: str) -> list[Message]:
+    return list(Message.objects.filter(conversation_id=run.conversation_id, role=role))
+
+
+def test_a_full_run_through_the_openai_provider(fake, worker_factory, start_run, api, make_customer) -> None:
+    worker_factory("llm", env=llm_env(fake))
+    customer, token = make_customer()
+    run = run_wait(start_run(customer=customer).id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert messages_of(run, "assistant")[0].content == SHIPPING_ANSWERS["responder"]["reply"]
+
+    calls = fake.calls()
+    assert [c.prompt for c in calls] == ["triage@1", "planner@2", "responder@2", "validator@2"]
+    for call in calls:
+        assert call.body["model"] == "fake-model"
+        assert call.body["response_format"]["type"] == "json_schema"
+        assert call.body["messages"][0]["role"] == "system"
+
+    steps = {s.agent: s for s in Step.objects.filter(run=run)}
+    for agent, call in zip(LLM_AGENTS, calls, strict=True):
+        step = steps[agent]
+        assert step.model == "fake-model" and step.prompt_version == call.prompt
+        assert (step.input_tokens, step.output_tokens) == (
+            call.usage["prompt_tokens"],
+            call.usage["completion_tokens"],
+        )
+        assert step.cost_usd == Decimal(step.input_tokens * 1 + step.output_tokens * 2) / 1_000_000
+        assert step.llm_latency_ms >= 0
+    assert steps["retrieval"].tokens == 0 and steps["retrieval"].model == ""
+    assert run.tokens_used == sum(s.tokens for s in steps.values())
+    assert run.cost_usd == sum(s.cost_usd for s in steps.values())
+
+    body = api(token).get(f"/runs/{run.id}/").json
+    assert body["usage"]["tokens"] == run.tokens_used
+    assert Decimal(body["usage"]["cost_usd"]) == run.cost_usd
+    assert {s["agent"]: s["prompt_version"] for s in body["steps"]}["triage"] == "triage@1"
+
+
+def test_tool_calls_from_the_model_drive_a_refund(fake, worker_factory, start_run, make_customer) -> None:
+    customer, _ = make_customer()
+    Order.objects.create(
+        id="SB-20001", customer=customer, description="Set of 4 enamel camping mugs", total=Decimal("45.00"),
+        status="delivered", placed_at="2026-11-01T10:00:00Z",
+    )  # fmt: skip
+    fake.answers.update(
+        triage={"intent": "refund", "confidence": 0.9, "order_ids": ["SB-20001"]},
+        planner={"slip": [["retrieval", "account"], "tools", "responder", "validator", "deliver"]},
+        tools={"tool_calls": [("order_lookup", {"order_id": "SB-20001"}), ("refund", {"order_id": "SB-20001"})]},
+        responder={
+            "reply": "Your refund of 45.00 EUR for order SB-20001 (Set of 4 enamel camping mugs) is confirmed.",
+            "sources": [],
+        },
+    )
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run("Please refund SB-20001", customer=customer).id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    tools_call = fake.calls("tools")[0]
+    assert [t["function"]["name"] for t in tools_call.body["tools"]] == ["order_lookup", "refund", "escalate_to_human"]
+    assert Order.objects.get(id="SB-20001").status == "refunded"
+    assert Step.objects.get(run=run, agent="tools").prompt_version == "tools@1"
+
+
+def test_a_429_is_retried_once_after_its_retry_after(fake, worker_factory, start_run) -> None:
+    fake.fail_next("triage", "429:2")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id)
+    assert run.status == "completed"
+    first, second = fake.calls("triage")
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at >= 2.0  # waited as told
+    triage = Step.objects.get(run=run, agent="triage")
+    assert triage.attempt == 2
+    assert [a.error_type for a in triage.attempts.all()] == ["LLMRateLimited", ""]
+
+
+def test_500s_open_the_breaker_then_a_probe_closes_it(fake, worker_factory, start_run) -> None:
+    fake.fail_always("*", "500")
+    worker_factory("llm", env=llm_env(fake, LLM_BREAKER_FAILURES="3", LLM_BREAKER_COOLDOWN_SECONDS="4"))
+    first = run_wait(start_run().id)
+    assert first.status == "awaiting_review" and first.reason == "llm_unavailable"
+    assert len(fake.calls("triage")) == 3  # three failures opened it; the fourth try sent nothing
+    assert ReviewItem.objects.get(run=first).reason == "llm_unavailable"
+    assert "member of our support team" in messages_of(first, "system")[0].content
+    opened_at = time.monotonic()
+
+    second = run_wait(start_run().id)
+    assert second.status == "awaiting_review" and second.reason == "llm_unavailable"
+    assert len(fake.calls()) == 3  # no call reached the server
+    assert Step.objects.get(run=second, agent="triage").attempt == 1  # no retries piled up
+
+    fake.fail_always("*", None)
+    time.sleep(max(0.0, 4.5 - (time.monotonic() - opened_at)))
+    third = run_wait(start_run().id)
+    assert third.status == "completed"
+    assert redis.Redis.from_url(settings.REDIS_URL).hget("switchboard:breaker:openai:fake-model", "state") is None
+
+
+def test_a_timeout_is_retried_then_the_run_fails_cleanly(fake, worker_factory, start_run) -> None:
+    fake.fail_always("triage", "sleep:3")
+    worker_factory("llm", env=llm_env(fake, LLM_TIMEOUT_SECONDS="1"))
+    run = run_wait(start_run().id, timeout=60)
+    assert run.status == "failed" and run.reason == "agent_failed"
+    triage = Step.objects.get(run=run, agent="triage")
+    assert [a.error_type for a in triage.attempts.all()] == ["LLMTimeout"] * 4  # max_retries=3
+    assert DeadLetter.objects.get(run=run).reason == "retries_exhausted"
+    assert "Sorry, something went wrong" in messages_of(run, "system")[0].content
+
+
+def test_a_timeout_then_an_answer_completes(fake, worker_factory, start_run) -> None:
+    fake.fail_next("triage", "sleep:3")
+    worker_factory("llm", env=llm_env(fake, LLM_TIMEOUT_SECONDS="1"))
+    run = run_wait(start_run().id, timeout=60)
+    assert run.status == "completed"
+    assert Step.objects.get(run=run, agent="triage").attempt == 2
+
+
+def test_malformed_json_is_repaired_once_then_fails_with_the_raw_output(fake, worker_factory, start_run) -> None:
+    fake.fail_next("triage", "malformed", "malformed")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id)
+    assert run.status == "failed"
+    _first, repair = fake.calls("triage")  # one repair attempt, no step retries
+    assert repair.body["messages"][-2] == {"role": "assistant", "content": first_answer()}
+    assert "is not valid: it is not JSON" in repair.body["messages"][-1]["content"]
+    triage = Step.objects.get(run=run, agent="triage")
+    assert triage.status == "failed" and triage.attempt == 1
+    assert "malformed output twice" in triage.error and "Sure! Here is what you asked for" in triage.error
+    letter = DeadLetter.objects.get(run=run)
+    assert letter.reason == "permanent_error" and "Sure! Here is what you asked for" in letter.error
+
+
+def test_malformed_json_once_is_repaired(fake, worker_factory, start_run) -> None:
+    fake.fail_next("triage", "malformed")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id)
+    assert run.status == "completed"
+    assert len(fake.calls("triage")) == 2
+    assert Step.objects.get(run=run, agent="triage").attempt == 1
+
+
+def first_answer() -> str:
+    return "Sure! Here is what you asked for: {intent: shipping"
