@@ -117,8 +117,9 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     except Run.DoesNotExist as exc:
         _dead_letter(task, incoming, "unknown_run", exc, envelope, step_key)
         raise InvalidEnvelope(f"no run {envelope.run_id}.") from exc
-    if start.action == "skip":
-        logger.info("step skipped: %s", start.reason, extra=log)
+    if start.action in ("skip", "duplicate"):
+        what = "skipped" if start.action == "skip" else "duplicate dropped"
+        logger.info("step %s: %s", what, start.reason, extra=log)
         return _stop(task, envelope.to_dict())
     if start.action == "busy":
         logger.info("step in progress elsewhere; retrying in %.1fs", start.retry_in, extra=log)
@@ -153,7 +154,13 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         services.step_fail(start=start, error=exc, will_retry=False)
         _dead_letter(task, incoming, "permanent_error", exc, envelope, step_key)
         raise
-    recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
+    try:
+        recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
+    except INFRASTRUCTURE_TRANSIENT as exc:
+        # The work is done but could not be recorded (a database blip): release the step and try again.
+        _retry_or_fail(task, agent.max_retries, start, exc, None, log)
+        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
+        raise PermanentError(f"{agent_name} could not record its result: {exc}") from exc
     return _follow(task, recorded)
 
 

@@ -164,7 +164,9 @@ class StepStart:
     """What `step_begin` decided for one delivery of an agent message."""
 
     action: str
-    """proceed: run the agent; recorded: return `recorded`; skip: do nothing; busy: try later;
+    """proceed: run the agent; recorded: return `recorded`; skip: do nothing; busy: the same message is
+    under way elsewhere, try again when its lease ends; duplicate: another message for this step is under way,
+    drop this one;
     exhausted: every try died mid-step (the message goes to the dead letters)."""
     run_id: str = ""
     step_id: int | None = None
@@ -200,6 +202,13 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
         if step is not None and step.status == Step.Status.FAILED:
             return StepStart(action="skip", reason="step failed permanently")
         if step is not None and step.status == Step.Status.RUNNING and step.lease_expires_at > now:
+            holder = step.attempts.filter(status=StepAttempt.Status.RUNNING).order_by("-number").first()
+            if holder is not None and holder.task_id != task_id:
+                # A second message for a step already under way (a re-dispatch, a duplicate send): the
+                # holder carries the flow on; if it dies, its own message is redelivered.
+                return StepStart(action="duplicate", reason=f"step is under way as task {holder.task_id}")
+            # The same message again while its lease runs: its worker may have died (requeued at once)
+            # or be slow; try again when the lease ends.
             return StepStart(action="busy", retry_in=(step.lease_expires_at - now).total_seconds() + 1)
         if step is None:
             halt = run_guard_check(run, envelope, agent.name, now)

@@ -44,7 +44,15 @@ def test_a_customer_message_gets_a_grounded_reply(worker, make_customer, api) ->
     body = client.get(f"/runs/{run.id}/").json
     assert body["status"] == "completed"
     assert body["trace_id"] == run_info["trace_id"]
-    assert [s["agent"] for s in body["steps"]] == AGENTS_IN_ORDER
+    # retrieval and account run in parallel (same hop): either may start first.
+    agents = [s["agent"] for s in body["steps"]]
+    assert agents[:2] + sorted(agents[2:4]) + agents[4:] == [
+        "triage",
+        "planner",
+        "account",
+        "retrieval",
+        *AGENTS_IN_ORDER[4:],
+    ]
     for step in body["steps"]:
         assert step["status"] == "completed"
         assert step["attempt"] == 1
