@@ -13,30 +13,42 @@ from django.utils.timesince import timesince
 
 from conversations.models import Message
 from orchestration.deadletters import dead_letter_replay
-from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, Step, StepAttempt
+from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
 from orchestration.reviews import REJECTION_DEFAULT, UNSET, review_decide, user_is_reviewer
+from orchestration.selectors import run_timeline
 from project.errors import SwitchboardError
-
-
-class StepInline(admin.TabularInline):
-    model = Step
-    extra = 0
-    fields = [
-        "hop", "agent", "version", "status", "attempt", "started_at", "duration_ms", "input_tokens", "output_tokens",
-        "error",
-    ]  # fmt: skip
-    readonly_fields = fields
-    can_delete = False
-    ordering = ["hop", "id"]
 
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "reason", "trace_id", "created_at", "tokens_used", "hops_used"]
+    """Runs, each with the same timeline `manage.py trace` prints."""
+
+    list_display = ["id", "status", "reason", "trace_id", "created_at", "tokens_used", "cost_usd", "hops_used"]
     list_filter = ["status", "reason"]
     search_fields = ["id", "trace_id"]
-    inlines = [StepInline]
-    readonly_fields = [f.name for f in Run._meta.fields]
+    fields = [
+        "id", "status", "reason", "reason_detail", "trace_id", "conversation", "created_at", "started_at",
+        "finished_at", "deadline_at", "tokens_used", "cost_usd", "hops_used", "recoveries", "budget",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None):
+        run = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if run is not None:
+            context.update(
+                run=run,
+                timeline=run_timeline(run),
+                review_items=run.review_items.order_by("created_at"),
+                dead_letters=run.dead_letters.order_by("created_at"),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
 
 @admin.register(StepAttempt)
@@ -124,7 +136,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
             context.update(
                 item=item,
                 transcript=Message.objects.filter(conversation_id=item.run.conversation_id).order_by("created_at"),
-                steps=item.run.steps.order_by("hop", "id"),
+                timeline=run_timeline(item.run),
                 action_json=json.dumps(item.proposed_action, indent=2) if item.proposed_action else "",
                 action_text=action_text(item.proposed_action),
                 decisions=item.decisions.all(),

@@ -80,6 +80,7 @@ class Step(models.Model):
     # "<hop>.<agent>": the same for every delivery of the same message, so a
     # redelivered or duplicated message finds the step it already made.
     key = models.CharField(max_length=80)
+    trace_id = models.CharField(max_length=64, blank=True, db_index=True)
     agent = models.CharField(max_length=64)
     version = models.CharField(max_length=32)
     hop = models.PositiveIntegerField()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 import uuid
 from typing import Any
 
@@ -28,6 +29,7 @@ from orchestration import services
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from project.errors import InvalidEnvelope, PermanentError, RunHalted, TransientError
+from project.tracing import trace_set
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +107,8 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     except InvalidEnvelope as exc:
         _dead_letter(task, incoming, "invalid_envelope", exc)
         raise
-    log = {"run_id": envelope.run_id, "trace_id": envelope.trace_id, "agent": agent_name}
     step_key = services.step_key(envelope.hop + 1, agent_name)
+    trace_set(trace_id=envelope.trace_id, run_id=envelope.run_id, agent=agent_name, step=step_key)
     try:
         start = services.step_begin(
             envelope=envelope,
@@ -119,35 +121,37 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         raise InvalidEnvelope(f"no run {envelope.run_id}.") from exc
     if start.action in ("skip", "duplicate"):
         what = "skipped" if start.action == "skip" else "duplicate dropped"
-        logger.info("step %s: %s", what, start.reason, extra=log)
+        logger.info("step %s: %s", what, start.reason)
         return _stop(task, envelope.to_dict())
     if start.action == "busy":
-        logger.info("step in progress elsewhere; retrying in %.1fs", start.retry_in, extra=log)
+        logger.info("step in progress elsewhere; retrying in %.1fs", start.retry_in)
         raise task.retry(countdown=start.retry_in)
     if start.action == "recorded":
-        logger.info("step already done; returning its recorded output", extra=log)
+        logger.info("step already done; returning its recorded output")
         return _follow(task, start.recorded)
+    trace_set(attempt=start.attempt or None)
     if start.action == "exhausted":
         error = PermanentError(f"{agent_name} died mid-step on every one of {start.attempt} tries.")
         services.step_fail(start=start, error=error, will_retry=False)
         _dead_letter(task, incoming, "attempts_exhausted", error, envelope, step_key)
         raise error
 
+    started = time.monotonic()
     try:
         result = agent.handle(envelope)
         after, control = envelope_after(envelope, agent_name, result)
     except TransientError as exc:
-        _retry_or_fail(task, agent.max_retries, start, exc, exc.retry_after, log)
+        _retry_or_fail(task, agent.max_retries, start, exc, exc.retry_after)
         _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
         raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
     except INFRASTRUCTURE_TRANSIENT as exc:
-        _retry_or_fail(task, agent.max_retries, start, exc, None, log)
+        _retry_or_fail(task, agent.max_retries, start, exc, None)
         _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
         raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
     except RunHalted as exc:
         # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
         services.step_halt(start=start, error=exc, envelope=envelope)
-        logger.warning("run halted by %s: %s", agent_name, exc.message, extra=log)
+        logger.warning("run halted by %s: %s", agent_name, exc.message)
         return _stop(task, envelope.to_dict())
     except Exception as exc:
         # Anything else is permanent: retrying the same input cannot fix it.
@@ -158,24 +162,28 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
     except INFRASTRUCTURE_TRANSIENT as exc:
         # The work is done but could not be recorded (a database blip): release the step and try again.
-        _retry_or_fail(task, agent.max_retries, start, exc, None, log)
+        _retry_or_fail(task, agent.max_retries, start, exc, None)
         _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
         raise PermanentError(f"{agent_name} could not record its result: {exc}") from exc
+    logger.info(
+        "step completed",
+        extra={"duration_ms": round((time.monotonic() - started) * 1000, 1), "status": recorded["control"]},
+    )
     return _follow(task, recorded)
 
 
 def _retry_or_fail(
-    task: Task, max_retries: int, start: services.StepStart, exc: BaseException, retry_after: float | None, log: dict
+    task: Task, max_retries: int, start: services.StepStart, exc: BaseException, retry_after: float | None
 ) -> None:
     """Schedule a retry (raises celery's Retry) or, when retries are used up, record the failure and return."""
     tries = start.attempt - start.retry_base
     will_retry = tries <= max_retries
     services.step_fail(start=start, error=exc, will_retry=will_retry)
     if not will_retry:
-        logger.error("step failed after %d attempts: %s", tries, exc, extra=log)
+        logger.error("step failed after %d attempts: %s", tries, exc)
         return
     countdown = retry_countdown(tries, retry_after)
-    logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", tries, countdown, exc, extra=log)
+    logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", tries, countdown, exc)
     raise task.retry(countdown=countdown, exc=exc)
 
 

@@ -23,6 +23,7 @@ from conversations.selectors import conversation_get, message_history
 from conversations.services import message_content_clean, message_create
 from orchestration.models import ReviewItem, Run, Step, StepAttempt
 from project.errors import BudgetExceeded, Conflict, DeadlineExceeded, LoopDetected, RunHalted
+from project.tracing import trace_context
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +111,12 @@ def run_dispatch(run_id: object) -> None:
     run = Run.objects.get(id=run_id)
     envelope = Envelope.from_dict(run.start_envelope)
     envelope = envelope.evolve(budget=budget_snapshot(run))
-    canvas_for(envelope).apply_async()
-    countdown = max(0.0, (run.deadline_at - timezone.now()).total_seconds()) + 1
-    supervisor_watchdog.apply_async((str(run.id),), countdown=countdown)
-    logger.info("run dispatched", extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    # The messages carry the run's trace id, whoever dispatches (a request, the supervisor, a reviewer).
+    with trace_context(trace_id=run.trace_id, run_id=str(run.id)):
+        canvas_for(envelope).apply_async()
+        countdown = max(0.0, (run.deadline_at - timezone.now()).total_seconds()) + 1
+        supervisor_watchdog.apply_async((str(run.id),), countdown=countdown)
+        logger.info("run dispatched")
 
 
 def budget_snapshot(run: Run) -> Budget:
@@ -223,6 +226,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
             step = Step.objects.create(
                 run=run,
                 key=key,
+                trace_id=envelope.trace_id,
                 agent=agent.name,
                 version=agent.version,
                 hop=hop,

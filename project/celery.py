@@ -6,8 +6,13 @@ every agent task is an idempotent receiver, so a redelivered message is harmless
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from celery.app import trace as celery_trace
 from kombu import Queue
+
+from project.celery_backend import backend_url
+from project.otel import otel_worker_init
+from project.tracing import connect_celery_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -28,7 +33,7 @@ def configure(app: Celery) -> None:
     }
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
-        result_backend=settings.CELERY_RESULT_BACKEND,
+        result_backend=backend_url(settings.CELERY_RESULT_BACKEND),
         broker_transport_options=transport_options,
         result_backend_transport_options={"visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
@@ -62,3 +67,19 @@ def configure(app: Celery) -> None:
 
 configure(app)
 app.autodiscover_tasks(["orchestration"])
+
+
+@signals.worker_init.connect
+def _otel_worker_init(sender: object = None, **kwargs: object) -> None:
+    pool = getattr(sender, "pool_cls", None)
+    otel_worker_init(prefork_parent="prefork" in str(getattr(pool, "__module__", pool)))
+
+
+@signals.worker_process_init.connect
+def _otel_worker_process_init(**kwargs: object) -> None:
+    otel_worker_init(prefork_parent=False)
+
+
+# Trace ids in message headers and logs; no task arguments in logs (they hold customer messages).
+celery_trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
+connect_celery_signals()

@@ -6,7 +6,10 @@ import re
 import uuid
 from collections.abc import Callable
 
+import sentry_sdk
 from django.http import HttpRequest, HttpResponse
+
+from project.tracing import trace_context
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -30,9 +33,18 @@ class TraceIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.trace_id = trace_id_from_headers(
+        request.trace_id = otel_trace_id() or trace_id_from_headers(
             request.headers.get("traceparent"), request.headers.get("X-Request-ID")
         )
-        response = self.get_response(request)
+        sentry_sdk.set_tag("trace_id", request.trace_id)
+        with trace_context(trace_id=request.trace_id, run_id=None, agent=None, step=None, attempt=None):
+            response = self.get_response(request)
         response["X-Trace-Id"] = request.trace_id
         return response
+
+
+def otel_trace_id() -> str | None:
+    """With OpenTelemetry on, the current span's trace id (it already honours traceparent)."""
+    from project.otel import current_trace_id
+
+    return current_trace_id()

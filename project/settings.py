@@ -248,16 +248,44 @@ except json.JSONDecodeError as exc:
 
 # --- Logging ---------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# json: one JSON object per line (production, log shippers); text: human-readable (local default).
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if IS_PRODUCTION else "text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    "filters": {
+        "trace": {"()": "project.tracing.TraceContextFilter"},
+        "redact": {"()": "project.tracing.RedactSecretsFilter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "project.tracing.JsonFormatter"},
+        "text": {"()": "project.tracing.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["trace", "redact"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The openai client logs request options at DEBUG: keep it at INFO and above.
+        "openai": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+    },
 }
+
+# --- Sentry --------------------------------------------------------------------------
+# Errors go to Sentry when SENTRY_DSN is set (Django and Celery integrations, see project/sentry.py).
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+
+# --- OpenTelemetry (optional) -------------------------------------------------------
+# With OTEL_EXPORTER_OTLP_ENDPOINT set, spans for HTTP requests, Celery tasks and LLM
+# calls are exported over OTLP/HTTP (see project/otel.py).
+OTEL_EXPORTER_OTLP_ENDPOINT = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "switchboard")
 
 # --- Agent retries ----------------------------------------------------------------
 # Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with +-50% jitter.
@@ -282,3 +310,8 @@ REVIEW_OVERDUE_SECONDS = env_float("REVIEW_OVERDUE_SECONDS", 15 * 60)
 REVIEW_EXPIRE_SECONDS = env_float("REVIEW_EXPIRE_SECONDS", 24 * 3600)
 # The Django group whose members may decide review items.
 REVIEWERS_GROUP = "reviewers"
+
+if SENTRY_DSN:
+    from project.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

@@ -27,16 +27,21 @@ PATHS = [
 ]
 
 
-def fault_set(name: str, on: bool) -> None:
+def fault_set(name: str, on: bool, times: int | None = None) -> None:
+    """Switch a fault on (for good, or for the next `times` calls) or off."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     if on:
-        client.set(FAULT_KEY.format(name=name), "1", ex=600)
+        client.set(FAULT_KEY.format(name=name), "always" if times is None else str(times), ex=600)
     else:
         client.delete(FAULT_KEY.format(name=name))
 
 
 def fault_on(name: str) -> bool:
-    return bool(redis.Redis.from_url(settings.REDIS_URL).exists(FAULT_KEY.format(name=name)))
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    value = client.get(FAULT_KEY.format(name=name))
+    if value is None:
+        return False
+    return value == b"always" or client.decr(FAULT_KEY.format(name=name)) >= 0
 
 
 class Sleepy(Agent):

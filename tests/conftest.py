@@ -162,3 +162,42 @@ def run_wait(run_id: object, timeout: float = 30.0, statuses: tuple[str, ...] = 
             steps = list(run.steps.values_list("key", "status", "attempt", "error"))
             raise AssertionError(f"run {run_id} still {run.status} after {timeout}s; steps: {steps}")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[Any]:
+    """A local OpenAI-compatible server (tests/fake_openai.py) for a module's tests."""
+    from tests.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
+
+    server = FakeOpenAI(answers=dict(SHIPPING_ANSWERS)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: Any) -> Any:
+    """The fake LLM with default answers, no faults, no recorded calls, and closed breakers."""
+    import redis
+
+    from tests.fake_openai import SHIPPING_ANSWERS
+
+    fake_server.reset()
+    fake_server.answers = dict(SHIPPING_ANSWERS)
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in client.scan_iter("switchboard:breaker:*"):
+        client.delete(key)
+    return fake_server
+
+
+def llm_env(fake: Any, **extra: str) -> dict[str, str]:
+    """Worker settings for the openai provider against the fake server."""
+    return {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "LLM_MODEL": "fake-model",
+        "LLM_PRICES_JSON": '{"fake-model": [1.0, 2.0], "offline-deterministic": [1.0, 2.0]}',
+        "LLM_TIMEOUT_SECONDS": "5",
+        "LLM_BREAKER_FAILURES": "50",
+        **extra,
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -12,42 +11,12 @@ from django.conf import settings
 
 from conversations.models import Message, Order
 from orchestration.models import DeadLetter, ReviewItem, Step
-from tests.conftest import run_wait
-from tests.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
+from tests.conftest import llm_env, run_wait
+from tests.fake_openai import SHIPPING_ANSWERS
 
 pytestmark = [pytest.mark.e2e]
 
 LLM_AGENTS = ["triage", "planner", "responder", "validator"]
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(answers=dict(SHIPPING_ANSWERS)).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
-    fake_server.reset()
-    fake_server.answers = dict(SHIPPING_ANSWERS)
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("switchboard:breaker:*"):
-        client.delete(key)
-    return fake_server
-
-
-def llm_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
-    return {
-        "LLM_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "LLM_MODEL": "fake-model",
-        "LLM_PRICES_JSON": '{"fake-model": [1.0, 2.0], "offline-deterministic": [1.0, 2.0]}',
-        "LLM_TIMEOUT_SECONDS": "5",
-        "LLM_BREAKER_FAILURES": "50",
-        **extra,
-    }
 
 
 def messages_of(run, role: str) -> list[Message]:

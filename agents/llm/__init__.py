@@ -12,6 +12,7 @@ from django.conf import settings
 
 from agents.llm.base import LLMProvider, LLMResponse, Prompt
 from agents.llm.offline import OfflineProvider
+from project.otel import span
 
 __all__ = ["LLMResponse", "Prompt", "complete", "provider_get"]
 
@@ -25,4 +26,6 @@ def provider_get() -> LLMProvider:
 
 
 def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:
-    return provider_get().complete(prompt, variables, agent=agent)
+    provider = provider_get()
+    with span(f"llm {prompt.label}", provider=provider.name, agent=agent, prompt=prompt.label):
+        return provider.complete(prompt, variables, agent=agent)
