@@ -31,6 +31,8 @@ class AgentTask(Task):
     max_retries = None
     # Chord joins read the header's results: keep them.
     ignore_result = False
+    # Events and Flower show a result's repr; an envelope's ids come first, its payload (customer text) last.
+    resultrepr_maxsize = 100
 
 
 def agent_task_register(agent: Agent) -> Task:
