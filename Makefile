@@ -34,8 +34,15 @@ run: install
 	@echo
 	$(BIN)/honcho start --port $(PORT) $(PROCESSES)
 
-test: install
-	bin/test
+# The browser test drives Debian's chromium with Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "Install Chromium at $(CHROMIUM) (the browser test needs it)."; exit 1; }
+	apt-get install -y --no-install-recommends chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+test: install $(CHROMIUM)
+	CHROMIUM=$(CHROMIUM) bin/test
 
 lint: install
 	$(BIN)/ruff check .

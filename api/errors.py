@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -29,6 +30,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     request = context.get("request")
     if isinstance(exc, SwitchboardError):
         return Response(error_body(request, exc.code, exc.message), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body(request, "request_too_large", "The request body is larger than the limit."), status=413
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
@@ -61,22 +66,30 @@ def _first_text(detail: Any) -> str:
     return str(detail)
 
 
-def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """Django's 404 handler: JSON in the same shape, never an HTML page."""
-    return JsonResponse(error_body(request, "not_found", "No such endpoint or object."), status=404)
+def error_response(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
+    """The error shape as JSON for the API (and API clients); a short plain page for the chat page and admin."""
+    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse(error_body(request, code, message), status=status)
+    return HttpResponse(f"{status}: {message}", status=status, content_type="text/plain; charset=utf-8")
 
 
-def json_server_error(request: HttpRequest) -> JsonResponse:
-    """Django's 500 handler: JSON, with the trace id to quote to support."""
-    return JsonResponse(
-        error_body(request, "server_error", "Something went wrong on our side; quote the trace id to support."),
-        status=500,
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 handler: the JSON error shape for the API, never an HTML page."""
+    return error_response(request, 404, "not_found", "No such endpoint or object.")
+
+
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 handler, with the trace id to quote to support."""
+    return error_response(
+        request, 500, "server_error", "Something went wrong on our side; quote the trace id to support."
     )
 
 
-def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body(request, "bad_request", "The request could not be understood."), status=400)
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(request, 413, "request_too_large", "The request body is larger than the limit.")
+    return error_response(request, 400, "bad_request", "The request could not be understood.")
 
 
-def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body(request, "permission_denied", "You may not do this."), status=403)
+def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(request, 403, "permission_denied", "You may not do this.")

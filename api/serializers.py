@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from conversations.models import Conversation, Message, Order
@@ -37,8 +39,13 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": settings.MESSAGE_MAX_CHARS, "pattern": "\\S"})
+class MessageContentField(StrictCharField):
+    """Checked by the service (`message_content_clean`), which says exactly what is wrong."""
+
+
 class MessagePostSerializer(serializers.Serializer):
-    content = StrictCharField(
+    content = MessageContentField(
         trim_whitespace=False,
         allow_blank=True,
         error_messages={"invalid": "content must be a string."},
@@ -75,6 +82,17 @@ class StepSerializer(serializers.ModelSerializer):
         ]
 
 
+class MessagePostedSerializer(serializers.Serializer):
+    message = MessageSerializer()
+    run = RunSummarySerializer()
+
+
+class UsageSerializer(serializers.Serializer):
+    tokens = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=12, decimal_places=6)
+    hops = serializers.IntegerField()
+
+
 class RunSerializer(serializers.ModelSerializer):
     steps = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
@@ -97,9 +115,11 @@ class RunSerializer(serializers.ModelSerializer):
             "steps",
         ]
 
+    @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, run: Run) -> list[dict]:
         return StepSerializer(run.steps.order_by("hop", "id"), many=True).data
 
+    @extend_schema_field(UsageSerializer)
     def get_usage(self, run: Run) -> dict:
         return {"tokens": run.tokens_used, "cost_usd": str(run.cost_usd), "hops": run.hops_used}
 
@@ -117,6 +137,7 @@ class ReviewDecisionSerializer(serializers.ModelSerializer):
         model = ReviewDecision
         fields = ["decision", "reviewer", "created_at", "reply_before", "reply_after", "action_before", "action_after"]
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_reviewer(self, decision: ReviewDecision) -> str | None:
         return decision.reviewer.get_username() if decision.reviewer else None
 
@@ -133,6 +154,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "proposed_reply", "proposed_action", "decided_at", "decided_by", "final_reply", "final_action",
         ]  # fmt: skip
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_decided_by(self, item: ReviewItem) -> str | None:
         return item.decided_by.get_username() if item.decided_by else None
 
@@ -145,10 +167,12 @@ class ReviewItemDetailSerializer(ReviewItemSerializer):
     class Meta(ReviewItemSerializer.Meta):
         fields = [*ReviewItemSerializer.Meta.fields, "transcript", "steps", "decisions"]
 
+    @extend_schema_field(MessageSerializer(many=True))
     def get_transcript(self, item: ReviewItem) -> list[dict]:
         messages = Message.objects.filter(conversation_id=item.run.conversation_id).order_by("created_at", "id")
         return MessageSerializer(messages, many=True).data
 
+    @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, item: ReviewItem) -> list[dict]:
         return StepSerializer(item.run.steps.order_by("hop", "id"), many=True).data
 
@@ -157,3 +181,22 @@ class ReviewDecisionInputSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "edit", "reject"])
     reply = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
     action = serializers.JSONField(required=False, allow_null=True)
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField(required=False)
+    count = serializers.IntegerField(required=False)
+    workers = serializers.ListField(child=serializers.CharField(), required=False)
+    error = serializers.CharField(required=False)
+
+
+class HealthChecksSerializer(serializers.Serializer):
+    database = HealthCheckSerializer()
+    broker = HealthCheckSerializer()
+    workers = HealthCheckSerializer()
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    checks = HealthChecksSerializer()

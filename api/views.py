@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.generics import ListAPIView as BaseListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView as BaseAPIView
 
 from api.health import health_report
 from api.permissions import IsCustomer, IsReviewer
 from api.serializers import (
     ConversationDetailSerializer,
     ConversationSerializer,
+    HealthSerializer,
+    MessagePostedSerializer,
     MessagePostSerializer,
     MessageSerializer,
     OrderSerializer,
@@ -23,6 +27,7 @@ from api.serializers import (
     RunSerializer,
     RunSummarySerializer,
 )
+from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
 from orchestration.reviews import UNSET, review_decide, review_get, review_list_open
@@ -31,35 +36,96 @@ from orchestration.services import conversation_message_post
 from project.errors import InvalidInput
 
 IDEMPOTENCY_KEY_MAX = 200
+ID_PARAMETER = {"type": OpenApiTypes.UUID, "location": OpenApiParameter.PATH}
 
 
-class CustomerView(APIView):
+class ThrottledFirst:
+    """Throttle before checking permissions, so floods of anonymous or bad-token requests are
+    throttled too (DRF checks permissions first, and a 401 would end the request before it)."""
+
+    def check_permissions(self, request: Request) -> None:
+        self.check_throttles(request)
+        request.throttles_checked = True
+        super().check_permissions(request)
+
+    def check_throttles(self, request: Request) -> None:
+        if not getattr(request, "throttles_checked", False):
+            super().check_throttles(request)
+
+
+class APIView(ThrottledFirst, BaseAPIView):
+    pass
+
+
+class ListAPIView(ThrottledFirst, BaseListAPIView):
+    pass
+
+
+class ConversationListView(ListAPIView):
     permission_classes = [IsCustomer]
+    serializer_class = ConversationSerializer
 
+    def get_queryset(self):
+        return conversation_list(customer=self.request.customer)
 
-class ConversationListView(CustomerView):
+    @extend_schema(summary="Your conversations, newest first", tags=["conversations"])
     def get(self, request: Request) -> Response:
-        paginator = LimitOffsetPagination()
-        queryset = conversation_list(customer=request.customer)
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(ConversationSerializer(page, many=True).data)
+        return super().get(request)
 
+    @extend_schema(
+        summary="Start a conversation", request=None, responses={201: ConversationSerializer}, tags=["conversations"]
+    )
     def post(self, request: Request) -> Response:
         conversation = conversation_create(customer=request.customer)
         return Response(ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED)
 
 
-class ConversationDetailView(CustomerView):
+class ConversationDetailView(APIView):
+    permission_classes = [IsCustomer]
+
+    @extend_schema(
+        summary="One conversation with its messages",
+        parameters=[OpenApiParameter("conversation_id", **ID_PARAMETER)],
+        responses=ConversationDetailSerializer,
+        tags=["conversations"],
+    )
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = conversation_get(customer=request.customer, conversation_id=conversation_id)
         return Response(ConversationDetailSerializer(conversation).data)
 
 
-class MessageListView(CustomerView):
+class MessageListView(APIView):
+    permission_classes = [IsCustomer]
+    throttle_classes = [PerIPThrottle, PerCustomerThrottle, MessagePostThrottle]
+
+    @extend_schema(
+        summary="Messages of a conversation, oldest first",
+        parameters=[OpenApiParameter("conversation_id", **ID_PARAMETER)],
+        responses=MessageSerializer(many=True),
+        tags=["conversations"],
+    )
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = conversation_get(customer=request.customer, conversation_id=conversation_id)
         return Response(MessageSerializer(message_list(conversation=conversation), many=True).data)
 
+    @extend_schema(
+        summary="Post a message: stores it and starts a run (202 at once; agents work in the background)",
+        parameters=[
+            OpenApiParameter("conversation_id", **ID_PARAMETER),
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description=(
+                    f"1 to {IDEMPOTENCY_KEY_MAX} characters. The same key again returns the same message and run; "
+                    "the same key with different content is 409. Keys are per customer."
+                ),
+            ),
+        ],
+        request=MessagePostSerializer,
+        responses={202: MessagePostedSerializer},
+        tags=["conversations"],
+    )
     def post(self, request: Request, conversation_id: str) -> Response:
         body = MessagePostSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -77,28 +143,48 @@ class MessageListView(CustomerView):
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.id}/"})
 
 
-class RunDetailView(CustomerView):
+class RunDetailView(APIView):
+    permission_classes = [IsCustomer]
+
+    @extend_schema(
+        summary="A run: status, usage, budget and one entry per agent step (poll this without SSE)",
+        parameters=[OpenApiParameter("run_id", **ID_PARAMETER)],
+        responses=RunSerializer,
+        tags=["runs"],
+    )
     def get(self, request: Request, run_id: str) -> Response:
         return Response(RunSerializer(run_get(customer=request.customer, run_id=run_id)).data)
 
 
-class OrderListView(CustomerView):
+class OrderListView(APIView):
+    permission_classes = [IsCustomer]
+
+    @extend_schema(summary="Your orders", responses=OrderSerializer(many=True), tags=["orders"])
     def get(self, request: Request) -> Response:
         return Response(OrderSerializer(order_list(customer=request.customer), many=True).data)
 
 
-class ReviewListView(APIView):
+class ReviewListView(ListAPIView):
     permission_classes = [IsReviewer]
+    serializer_class = ReviewItemSerializer
 
+    def get_queryset(self):
+        return review_list_open()
+
+    @extend_schema(summary="Open review items, overdue first, then oldest first (reviewers only)", tags=["reviews"])
     def get(self, request: Request) -> Response:
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(review_list_open(), request, view=self)
-        return paginator.get_paginated_response(ReviewItemSerializer(page, many=True).data)
+        return super().get(request)
 
 
 class ReviewDetailView(APIView):
     permission_classes = [IsReviewer]
 
+    @extend_schema(
+        summary="One review item with the transcript, steps and decisions (reviewers only)",
+        parameters=[OpenApiParameter("item_id", **ID_PARAMETER)],
+        responses=ReviewItemDetailSerializer,
+        tags=["reviews"],
+    )
     def get(self, request: Request, item_id: str) -> Response:
         return Response(ReviewItemDetailSerializer(review_get(item_id)).data)
 
@@ -106,6 +192,13 @@ class ReviewDetailView(APIView):
 class ReviewDecisionView(APIView):
     permission_classes = [IsReviewer]
 
+    @extend_schema(
+        summary="Decide a review item: approve, edit or reject (reviewers only; 409 if already decided)",
+        parameters=[OpenApiParameter("item_id", **ID_PARAMETER)],
+        request=ReviewDecisionInputSerializer,
+        responses=ReviewItemDetailSerializer,
+        tags=["reviews"],
+    )
     def post(self, request: Request, item_id: str) -> Response:
         body = ReviewDecisionInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -122,7 +215,16 @@ class ReviewDecisionView(APIView):
 class HealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes: list = []
 
+    @extend_schema(
+        summary="Liveness and readiness: database, broker, workers",
+        responses={
+            200: HealthSerializer,
+            503: OpenApiResponse(HealthSerializer, description="a check failed"),
+        },
+        tags=["operations"],
+    )
     def get(self, request: Request) -> Response:
         healthy, report = health_report()
         return Response(report, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)

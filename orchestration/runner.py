@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -122,7 +122,9 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     if start.action in ("skip", "duplicate"):
         what = "skipped" if start.action == "skip" else "duplicate dropped"
         logger.info("step %s: %s", what, start.reason)
-        return _stop(task, envelope.to_dict())
+        # Ignore, not a result: in a chord, a result would count as this branch's output and let a
+        # duplicate chord join without it. The message is acknowledged; nothing follows from it.
+        raise Ignore()
     if start.action == "busy":
         logger.info("step in progress elsewhere; retrying in %.1fs", start.retry_in)
         raise task.retry(countdown=start.retry_in)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -44,3 +45,53 @@ def run_timeline(run: Run) -> list[dict]:
     for step in run.steps.order_by("hop", "started_at", "id").prefetch_related("attempts"):
         rows.append({"step": step, "attempts": list(step.attempts.all())})
     return rows
+
+
+def run_events(run_id: object) -> tuple[list[tuple[tuple[int, str], str, dict]], str]:
+    """What has happened in a run, as (order key, event type, data), oldest first, and its status now.
+
+    Events: `run` (each status it reached), `step` (started, finished, failed — with attempts),
+    `review` (a person is checking), `message` (replies and notices in the conversation since the run began).
+    The live-progress stream (SSE) sends each event once; order keys are (epoch ms, name).
+    """
+    from conversations.models import Message
+    from orchestration.models import ReviewItem
+
+    run = Run.objects.get(id=run_id)
+    events: list[tuple[tuple[int, str], str, dict]] = []
+
+    def add(when: Any, name: str, kind: str, data: dict) -> None:
+        events.append(((int(when.timestamp() * 1000), name), kind, data))
+
+    add(run.created_at, "run:queued", "run", {"status": "queued"})
+    if run.started_at:
+        add(run.started_at, "run:running", "run", {"status": "running"})
+    for step in run.steps.order_by("hop", "started_at", "id"):
+        base = {"agent": step.agent, "version": step.version, "hop": step.hop, "attempt": step.attempt}
+        add(step.started_at, f"step:{step.id}:started", "step", {**base, "status": "running"})
+        if step.status in (Step.Status.COMPLETED, Step.Status.FAILED) and step.finished_at:
+            data = {**base, "status": step.status, "duration_ms": step.duration_ms, "tokens": step.tokens}
+            add(step.finished_at, f"step:{step.id}:{step.status}", "step", data)
+        elif step.status == Step.Status.RETRYING:
+            add(step.started_at, f"step:{step.id}:retrying:{step.attempt}", "step", {**base, "status": "retrying"})
+    for item in ReviewItem.objects.filter(run=run).order_by("created_at"):
+        add(item.created_at, f"review:{item.id}", "review", {"id": str(item.id), "reason": item.reason})
+        if item.decided_at:
+            add(
+                item.decided_at,
+                f"review:{item.id}:{item.status}",
+                "review",
+                {"id": str(item.id), "status": item.status},
+            )
+    replies = Message.objects.filter(conversation_id=run.conversation_id, created_at__gte=run.created_at).exclude(
+        role=Message.Role.CUSTOMER
+    )
+    for message in replies.order_by("created_at", "id"):
+        data = {"id": str(message.id), "role": message.role, "content": message.content,
+                "created_at": message.created_at.isoformat()}  # fmt: skip
+        add(message.created_at, f"message:{message.id}", "message", data)
+    if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+        when = run.finished_at or run.last_progress_at
+        add(when, f"run:{run.status}", "run", {"status": run.status, "reason": run.reason})
+    events.sort(key=lambda event: event[0])
+    return events, run.status

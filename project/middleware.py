@@ -48,3 +48,26 @@ def otel_trace_id() -> str | None:
     from project.otel import current_trace_id
 
     return current_trace_id()
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse a body larger than REQUEST_MAX_BYTES with 413 before reading it (JSON under /api/)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.conf import settings
+
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length > limit:
+            from api.errors import error_response
+
+            return error_response(
+                request, 413, "request_too_large", f"The request body is {length} bytes; the limit is {limit}."
+            )
+        return self.get_response(request)

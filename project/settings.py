@@ -18,7 +18,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env_str(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
+    """A setting from the environment; empty counts as unset. Without a default it is required."""
+    value = os.environ.get(name) or default
     if value is None:
         raise ImproperlyConfigured(f"Set the {name} environment variable.")
     return value
@@ -85,14 +86,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "conversations",
     "agents",
     "orchestration",
     "api",
+    "chat",
 ]
 
 MIDDLEWARE = [
     "project.middleware.TraceIdMiddleware",
+    "project.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -121,6 +126,23 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Security ----------------------------------------------------------------------
+# Production runs behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", IS_PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]  # probes speak plain HTTP inside the network
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", IS_PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", IS_PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", IS_PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", IS_PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # --- Database ---------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
@@ -163,18 +185,66 @@ WHITENOISE_USE_FINDERS = DEBUG
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        # The chat page: the browser's session, with CSRF checks on writes.
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttles.PerIPThrottle", "api.throttles.PerCustomerThrottle"],
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Clients behind a proxy: how many proxies to trust in X-Forwarded-For (0: use the socket's address).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+# Requests allowed per client IP (everyone), per customer (signed in) and messages posted per customer.
+THROTTLE_RATES = {
+    "ip": env_str("THROTTLE_IP_RATE", "300/min"),
+    "customer": env_str("THROTTLE_CUSTOMER_RATE", "120/min"),
+    "message": env_str("THROTTLE_MESSAGE_RATE", "20/min"),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Switchboard API",
+    "DESCRIPTION": (
+        "Customer conversations answered by AI agents, each a Celery task. Authenticate with "
+        "`Authorization: Token <key>` (API clients) or the chat page's session (with CSRF). Every response "
+        "carries `X-Trace-Id`; every error is `{error: {code, message, fields?}, trace_id}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ConversationStatusEnum": "conversations.models.Conversation.Status",
+        "OrderStatusEnum": "conversations.models.Order.Status",
+        "RunStatusEnum": "orchestration.models.Run.Status",
+        "StepStatusEnum": "orchestration.models.Step.Status",
+        "ReviewStatusEnum": "orchestration.models.ReviewItem.Status",
+        "HealthStatusEnum": ["ok", "unavailable"],
+        "MessageRoleEnum": "conversations.models.Message.Role",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.error_responses_hook",
+    ],
+}
+
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+# --- Live progress (Server-Sent Events) ------------------------------------------------
+# A connection is closed after this many seconds (the browser reconnects, or the client polls).
+SSE_MAX_SECONDS = env_float("SSE_MAX_SECONDS", 120.0)
+SSE_POLL_SECONDS = env_float("SSE_POLL_SECONDS", 0.5)
 
 # Largest customer message accepted, in characters (the API answers 400 above it).
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 4000)
@@ -187,6 +257,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 64 * 1024)
 EMBEDDED_REDIS_PORT = env_int("EMBEDDED_REDIS_PORT", 6390)
 REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# Throttle counters live in Redis, shared by every web process.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": "switchboard",
+        "TIMEOUT": 300,
+    }
+}
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 # Redis redelivers an unacknowledged message this many seconds after a worker
 # reserved it: it must exceed the longest agent step plus any countdown.

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
+    path("", include("chat.urls")),
 ]
 
 handler400 = "api.errors.json_bad_request"

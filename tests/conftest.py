@@ -14,7 +14,8 @@ from tests.agents_for_tests import PATHS as TEST_AGENT_PATHS
 from tests.http import ApiClient
 from tests.workers import WorkerProcess
 
-(Path(__file__).resolve().parent.parent / ".run").mkdir(exist_ok=True)
+ROOT_DIR = Path(__file__).resolve().parent.parent
+(ROOT_DIR / ".run").mkdir(exist_ok=True)
 
 # The fault agents, here and in every worker the tests start.
 django_settings.EXTRA_AGENTS = TEST_AGENT_PATHS
@@ -26,6 +27,31 @@ WORKER_ENV = {
 }
 
 RUN_SETTLED = ("completed", "failed", "timed_out", "cancelled", "awaiting_review")
+
+
+@pytest.fixture(autouse=True)
+def throttle_counters_reset() -> None:
+    """Every test starts with fresh throttle counters (they live in Redis, like in production)."""
+    import redis
+
+    client = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
+    for key in client.scan_iter("switchboard:*throttle_*"):
+        client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def stack(request: Any, database_url: str) -> Iterator[tuple[Any, WorkerProcess]]:
+    """The web app under uvicorn (ASGI, as `make run` serves it) and a worker, for one module
+    (extra settings from the module's STACK_ENV)."""
+    from tests.workers import web_server
+
+    broker_reset()
+    env = {**WORKER_ENV, **getattr(request.module, "STACK_ENV", {})}
+    web = web_server(database_url, env=env).start()
+    worker = WorkerProcess(database_url, name="stack", env=env).start()
+    yield web, worker
+    worker.stop()
+    web.stop()
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,19 @@ def test_the_same_messages_delivered_twice_have_one_effect(worker, start_run) ->
     assert run.hops_used == len(PIPELINE)
 
 
+def test_a_second_dispatch_during_a_chord_does_not_join_twice(worker, start_run) -> None:
+    run = start_run(slip=[["sleepy", "retrieval"], "responder", "validator", "deliver"])
+    wait_for(lambda: Step.objects.filter(run=run, agent="sleepy", status="running").exists())
+    # A second copy of the run's messages (new task ids, as a re-dispatch sends) while a branch is under way.
+    canvas_for(Envelope.from_dict(run.start_envelope)).apply_async()
+    run = run_wait(run.id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    steps = list(Step.objects.filter(run=run))
+    assert sorted(s.agent for s in steps) == ["deliver", "responder", "retrieval", "sleepy", "validator"]
+    assert all(s.attempt == 1 for s in steps)
+    assert len(messages_of(run, "assistant")) == 1
+
+
 def test_agents_handing_off_in_a_circle_are_stopped(worker, start_run) -> None:
     run = start_run(slip=["loop_a"], budget={"max_agent_visits": 1})
     run = run_wait(run.id, timeout=15)
