@@ -106,7 +106,7 @@ def worker_factory(database_url: str) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 @pytest.fixture
-def make_customer(transactional_db: Any) -> Callable[..., tuple[Any, str]]:
+def make_customer(transactional_db: Any) -> Iterator[Callable[..., tuple[Any, str]]]:
     from api.services import api_token_get_or_create
     from conversations.services import customer_create, order_create_demo
 
@@ -118,7 +118,18 @@ def make_customer(transactional_db: Any) -> Callable[..., tuple[Any, str]]:
             order_create_demo(customer=customer, count=orders)
         return customer, api_token_get_or_create(user=customer.user)
 
-    return make
+    yield make
+    runs_settle()
+
+
+def runs_settle(timeout: float = 30.0) -> None:
+    """Before the test database is flushed, let workers finish the runs they are working on: a flush
+    (TRUNCATE) racing a step's row locks can deadlock and leave the next test with this one's data."""
+    from orchestration.models import Run
+
+    deadline = time.monotonic() + timeout
+    while Run.objects.filter(status=Run.Status.RUNNING).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -29,14 +29,20 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def browser(monkeypatch):
+def browser():
+    """Launch the browser once the test has written its data: Playwright's sync API runs an event
+    loop in this thread, and Django refuses database calls from inside one."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium package."
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    opened = []
+
+    def launch():
+        playwright = sync_playwright().start()
+        opened.append(playwright)
+        return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+    yield launch
+    for playwright in opened:
+        playwright.stop()
 
 
 def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, browser) -> None:
@@ -46,7 +52,7 @@ def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, 
         id="SB-60002", customer=customer, description="Aurora noise-cancelling headphones", total=Decimal("249.00"),
         status="delivered", placed_at="2026-11-01T10:00:00Z",
     )  # fmt: skip
-    page = browser.new_page(viewport={"width": 1100, "height": 780})
+    page = browser().new_page(viewport={"width": 1100, "height": 780})
     page.set_default_timeout(20_000)
 
     page.goto(web.url + "/")
@@ -99,7 +105,7 @@ def test_the_page_refuses_a_staff_account_without_a_customer_profile(stack, tran
 
     web, _worker = stack
     get_user_model().objects.create_user("ops@example.com", password="ops-password-1", is_staff=True)
-    page = browser.new_page()
+    page = browser().new_page()
     page.goto(web.url + "/login/")
     page.get_by_label("Email").fill("ops@example.com")
     page.get_by_label("Password").fill("ops-password-1")
