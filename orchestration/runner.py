@@ -18,11 +18,11 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from agents.base import AgentResult, Outcome
+from agents.base import AgentResult, Outcome, Queue
 from agents.envelope import Envelope, envelopes_merge
 from agents.registry import agent_get
 from orchestration import services
@@ -139,6 +139,10 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         raise error
 
     started = time.monotonic()
+    if agent.queue == Queue.LLM:
+        # The LLM call can take seconds: give the database connection back (to the pool) meanwhile,
+        # so that many threads waiting on LLMs need few connections.
+        connection.close()
     try:
         result = agent.handle(envelope)
         after, control = envelope_after(envelope, agent_name, result)

@@ -175,6 +175,7 @@ class StepStart:
     step_id: int | None = None
     attempt_id: int | None = None
     attempt: int = 0
+    attempt_started_at: Any = None
     retry_base: int = 0
     recorded: dict[str, Any] | None = None
     retry_in: float = 0.0
@@ -230,6 +231,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
                 agent=agent.name,
                 version=agent.version,
                 hop=hop,
+                attempt=1,
                 started_at=now,
                 lease_expires_at=lease,
             )
@@ -237,22 +239,24 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
             step_attempts_abandon(step, now)
             step.status = Step.Status.RUNNING
             step.lease_expires_at = lease
-        step.attempt += 1
-        step.save()
+            step.attempt += 1
+            step.save(update_fields=["status", "lease_expires_at", "attempt"])
         attempt = StepAttempt.objects.create(
             step=step, number=step.attempt, task_id=task_id, worker=worker, started_at=now
         )
+        # A live lease marks progress under way; the run row changes only when the run starts.
         if run.status == Run.Status.QUEUED:
             run.status = Run.Status.RUNNING
             run.started_at = now
-        run.last_progress_at = now
-        run.save(update_fields=["status", "started_at", "last_progress_at"])
+            run.last_progress_at = now
+            run.save(update_fields=["status", "started_at", "last_progress_at"])
     return StepStart(
         action="proceed",
         run_id=str(run.id),
         step_id=step.id,
         attempt_id=attempt.id,
         attempt=attempt.number,
+        attempt_started_at=now,
         retry_base=step.retry_base,
     )
 
@@ -292,9 +296,9 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
     """
     now = timezone.now()
     with transaction.atomic():
-        # Lock order everywhere: the run, then the step.
+        # Every change to a run's steps holds the run's row lock: it serialises them.
         run = Run.objects.select_for_update().get(id=start.run_id)
-        step = Step.objects.select_for_update().get(id=start.step_id)
+        step = Step.objects.get(id=start.step_id)
         if step.status == Step.Status.COMPLETED:
             return step.output
         usage = result.usage
@@ -309,7 +313,7 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
         step.llm_latency_ms = usage.latency_ms
         step.lease_expires_at = None
         step.error = ""
-        _attempt_finish(start.attempt_id, StepAttempt.Status.SUCCEEDED, now)
+        _attempt_finish(start, StepAttempt.Status.SUCCEEDED, now)
         run.tokens_used += usage.tokens
         run.cost_usd += step.cost_usd
         run.hops_used += 1
@@ -317,7 +321,12 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
         run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at"])
         output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control}
         step.output = output
-        step.save()
+        step.save(
+            update_fields=[
+                "status", "finished_at", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "model",
+                "prompt_version", "llm_latency_ms", "lease_expires_at", "error", "output",
+            ]
+        )  # fmt: skip
         if run.status != Run.Status.RUNNING:
             pass  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
         elif result.outcome == Outcome.COMPLETE:
@@ -335,8 +344,8 @@ def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> No
     text = f"{type(error).__name__}: {error}"
     with transaction.atomic():
         run = Run.objects.select_for_update().get(id=start.run_id)
-        step = Step.objects.select_for_update().get(id=start.step_id)
-        _attempt_finish(start.attempt_id, StepAttempt.Status.FAILED, now, error=error)
+        step = Step.objects.get(id=start.step_id)
+        _attempt_finish(start, StepAttempt.Status.FAILED, now, error=error)
         step.error = text
         step.lease_expires_at = None
         if will_retry:
@@ -357,8 +366,8 @@ def step_halt(*, start: StepStart, error: RunHalted, envelope: Envelope) -> None
     now = timezone.now()
     with transaction.atomic():
         run = Run.objects.select_for_update().get(id=start.run_id)
-        step = Step.objects.select_for_update().get(id=start.step_id)
-        _attempt_finish(start.attempt_id, StepAttempt.Status.FAILED, now, error=error)
+        step = Step.objects.get(id=start.step_id)
+        _attempt_finish(start, StepAttempt.Status.FAILED, now, error=error)
         step.status = Step.Status.FAILED
         step.error = f"{type(error).__name__}: {error.message}"
         step.finished_at = now
@@ -369,17 +378,13 @@ def step_halt(*, start: StepStart, error: RunHalted, envelope: Envelope) -> None
             run_halt(run, error, envelope)
 
 
-def _attempt_finish(attempt_id: int | None, status: str, now: Any, error: BaseException | None = None) -> None:
-    if attempt_id is None:
+def _attempt_finish(start: StepStart, status: str, now: Any, error: BaseException | None = None) -> None:
+    if start.attempt_id is None:
         return
-    attempt = StepAttempt.objects.get(id=attempt_id)
-    attempt.status = status
-    attempt.finished_at = now
-    attempt.duration_ms = _ms(now - attempt.started_at)
+    fields: dict[str, Any] = {"status": status, "finished_at": now, "duration_ms": _ms(now - start.attempt_started_at)}
     if error is not None:
-        attempt.error_type = type(error).__name__
-        attempt.error = str(error)[:4000]
-    attempt.save()
+        fields.update(error_type=type(error).__name__, error=str(error)[:4000])
+    StepAttempt.objects.filter(id=start.attempt_id).update(**fields)
 
 
 def _ms(delta: timedelta) -> int:

@@ -146,7 +146,18 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # --- Database ---------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Without a pool, connections may persist this many seconds (0: a new connection per request or task).
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 0)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)}
+# PostgreSQL: a connection pool per process (psycopg_pool). Threads of the LLM worker (see
+# `make run`) share it: an agent hands its connection back while it waits on the LLM.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0 and not DB_CONN_MAX_AGE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT_SECONDS", 10.0),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + immediate transactions: web and worker processes share the file.
     DATABASES["default"]["OPTIONS"] = {
@@ -283,6 +294,11 @@ RUN_MAX_HOPS = env_int("RUN_MAX_HOPS", 20)
 RUN_DEADLINE_SECONDS = env_int("RUN_DEADLINE_SECONDS", 120)
 # An agent may appear at most this many times on one run's path.
 RUN_MAX_AGENT_VISITS = env_int("RUN_MAX_AGENT_VISITS", 2)
+
+# The benchmark's bare endpoint and no-op agent (bench/, `make bench` only).
+BENCH = env_bool("SWITCHBOARD_BENCH", False)
+if BENCH:
+    INSTALLED_APPS.append("bench.benchapp")
 
 # Dotted paths of agents to register besides the built-in ones (comma-separated).
 EXTRA_AGENTS = env_list("SWITCHBOARD_EXTRA_AGENTS")

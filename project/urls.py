@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -6,6 +7,8 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("", include("chat.urls")),
 ]
+if settings.BENCH:
+    urlpatterns.insert(0, path("bench/", include("bench.benchapp.urls")))
 
 handler400 = "api.errors.json_bad_request"
 handler403 = "api.errors.json_permission_denied"
