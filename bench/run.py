@@ -84,10 +84,13 @@ def bench_environment() -> tuple[dict[str, str], Any]:
         "SWITCHBOARD_BENCH": "1",
         "SWITCHBOARD_EXTRA_AGENTS": "bench.agents.Noop",
         "LOG_LEVEL": "INFO",
+        "DJANGO_DEBUG": "false",  # as in production: no query log, no debug pages
         "THROTTLE_IP_RATE": "1000000/min",
         "THROTTLE_CUSTOMER_RATE": "1000000/min",
         "THROTTLE_MESSAGE_RATE": "1000000/min",
         "RUN_DEADLINE_SECONDS": "600",
+        # Like the raw baseline: no task events (Flower turns them on when it runs; see docs/performance.md).
+        "CELERY_TASK_EVENTS": os.environ.get("CELERY_TASK_EVENTS", "false"),
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "PYTHONPATH": str(ROOT),
     }

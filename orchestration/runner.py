@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Retry as RetryError
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -100,7 +101,12 @@ def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> 
 
 
 def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
-    """Run one delivery of an agent message (the body of every agent task)."""
+    """Run one delivery of an agent message (the body of every agent task).
+
+    Short agents (the `default` queue) run in one transaction with their step
+    record; agents that wait on an LLM claim the step with a lease, run with no
+    transaction or connection held, and record the result afterwards.
+    """
     agent = agent_get(agent_name)
     try:
         envelope = envelope_receive(incoming, agent_name)
@@ -109,13 +115,23 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         raise
     step_key = services.step_key(envelope.hop + 1, agent_name)
     trace_set(trace_id=envelope.trace_id, run_id=envelope.run_id, agent=agent_name, step=step_key)
+    claim = {"envelope": envelope, "agent": agent, "task_id": task.request.id or "",
+             "worker": f"{task.request.hostname}:{os.getpid()}"}  # fmt: skip
+    started = time.monotonic()
     try:
-        start = services.step_begin(
-            envelope=envelope,
-            agent=agent,
-            task_id=task.request.id or "",
-            worker=f"{task.request.hostname}:{os.getpid()}",
-        )
+        if agent.queue == Queue.DEFAULT:
+            try:
+                start = services.step_run_atomic(**claim, execute=lambda: _handle(agent, envelope))
+            except (Run.DoesNotExist, RetryError):
+                raise
+            except Exception as exc:
+                # Everything rolled back; record the failed try like any other and decide as usual.
+                start = services.step_begin(**claim)
+                if start.action != "proceed":
+                    raise
+                return _failed(task, agent, start, exc, incoming, envelope, step_key)
+        else:
+            start = services.step_begin(**claim)
     except Run.DoesNotExist as exc:
         _dead_letter(task, incoming, "unknown_run", exc, envelope, step_key)
         raise InvalidEnvelope(f"no run {envelope.run_id}.") from exc
@@ -137,33 +153,16 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         services.step_fail(start=start, error=error, will_retry=False)
         _dead_letter(task, incoming, "attempts_exhausted", error, envelope, step_key)
         raise error
+    if start.action == "done":
+        return _completed(task, start.recorded, started)
 
-    started = time.monotonic()
-    if agent.queue == Queue.LLM:
-        # The LLM call can take seconds: give the database connection back (to the pool) meanwhile,
-        # so that many threads waiting on LLMs need few connections.
-        connection.close()
+    # An agent that waits on an LLM: the call can take seconds, so the database connection goes back
+    # (to the pool) meanwhile, and many threads waiting on LLMs need few connections.
+    connection.close()
     try:
-        result = agent.handle(envelope)
-        after, control = envelope_after(envelope, agent_name, result)
-    except TransientError as exc:
-        _retry_or_fail(task, agent.max_retries, start, exc, exc.retry_after)
-        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
-        raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
-    except INFRASTRUCTURE_TRANSIENT as exc:
-        _retry_or_fail(task, agent.max_retries, start, exc, None)
-        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
-        raise PermanentError(f"{agent_name} gave up after {start.attempt} attempts: {exc}") from exc
-    except RunHalted as exc:
-        # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
-        services.step_halt(start=start, error=exc, envelope=envelope)
-        logger.warning("run halted by %s: %s", agent_name, exc.message)
-        return _stop(task, envelope.to_dict())
-    except Exception as exc:
-        # Anything else is permanent: retrying the same input cannot fix it.
-        services.step_fail(start=start, error=exc, will_retry=False)
-        _dead_letter(task, incoming, "permanent_error", exc, envelope, step_key)
-        raise
+        result, after, control = _handle(agent, envelope)
+    except Exception as exc:  # noqa: BLE001  (classified by _failed: retried, escalated, or dead-lettered and re-raised)
+        return _failed(task, agent, start, exc, incoming, envelope, step_key)
     try:
         recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
     except INFRASTRUCTURE_TRANSIENT as exc:
@@ -171,11 +170,47 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         _retry_or_fail(task, agent.max_retries, start, exc, None)
         _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
         raise PermanentError(f"{agent_name} could not record its result: {exc}") from exc
+    return _completed(task, recorded, started)
+
+
+def _handle(agent: Any, envelope: Envelope) -> tuple[AgentResult, Envelope, str]:
+    result = agent.handle(envelope)
+    after, control = envelope_after(envelope, agent.name, result)
+    return result, after, control
+
+
+def _completed(task: Task, recorded: dict[str, Any], started: float) -> Any:
     logger.info(
         "step completed",
         extra={"duration_ms": round((time.monotonic() - started) * 1000, 1), "status": recorded["control"]},
     )
     return _follow(task, recorded)
+
+
+def _failed(
+    task: Task,
+    agent: Any,
+    start: services.StepStart,
+    exc: Exception,
+    incoming: Any,
+    envelope: Envelope,
+    step_key: str,
+) -> Any:
+    """A try failed: retry it, hand the run to a person, or dead-letter the message."""
+    if isinstance(exc, TransientError | INFRASTRUCTURE_TRANSIENT):
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        _retry_or_fail(task, agent.max_retries, start, exc, retry_after)
+        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
+        raise PermanentError(f"{agent.name} gave up after {start.attempt} attempts: {exc}") from exc
+    if isinstance(exc, RunHalted):
+        # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
+        services.step_halt(start=start, error=exc, envelope=envelope)
+        logger.warning("run halted by %s: %s", agent.name, exc.message)
+        return _stop(task, envelope.to_dict())
+    # Anything else is permanent: retrying the same input cannot fix it.
+    services.step_fail(start=start, error=exc, will_retry=False)
+    _dead_letter(task, incoming, "permanent_error", exc, envelope, step_key)
+    raise exc
 
 
 def _retry_or_fail(

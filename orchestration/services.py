@@ -7,7 +7,8 @@ The task wrapper (`orchestration.runner`) calls them around `agent.handle`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -170,7 +171,8 @@ class StepStart:
     """proceed: run the agent; recorded: return `recorded`; skip: do nothing; busy: the same message is
     under way elsewhere, try again when its lease ends; duplicate: another message for this step is under way,
     drop this one;
-    exhausted: every try died mid-step (the message goes to the dead letters)."""
+    exhausted: every try died mid-step (the message goes to the dead letters); done: the agent ran and its
+    result is recorded (`step_run_atomic`)."""
     run_id: str = ""
     step_id: int | None = None
     attempt_id: int | None = None
@@ -187,70 +189,100 @@ def step_key(hop: int, agent_name: str) -> str:
 
 
 def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
-    """Claim the step this delivery is for, or say why not.
+    """Claim the step this delivery is for (a lease, for agents that wait on an LLM), or say why not.
 
     A completed step returns its recorded output (an idempotent receiver); a step
-    another delivery is running (unexpired lease) is retried later; a step whose
-    lease expired (its worker died) is taken over with a new attempt.
+    another delivery is running (unexpired lease) is dropped or retried later; a
+    step whose lease expired (its worker died) is taken over with a new attempt.
     """
-    hop = envelope.hop + 1
-    key = step_key(hop, agent.name)
-    now = timezone.now()
     with transaction.atomic():
         run = Run.objects.select_for_update().get(id=envelope.run_id)
-        if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
-            return StepStart(action="skip", reason=f"run is {run.status}")
-        step = Step.objects.select_for_update().filter(run=run, key=key).first()
-        if step is not None and step.status == Step.Status.COMPLETED:
-            return StepStart(action="recorded", run_id=str(run.id), step_id=step.id, recorded=step.output)
-        if step is not None and step.status == Step.Status.FAILED:
-            return StepStart(action="skip", reason="step failed permanently")
-        if step is not None and step.status == Step.Status.RUNNING and step.lease_expires_at > now:
-            holder = step.attempts.filter(status=StepAttempt.Status.RUNNING).order_by("-number").first()
-            if holder is not None and holder.task_id != task_id:
-                # A second message for a step already under way (a re-dispatch, a duplicate send): the
-                # holder carries the flow on; if it dies, its own message is redelivered.
-                return StepStart(action="duplicate", reason=f"step is under way as task {holder.task_id}")
-            # The same message again while its lease runs: its worker may have died (requeued at once)
-            # or be slow; try again when the lease ends.
-            return StepStart(action="busy", retry_in=(step.lease_expires_at - now).total_seconds() + 1)
-        if step is None:
-            halt = run_guard_check(run, envelope, agent.name, now)
-            if halt is not None:
-                run_halt(run, halt, envelope)
-                return StepStart(action="skip", reason=f"run halted: {halt.code}: {halt.message}")
-        elif step.attempt - step.retry_base > agent.max_retries:
-            step_attempts_abandon(step, now)
-            return StepStart(action="exhausted", run_id=str(run.id), step_id=step.id, attempt=step.attempt)
-        lease = now + timedelta(seconds=agent.time_limit)
-        if step is None:
-            step = Step.objects.create(
-                run=run,
-                key=key,
-                trace_id=envelope.trace_id,
-                agent=agent.name,
-                version=agent.version,
-                hop=hop,
-                attempt=1,
-                started_at=now,
-                lease_expires_at=lease,
-            )
-        else:
-            step_attempts_abandon(step, now)
-            step.status = Step.Status.RUNNING
-            step.lease_expires_at = lease
-            step.attempt += 1
-            step.save(update_fields=["status", "lease_expires_at", "attempt"])
-        attempt = StepAttempt.objects.create(
-            step=step, number=step.attempt, task_id=task_id, worker=worker, started_at=now
+        start, _step = _step_claim(run, envelope, agent, task_id, worker, timezone.now())
+    return start
+
+
+def step_run_atomic(
+    *,
+    envelope: Envelope,
+    agent: Agent,
+    task_id: str,
+    worker: str,
+    execute: Callable[[], tuple[AgentResult, Envelope, str]],
+) -> StepStart:
+    """For short, database-only agents: claim the step, run the agent and record its result in one
+    transaction. A crash anywhere leaves nothing behind (the redelivered message starts afresh) and the
+    agent's own writes commit with its step, exactly once. Concurrent deliveries wait on the run's row
+    lock and then find the recorded step. An exception from the agent rolls everything back and
+    propagates (the caller records the failed try). Returns action "done" with the recorded output.
+    """
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(id=envelope.run_id)
+        now = timezone.now()
+        start, step = _step_claim(run, envelope, agent, task_id, worker, now)
+        if start.action != "proceed":
+            return start
+        result, after, control = execute()
+        output = _step_record_success(run, step, start, result, after, control, timezone.now())
+    return replace(start, action="done", recorded=output)
+
+
+def _step_claim(
+    run: Run, envelope: Envelope, agent: Agent, task_id: str, worker: str, now: Any
+) -> tuple[StepStart, Step | None]:
+    """The claim decision and its rows; the caller holds the run's row lock."""
+    hop = envelope.hop + 1
+    key = step_key(hop, agent.name)
+    if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+        return StepStart(action="skip", reason=f"run is {run.status}"), None
+    step = Step.objects.filter(run=run, key=key).first()
+    if step is not None and step.status == Step.Status.COMPLETED:
+        return StepStart(action="recorded", run_id=str(run.id), step_id=step.id, recorded=step.output), step
+    if step is not None and step.status == Step.Status.FAILED:
+        return StepStart(action="skip", reason="step failed permanently"), step
+    if step is not None and step.status == Step.Status.RUNNING and step.lease_expires_at > now:
+        holder = step.attempts.filter(status=StepAttempt.Status.RUNNING).order_by("-number").first()
+        if holder is not None and holder.task_id != task_id:
+            # A second message for a step already under way (a re-dispatch, a duplicate send): the
+            # holder carries the flow on; if it dies, its own message is redelivered.
+            return StepStart(action="duplicate", reason=f"step is under way as task {holder.task_id}"), step
+        # The same message again while its lease runs: its worker may have died (requeued at once)
+        # or be slow; try again when the lease ends.
+        return StepStart(action="busy", retry_in=(step.lease_expires_at - now).total_seconds() + 1), step
+    if step is None:
+        halt = run_guard_check(run, envelope, agent.name, now)
+        if halt is not None:
+            run_halt(run, halt, envelope)
+            return StepStart(action="skip", reason=f"run halted: {halt.code}: {halt.message}"), None
+    elif step.attempt - step.retry_base > agent.max_retries:
+        step_attempts_abandon(step, now)
+        return StepStart(action="exhausted", run_id=str(run.id), step_id=step.id, attempt=step.attempt), step
+    lease = now + timedelta(seconds=agent.time_limit)
+    if step is None:
+        step = Step.objects.create(
+            run=run,
+            key=key,
+            trace_id=envelope.trace_id,
+            agent=agent.name,
+            version=agent.version,
+            hop=hop,
+            attempt=1,
+            started_at=now,
+            lease_expires_at=lease,
         )
-        # A live lease marks progress under way; the run row changes only when the run starts.
-        if run.status == Run.Status.QUEUED:
-            run.status = Run.Status.RUNNING
-            run.started_at = now
-            run.last_progress_at = now
-            run.save(update_fields=["status", "started_at", "last_progress_at"])
-    return StepStart(
+    else:
+        step_attempts_abandon(step, now)
+        step.status = Step.Status.RUNNING
+        step.lease_expires_at = lease
+        step.attempt += 1
+        step.save(update_fields=["status", "lease_expires_at", "attempt"])
+    attempt = StepAttempt.objects.create(step=step, number=step.attempt, task_id=task_id, worker=worker, started_at=now)
+    # A live lease marks progress under way; the run row changes only when the run starts.
+    if run.status == Run.Status.QUEUED:
+        run.status = Run.Status.RUNNING
+        run.started_at = now
+        run.last_progress_at = now
+        run.save(update_fields=["status", "started_at", "last_progress_at"])
+    start = StepStart(
         action="proceed",
         run_id=str(run.id),
         step_id=step.id,
@@ -259,6 +291,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
         attempt_started_at=now,
         retry_base=step.retry_base,
     )
+    return start, step
 
 
 def step_attempts_abandon(step: Step, now: Any) -> None:
@@ -294,47 +327,53 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
 
     If another delivery completed the step first, its recorded output wins.
     """
-    now = timezone.now()
     with transaction.atomic():
         # Every change to a run's steps holds the run's row lock: it serialises them.
         run = Run.objects.select_for_update().get(id=start.run_id)
         step = Step.objects.get(id=start.step_id)
         if step.status == Step.Status.COMPLETED:
             return step.output
-        usage = result.usage
-        step.status = Step.Status.COMPLETED
-        step.finished_at = now
-        step.duration_ms = _ms(now - step.started_at)
-        step.input_tokens = usage.input_tokens
-        step.output_tokens = usage.output_tokens
-        step.cost_usd = Decimal(str(round(usage.cost_usd, 6)))
-        step.model = usage.model
-        step.prompt_version = usage.prompt_version
-        step.llm_latency_ms = usage.latency_ms
-        step.lease_expires_at = None
-        step.error = ""
-        _attempt_finish(start, StepAttempt.Status.SUCCEEDED, now)
-        run.tokens_used += usage.tokens
-        run.cost_usd += step.cost_usd
-        run.hops_used += 1
-        run.last_progress_at = now
-        run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at"])
-        output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control}
-        step.output = output
-        step.save(
-            update_fields=[
-                "status", "finished_at", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "model",
-                "prompt_version", "llm_latency_ms", "lease_expires_at", "error", "output",
-            ]
-        )  # fmt: skip
-        if run.status != Run.Status.RUNNING:
-            pass  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
-        elif result.outcome == Outcome.COMPLETE:
-            run_complete(run)
-        elif result.outcome == Outcome.ESCALATE:
-            run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope), envelope=envelope)
-        elif control == "stop":
-            run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
+        return _step_record_success(run, step, start, result, envelope, control, timezone.now())
+
+
+def _step_record_success(
+    run: Run, step: Step, start: StepStart, result: AgentResult, envelope: Envelope, control: str, now: Any
+) -> dict[str, Any]:
+    """Mark the step completed, add its usage to the run, apply its outcome; the caller holds the run's lock."""
+    usage = result.usage
+    step.status = Step.Status.COMPLETED
+    step.finished_at = now
+    step.duration_ms = _ms(now - step.started_at)
+    step.input_tokens = usage.input_tokens
+    step.output_tokens = usage.output_tokens
+    step.cost_usd = Decimal(str(round(usage.cost_usd, 6)))
+    step.model = usage.model
+    step.prompt_version = usage.prompt_version
+    step.llm_latency_ms = usage.latency_ms
+    step.lease_expires_at = None
+    step.error = ""
+    _attempt_finish(start, StepAttempt.Status.SUCCEEDED, now)
+    run.tokens_used += usage.tokens
+    run.cost_usd += step.cost_usd
+    run.hops_used += 1
+    run.last_progress_at = now
+    run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at"])
+    output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control}
+    step.output = output
+    step.save(
+        update_fields=[
+            "status", "finished_at", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "model",
+            "prompt_version", "llm_latency_ms", "lease_expires_at", "error", "output",
+        ]
+    )  # fmt: skip
+    if run.status != Run.Status.RUNNING:
+        pass  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
+    elif result.outcome == Outcome.COMPLETE:
+        run_complete(run)
+    elif result.outcome == Outcome.ESCALATE:
+        run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope), envelope=envelope)
+    elif control == "stop":
+        run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
     return output
 
 

@@ -31,6 +31,9 @@ def configure(app: Celery) -> None:
         "socket_connect_timeout": 5,
         "health_check_interval": 25,
     }
+    if settings.CELERY_DB_REUSE_MAX:
+        # Read by Celery's Django fixup under this (old-style) name.
+        app.conf["CELERY_DB_REUSE_MAX"] = settings.CELERY_DB_REUSE_MAX
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
         result_backend=backend_url(settings.CELERY_RESULT_BACKEND),
@@ -41,14 +44,14 @@ def configure(app: Celery) -> None:
         result_serializer="json",
         accept_content=["json"],
         result_expires=24 * 3600,
-        result_extended=True,
+        result_extended=settings.CELERY_RESULT_EXTENDED,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_deduplicate_successful_tasks=False,
-        task_track_started=True,
-        task_send_sent_event=True,
-        worker_send_task_events=True,
+        task_track_started=settings.CELERY_TASK_EVENTS,
+        task_send_sent_event=settings.CELERY_TASK_EVENTS,
+        worker_send_task_events=settings.CELERY_TASK_EVENTS,
         task_default_queue="default",
         task_queues=(Queue("default"), Queue("llm")),
         task_routes=("orchestration.routing.route_for_task",),
@@ -67,6 +70,15 @@ def configure(app: Celery) -> None:
 
 configure(app)
 app.autodiscover_tasks(["orchestration"])
+
+
+@signals.task_prerun.connect
+def _database_hygiene(**kwargs: object) -> None:
+    """What Django does per request: drop a connection that broke or outlived CONN_MAX_AGE."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close_if_unusable_or_obsolete()
 
 
 @signals.worker_init.connect

@@ -146,13 +146,23 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # --- Database ---------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-# Without a pool, connections may persist this many seconds (0: a new connection per request or task).
-DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 0)
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)}
-# PostgreSQL: a connection pool per process (psycopg_pool). Threads of the LLM worker (see
-# `make run`) share it: an agent hands its connection back while it waits on the LLM.
+# Celery prefork workers set DB_PERSISTENT_CONNECTIONS=1 (Procfile, docker-compose): Celery closes a
+# connection pool after every task in a prefork child, so there one persistent connection per child
+# serves best. Everywhere else (web, the LLM worker's threads) a pool per process is shared.
+DB_PERSISTENT_CONNECTIONS = env_bool("DB_PERSISTENT_CONNECTIONS", False)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=600 if DB_PERSISTENT_CONNECTIONS else 0, conn_health_checks=True
+    )
+}
+# Celery's Django fixup closes a worker's connections only every 2 x this many tasks (0: after each).
+CELERY_DB_REUSE_MAX = 500 if DB_PERSISTENT_CONNECTIONS else 0
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0 and not DB_CONN_MAX_AGE:
+if (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and DB_POOL_MAX_SIZE > 0
+    and not DB_PERSISTENT_CONNECTIONS
+):
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DB_POOL_MAX_SIZE,
@@ -286,6 +296,10 @@ BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 1
 # Scan only every Nth interval: the scan period is interval x throttle (kombu default 10 x 10 s).
 BROKER_UNACKED_RESTORE_THROTTLE = env_int("BROKER_UNACKED_RESTORE_THROTTLE", 10)
 CELERY_TASK_ALWAYS_EAGER = False
+# Task events (sent, started, succeeded) feed Flower's live view; they cost a few Redis writes per task.
+CELERY_TASK_EVENTS = env_bool("CELERY_TASK_EVENTS", True)
+# Extended results keep task name and arguments in the result backend (for Flower's task pages).
+CELERY_RESULT_EXTENDED = env_bool("CELERY_RESULT_EXTENDED", False)
 
 # --- Runs: budgets and guards (defaults; a run may override them) -------------
 RUN_MAX_TOKENS = env_int("RUN_MAX_TOKENS", 20000)

@@ -30,7 +30,9 @@ class WorkerProcess:
     ) -> None:
         self.hostname = f"{name or 'test'}-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = ROOT / ".run" / f"worker-{self.hostname.split('@')[0]}.log"
-        self.env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # Prefork children keep one persistent connection each (see DB_PERSISTENT_CONNECTIONS), as in production.
+        persistent = {"DB_PERSISTENT_CONNECTIONS": "1"} if pool == "prefork" else {}
+        self.env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", **persistent, **(env or {})}
         self.args = [
             sys.executable, "-m", "celery", "-A", "project", "worker",
             "--queues", queues, "--concurrency", str(concurrency), "--pool", pool,
