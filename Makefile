@@ -34,15 +34,21 @@ run: install
 	@echo
 	$(BIN)/honcho start --port $(PORT) $(PROCESSES)
 
-# The browser test drives Debian's chromium with Playwright (no browser download).
+# The browser test drives Debian's chromium with Playwright (no browser download);
+# the benchmark (and its tiny run in the tests) loads the API with wrk.
 CHROMIUM ?= /usr/bin/chromium
+WRK ?= /usr/bin/wrk
 
-$(CHROMIUM):
-	@command -v apt-get >/dev/null || { echo "Install Chromium at $(CHROMIUM) (the browser test needs it)."; exit 1; }
-	apt-get install -y --no-install-recommends chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+$(CHROMIUM) $(WRK):
+	@command -v apt-get >/dev/null || { echo "Install $@ (Debian packages chromium and wrk)."; exit 1; }
+	apt-get install -y --no-install-recommends $(notdir $@) || { apt-get update && apt-get install -y --no-install-recommends $(notdir $@); }
 
-test: install $(CHROMIUM)
+test: install $(CHROMIUM) $(WRK)
 	CHROMIUM=$(CHROMIUM) bin/test
+
+# Switchboard against raw Celery and a bare DRF endpoint (not part of `make test`); see docs/performance.md.
+bench: install $(WRK)
+	$(BIN)/python -m bench.run
 
 lint: install
 	$(BIN)/ruff check .

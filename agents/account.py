@@ -10,6 +10,7 @@ from conversations.selectors import customer_facts
 class Account(Agent):
     name = "account"
     version = "1"
+    atomic = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
         return AgentResult(payload={"account": customer_facts(conversation_id=envelope.conversation_id)})

@@ -96,6 +96,10 @@ class Agent:
     """Seconds one try may take; no other delivery of the message starts a try meanwhile."""
     may_approve_actions: ClassVar[bool] = False
     """Only an agent with this set (the validator) may write `approved_actions`."""
+    atomic: ClassVar[bool] = False
+    """A short agent that only uses the database: it runs inside one transaction with its step record
+    (fewer round trips, and its writes commit exactly once with the step). Never for an agent that
+    waits on the network or may run long: the run's row stays locked while it runs."""
 
     def handle(self, envelope: Envelope) -> AgentResult:
         raise NotImplementedError

@@ -19,6 +19,7 @@ from project.errors import PermanentError
 class Deliver(Agent):
     name = "deliver"
     version = "2"
+    atomic = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload

@@ -14,6 +14,7 @@ MAX_PASSAGES = 3
 class Retrieval(Agent):
     name = "retrieval"
     version = "1"
+    atomic = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
         hits = index_get().search(envelope.payload["message"], k=MAX_PASSAGES)

@@ -8,6 +8,7 @@ from agents.envelope import Envelope
 
 class Noop(Agent):
     name = "noop"
+    atomic = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
         last = envelope.slip == [self.name]

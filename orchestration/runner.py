@@ -103,9 +103,9 @@ def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> 
 def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     """Run one delivery of an agent message (the body of every agent task).
 
-    Short agents (the `default` queue) run in one transaction with their step
-    record; agents that wait on an LLM claim the step with a lease, run with no
-    transaction or connection held, and record the result afterwards.
+    Short, database-only agents (`Agent.atomic`) run in one transaction with
+    their step record; the others (those waiting on an LLM) claim the step with a
+    lease, run with no transaction held, and record the result afterwards.
     """
     agent = agent_get(agent_name)
     try:
@@ -119,7 +119,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
              "worker": f"{task.request.hostname}:{os.getpid()}"}  # fmt: skip
     started = time.monotonic()
     try:
-        if agent.queue == Queue.DEFAULT:
+        if agent.atomic:
             try:
                 start = services.step_run_atomic(**claim, execute=lambda: _handle(agent, envelope))
             except (Run.DoesNotExist, RetryError):
@@ -156,9 +156,10 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     if start.action == "done":
         return _completed(task, start.recorded, started)
 
-    # An agent that waits on an LLM: the call can take seconds, so the database connection goes back
-    # (to the pool) meanwhile, and many threads waiting on LLMs need few connections.
-    connection.close()
+    if agent.queue == Queue.LLM:
+        # The LLM call can take seconds: the database connection goes back (to the pool) meanwhile,
+        # so that many threads waiting on LLMs need few connections.
+        connection.close()
     try:
         result, after, control = _handle(agent, envelope)
     except Exception as exc:  # noqa: BLE001  (classified by _failed: retried, escalated, or dead-lettered and re-raised)
@@ -197,7 +198,7 @@ def _failed(
     step_key: str,
 ) -> Any:
     """A try failed: retry it, hand the run to a person, or dead-letter the message."""
-    if isinstance(exc, TransientError | INFRASTRUCTURE_TRANSIENT):
+    if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         _retry_or_fail(task, agent.max_retries, start, exc, retry_after)
         _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
