@@ -1,0 +1,90 @@
+"""Where a step's bookkeeping goes: time and SQL statements per step, measured in-process.
+
+Usage (after `make bench` created the bench database; same environment variables):
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.profile_step [-n 50]
+It records no-op steps the two ways the task wrapper does — one transaction for
+an `atomic` agent, lease then record for the others — without Celery, and prints
+the median time and the statements of one step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=50)
+    args = parser.parse_args()
+    from bench.run import bench_environment
+
+    env, owned_redis = bench_environment()
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from agents.envelope import Envelope
+    from agents.registry import agent_get
+    from bench.run import make_customer
+    from conversations.services import conversation_create, message_create
+    from orchestration import services
+    from orchestration.runner import envelope_after
+
+    customer, _ = make_customer("bench-profile@example.com")
+    agent = agent_get("noop")
+
+    def new_run():
+        with mock.patch("orchestration.services.run_dispatch"), transaction.atomic():
+            conversation = conversation_create(customer=customer)
+            message, _ = message_create(conversation_id=conversation.id, role="customer", content="x")
+            return services.run_start(
+                conversation=conversation, message=message, trace_id="profile", slip=["noop"] * 3,
+                budget={"max_agent_visits": 5},
+            )  # fmt: skip
+
+    def handle(envelope: Envelope):
+        result = agent.handle(envelope)
+        after, control = envelope_after(envelope, agent.name, result)
+        return result, after, control
+
+    def atomic(envelope: Envelope) -> None:
+        services.step_run_atomic(
+            envelope=envelope, agent=agent, task_id="p", worker="w", execute=lambda: handle(envelope)
+        )
+
+    def leased(envelope: Envelope) -> None:
+        start = services.step_begin(envelope=envelope, agent=agent, task_id="p", worker="w")
+        result, after, control = handle(envelope)
+        services.step_succeed(start=start, result=result, envelope=after, control=control)
+
+    for name, record in (("atomic (one transaction)", atomic), ("leased (claim, then record)", leased)):
+        runs = [new_run() for _ in range(args.n)]
+        times, statements = [], 0
+        for run in runs:
+            envelope = Envelope.from_dict(run.start_envelope)
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                record(envelope)
+                times.append(time.perf_counter() - started)
+            statements = len(queries.captured_queries)
+        print(f"{name}: {statistics.median(times) * 1000:.2f} ms per step, {statements} SQL statements")
+        for query in queries.captured_queries:
+            print(f"    {query['sql'][:100]}")
+    if owned_redis:
+        owned_redis.stop()
+
+
+if __name__ == "__main__":
+    main()
