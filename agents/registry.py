@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from agents.base import Agent
+from project.caching import cached_once
 
 AGENT_CLASSES = (
     "agents.triage.Triage",
@@ -22,7 +21,7 @@ AGENT_CLASSES = (
 )
 
 
-@cache
+@cached_once
 def agents_all() -> dict[str, Agent]:
     """Every registered agent by name (instances are stateless and shared).
 

@@ -196,7 +196,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
     step whose lease expired (its worker died) is taken over with a new attempt.
     """
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(id=envelope.run_id)
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=envelope.run_id)
         start, _step = _step_claim(run, envelope, agent, task_id, worker, timezone.now())
     return start
 
@@ -216,7 +216,7 @@ def step_run_atomic(
     propagates (the caller records the failed try). Returns action "done" with the recorded output.
     """
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(id=envelope.run_id)
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=envelope.run_id)
         now = timezone.now()
         start, step = _step_claim(run, envelope, agent, task_id, worker, now)
         if start.action != "proceed":
@@ -329,7 +329,7 @@ def step_succeed(*, start: StepStart, result: AgentResult, envelope: Envelope, c
     """
     with transaction.atomic():
         # Every change to a run's steps holds the run's row lock: it serialises them.
-        run = Run.objects.select_for_update().get(id=start.run_id)
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=start.run_id)
         step = Step.objects.get(id=start.step_id)
         if step.status == Step.Status.COMPLETED:
             return step.output
@@ -382,7 +382,7 @@ def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> No
     now = timezone.now()
     text = f"{type(error).__name__}: {error}"
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(id=start.run_id)
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=start.run_id)
         step = Step.objects.get(id=start.step_id)
         _attempt_finish(start, StepAttempt.Status.FAILED, now, error=error)
         step.error = text
@@ -404,7 +404,7 @@ def step_halt(*, start: StepStart, error: RunHalted, envelope: Envelope) -> None
     """An agent stopped the run (e.g. the LLM's circuit is open): the step fails, the run escalates."""
     now = timezone.now()
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(id=start.run_id)
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=start.run_id)
         step = Step.objects.get(id=start.step_id)
         _attempt_finish(start, StepAttempt.Status.FAILED, now, error=error)
         step.status = Step.Status.FAILED

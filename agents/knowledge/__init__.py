@@ -10,8 +10,9 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+
+from project.caching import cached_once
 
 DOCS_DIR = Path(__file__).resolve().parent / "docs"
 
@@ -250,7 +251,7 @@ class Index:
         return scored[:k]
 
 
-@lru_cache(maxsize=1)
+@cached_once
 def index_get() -> Index:
     passages: list[Passage] = []
     for path in sorted(DOCS_DIR.glob("*.md")):
@@ -270,7 +271,7 @@ def index_get() -> Index:
     )
 
 
-@lru_cache(maxsize=1)
+@cached_once
 def internal_notes() -> tuple[str, ...]:
     """Staff-only notes in the documents: never retrieved, never to reach a customer."""
     notes = []

@@ -10,19 +10,19 @@ opens it again.
 from __future__ import annotations
 
 import time
-from functools import cache
 
 import redis
 from django.conf import settings
 
 from agents.llm.errors import LLMCircuitOpen
+from project.caching import cached_once
 
 KEY_PREFIX = "switchboard:breaker:"
 # State outlives any cool-down but not forever.
 STATE_TTL_SECONDS = 24 * 3600
 
 
-@cache
+@cached_once
 def _redis(url: str) -> redis.Redis:
     # One connection pool per process; redis-py clients are thread-safe.
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from functools import cache
 from typing import Any
 
 import openai
@@ -24,11 +23,12 @@ from agents.llm.base import LLMResponse, Prompt, cost_usd
 from agents.llm.breaker import CircuitBreaker
 from agents.llm.errors import LLMMalformedOutput, LLMRateLimited, LLMRequestRejected, LLMTimeout, LLMUnavailable
 from agents.llm.schema import schema_errors
+from project.caching import cached_once
 
 RAW_LIMIT = 2000
 
 
-@cache
+@cached_once
 def openai_client(base_url: str | None, api_key: str, timeout: float, max_retries: int) -> openai.OpenAI:
     # One client (one connection pool) per process and configuration; it is thread-safe.
     return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
