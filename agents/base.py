@@ -50,14 +50,6 @@ class Usage:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, other: Usage) -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cost_usd += other.cost_usd
-        self.latency_ms += other.latency_ms
-        self.model = other.model or self.model
-        self.prompt_version = other.prompt_version or self.prompt_version
-
 
 @dataclass
 class AgentResult:

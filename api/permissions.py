@@ -6,7 +6,6 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
-from conversations.models import Customer
 from conversations.selectors import customer_for_user
 
 
@@ -20,10 +19,6 @@ class IsCustomer(BasePermission):
             return False
         request.customer = customer_for_user(request.user)
         return request.customer is not None
-
-
-def request_customer(request: Any) -> Customer:
-    return request.customer
 
 
 class IsReviewer(BasePermission):

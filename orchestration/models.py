@@ -61,10 +61,6 @@ class Run(models.Model):
     def __str__(self) -> str:
         return f"run {self.id} ({self.status})"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in self.TERMINAL
-
 
 class Step(models.Model):
     """One agent execution within a run (its attempts are StepAttempt rows)."""

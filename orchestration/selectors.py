@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
-
 from conversations.models import Customer
 from orchestration.models import Run, Step
 from project.errors import NotFound
@@ -22,10 +20,6 @@ def run_get(*, customer: Customer, run_id: object) -> Run:
     if run is None:
         raise NotFound("Run not found.")
     return run
-
-
-def run_steps(*, run: Run) -> QuerySet[Step]:
-    return run.steps.order_by("hop", "id")
 
 
 def runs_for_trace(identifier: str) -> list[Run]:

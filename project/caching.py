@@ -28,5 +28,4 @@ def cached_once(function: Callable[..., T]) -> Callable[..., T]:
                 cache[args] = function(*args)
             return cache[args]
 
-    wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
     return wrapper

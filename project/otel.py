@@ -34,7 +34,7 @@ def otel_init(*, endpoint: str, service_name: str, django: bool = False, celery:
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")))
     trace.set_tracer_provider(provider)
-    _state.update(pid=os.getpid(), tracer=trace.get_tracer("switchboard"), provider=provider)
+    _state.update(pid=os.getpid(), tracer=trace.get_tracer("switchboard"))
     if django:
         from opentelemetry.instrumentation.django import DjangoInstrumentor
 
@@ -65,11 +65,6 @@ def otel_worker_init(*, prefork_parent: bool) -> None:
 
     if settings.OTEL_EXPORTER_OTLP_ENDPOINT and not prefork_parent:
         otel_init(endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT, service_name=settings.OTEL_SERVICE_NAME, celery=True)
-
-
-def otel_flush() -> None:
-    if otel_enabled():
-        _state["provider"].force_flush()
 
 
 def current_trace_id() -> str | None:

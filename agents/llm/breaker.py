@@ -37,10 +37,6 @@ class CircuitBreaker:
         self.threshold = settings.LLM_BREAKER_FAILURES
         self.cooldown = settings.LLM_BREAKER_COOLDOWN_SECONDS
 
-    def state(self) -> str:
-        raw = self.client.hget(self.key, "state")
-        return raw.decode() if raw else "closed"
-
     def before_call(self) -> bool:
         """Raise LLMCircuitOpen if calls are paused; return True if this call is the half-open probe."""
         data = self.client.hgetall(self.key)
@@ -68,6 +64,3 @@ class CircuitBreaker:
         if probing or failures >= self.threshold:
             self.client.hset(self.key, mapping={"state": "open", "opened_at": str(time.time())})
             self.client.delete(self.probe_key)
-
-    def reset(self) -> None:
-        self.client.delete(self.key, self.probe_key)
