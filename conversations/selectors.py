@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import QuerySet
 
 from conversations.models import Conversation, Customer, Message, Order
 from project.errors import NotFound
+from project.ids import uuid_or_none
 
 
 def customer_for_user(user: object) -> Customer | None:
@@ -21,11 +20,8 @@ def conversation_list(*, customer: Customer) -> QuerySet[Conversation]:
 
 def conversation_get(*, customer: Customer, conversation_id: object) -> Conversation:
     """The customer's conversation, or NotFound (also for another customer's)."""
-    try:
-        conversation_uuid = uuid.UUID(str(conversation_id))
-    except ValueError:
-        raise NotFound("Conversation not found.") from None
-    conversation = Conversation.objects.filter(customer=customer, id=conversation_uuid).first()
+    conversation_uuid = uuid_or_none(conversation_id)
+    conversation = conversation_uuid and Conversation.objects.filter(customer=customer, id=conversation_uuid).first()
     if conversation is None:
         raise NotFound("Conversation not found.")
     return conversation

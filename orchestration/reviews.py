@@ -9,7 +9,6 @@ approval. Refunds go through the ledger, so a second click refunds nothing.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from conversations.models import Message
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.services import run_dispatch
 from project.errors import Conflict, InvalidInput, NotFound, SwitchboardError
+from project.ids import uuid_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +87,8 @@ def review_list_open() -> QuerySet[ReviewItem]:
 
 
 def review_get(item_id: object) -> ReviewItem:
-    try:
-        item_uuid = uuid.UUID(str(item_id))
-    except ValueError:
-        raise NotFound("Review item not found.") from None
-    item = ReviewItem.objects.select_related("run").filter(id=item_uuid).first()
+    item_uuid = uuid_or_none(item_id)
+    item = item_uuid and ReviewItem.objects.select_related("run").filter(id=item_uuid).first()
     if item is None:
         raise NotFound("Review item not found.")
     return item

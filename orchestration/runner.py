@@ -30,6 +30,7 @@ from orchestration import services
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from project.errors import InvalidEnvelope, PermanentError, RunHalted, TransientError
+from project.ids import uuid_or_none
 from project.tracing import trace_set
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ def _dead_letter(
         message=incoming,
         reason=reason,
         error=error,
-        run_id=run_id if _is_uuid(run_id) else None,
+        run_id=run_id if uuid_or_none(run_id) else None,
         step_key=step_key,
         trace_id=envelope.trace_id if envelope else str(_field(incoming, "trace_id") or ""),
     )
@@ -255,14 +256,6 @@ def _field(incoming: Any, name: str) -> Any:
     if isinstance(incoming, list) and incoming:
         incoming = incoming[0]
     return incoming.get(name) if isinstance(incoming, dict) else None
-
-
-def _is_uuid(value: Any) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def _follow(task: Task, recorded: dict[str, Any]) -> Any:

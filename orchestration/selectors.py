@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from conversations.models import Customer
 from orchestration.models import Run, Step
 from project.errors import NotFound
+from project.ids import uuid_or_none
 
 
 def run_get(*, customer: Customer, run_id: object) -> Run:
     """The customer's run, or NotFound (also for another customer's run)."""
-    try:
-        run_uuid = uuid.UUID(str(run_id))
-    except ValueError:
-        raise NotFound("Run not found.") from None
-    run = Run.objects.filter(id=run_uuid, conversation__customer=customer).first()
+    run_uuid = uuid_or_none(run_id)
+    run = run_uuid and Run.objects.filter(id=run_uuid, conversation__customer=customer).first()
     if run is None:
         raise NotFound("Run not found.")
     return run
@@ -24,10 +21,8 @@ def run_get(*, customer: Customer, run_id: object) -> Run:
 
 def runs_for_trace(identifier: str) -> list[Run]:
     """The runs a trace id names, or the run a run id names (newest first)."""
-    try:
-        run = Run.objects.filter(id=uuid.UUID(identifier)).first()
-    except ValueError:
-        run = None
+    run_uuid = uuid_or_none(identifier)
+    run = run_uuid and Run.objects.filter(id=run_uuid).first()
     if run is not None:
         return [run]
     return list(Run.objects.filter(trace_id=identifier).order_by("-created_at"))
