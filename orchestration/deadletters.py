@@ -98,9 +98,8 @@ def dead_letter_replay(dead_letter_id: int) -> str:
         run.last_progress_at = now
         run.deadline_at = now + timedelta(seconds=float(run.budget["deadline_seconds"]))
         run.save(update_fields=["status", "reason", "reason_detail", "finished_at", "last_progress_at", "deadline_at"])
-        run_id = run.id
-        transaction.on_commit(lambda: run_dispatch(run_id))
-    return f"dead letter {dead_letter.id}: run {run_id} re-dispatched from its recorded steps."
+        transaction.on_commit(lambda: run_dispatch(run))
+    return f"dead letter {dead_letter.id}: run {run.id} re-dispatched from its recorded steps."
 
 
 def _resend(task_name: str, message: Any) -> None:

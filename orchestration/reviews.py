@@ -214,7 +214,7 @@ def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None
     envelope = resume_envelope(item, decision, approved_by=reviewer.get_username() if reviewer else "supervisor")
     run_resume(run, envelope)
     # If the broker is down now, the supervisor's sweep re-dispatches from the stored envelope.
-    transaction.on_commit(lambda: run_dispatch(run.id), robust=True)
+    transaction.on_commit(lambda: run_dispatch(run), robust=True)
 
 
 def run_resume(run: Run, envelope: Envelope) -> None:

@@ -69,25 +69,18 @@ def run_start(
     if unknown:
         raise ValueError(f"unknown budget keys {sorted(unknown)}; known: {sorted(budget_defaults())}.")
     limits = budget_defaults() | (budget or {})
-    now = timezone.now()
-    deadline = now + timedelta(seconds=float(limits["deadline_seconds"]))
-    run = Run.objects.create(
+    run = Run(
         conversation=conversation,
         trigger_message=message,
         trace_id=trace_id,
         budget=limits,
-        deadline_at=deadline,
+        deadline_at=timezone.now() + timedelta(seconds=float(limits["deadline_seconds"])),
     )
     envelope = Envelope(
         run_id=str(run.id),
         conversation_id=str(conversation.id),
         trace_id=trace_id,
-        budget=Budget(
-            max_tokens=int(limits["max_tokens"]),
-            max_cost_usd=float(limits["max_cost_usd"]),
-            max_hops=int(limits["max_hops"]),
-            deadline=deadline.timestamp(),
-        ),
+        budget=budget_snapshot(run),
         slip=list(slip or INITIAL_SLIP),
         payload={
             "message": message.content,
@@ -95,23 +88,22 @@ def run_start(
         },
     )
     run.start_envelope = envelope.to_dict()
-    run.save(update_fields=["start_envelope"])
-    transaction.on_commit(lambda: run_dispatch(run.id), robust=True)
+    run.save(force_insert=True)
+    transaction.on_commit(lambda: run_dispatch(run), robust=True)
     return run
 
 
-def run_dispatch(run_id: object) -> None:
-    """Send a run's first agents to the broker, and its deadline watchdog (called after commit).
+def run_dispatch(run: Run) -> None:
+    """Send a run's first agents (from its start envelope) to the broker, and its deadline watchdog.
 
-    Also used to recover a stuck run and to replay a dead letter: steps already
-    done return their recorded output, so the run picks up where it stopped.
+    Called after the commit that wrote the run, by whoever holds it: a new run, the supervisor
+    recovering a stuck one, a dead-letter replay, a review decision. Steps already done return their
+    recorded output, so the run picks up where it stopped.
     """
     from orchestration.pipeline import canvas_for
     from orchestration.tasks import supervisor_watchdog
 
-    run = Run.objects.get(id=run_id)
-    envelope = Envelope.from_dict(run.start_envelope)
-    envelope = envelope.evolve(budget=budget_snapshot(run))
+    envelope = Envelope.from_dict(run.start_envelope).evolve(budget=budget_snapshot(run))
     # The messages carry the run's trace id, whoever dispatches (a request, the supervisor, a reviewer).
     with trace_context(trace_id=run.trace_id, run_id=str(run.id)):
         canvas_for(envelope).apply_async()

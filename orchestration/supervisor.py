@@ -82,7 +82,7 @@ def run_recover(run_id: object, now: datetime | None = None) -> str | None:
         run.recoveries += 1
         run.last_progress_at = now
         run.save(update_fields=["recoveries", "last_progress_at"])
-        transaction.on_commit(lambda: run_dispatch(run.id))
+        transaction.on_commit(lambda: run_dispatch(run))
     logger.warning(
         "stuck run re-dispatched (recovery %d)", run.recoveries, extra={"run_id": str(run.id), "trace_id": run.trace_id}
     )
