@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import traceback as traceback_module
-from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -63,7 +62,7 @@ def dead_letter_record(
 
 def dead_letter_replay(dead_letter_id: int) -> str:
     """Replay a dead letter once; returns what was done, in words."""
-    from orchestration.services import run_dispatch
+    from orchestration.services import run_dispatch, run_reopen
 
     with transaction.atomic():
         dead_letter = DeadLetter.objects.select_for_update().filter(id=dead_letter_id).first()
@@ -90,14 +89,8 @@ def dead_letter_replay(dead_letter_id: int) -> str:
             step.retry_base = step.attempt
             step.finished_at = None
             step.save(update_fields=["status", "retry_base", "finished_at"])
-        now = timezone.now()
-        run.status = Run.Status.RUNNING
-        run.reason = ""
-        run.reason_detail = ""
-        run.finished_at = None
-        run.last_progress_at = now
-        run.deadline_at = now + timedelta(seconds=float(run.budget["deadline_seconds"]))
-        run.save(update_fields=["status", "reason", "reason_detail", "finished_at", "last_progress_at", "deadline_at"])
+        run.reason = run.reason_detail = ""  # the failure being replayed no longer stands
+        run_reopen(run)
         transaction.on_commit(lambda: run_dispatch(run))
     return f"dead letter {dead_letter.id}: run {run.id} re-dispatched from its recorded steps."
 

@@ -23,7 +23,7 @@ from agents.envelope import Envelope
 from agents.tools.orders import customer_id_of, refund_problems
 from conversations.models import Message
 from orchestration.models import ReviewDecision, ReviewItem, Run
-from orchestration.services import run_dispatch
+from orchestration.services import run_dispatch, run_reopen
 from project.errors import Conflict, InvalidInput, NotFound, SwitchboardError
 from project.ids import uuid_or_none
 
@@ -218,26 +218,16 @@ def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None
 
 
 def run_resume(run: Run, envelope: Envelope) -> None:
-    """Back to running for the decided step: a fresh deadline, and budgets raised to what was
-    already spent (a person decided to go on; the guards must not stop their decision)."""
-    now = timezone.now()
+    """Back to running for the decided step, starting from `envelope`, with budgets raised to what
+    was already spent (a person decided to go on; the guards must not stop their decision)."""
     budget = dict(run.budget)
     budget["max_tokens"] = max(int(budget["max_tokens"]), run.tokens_used)
     budget["max_cost_usd"] = max(float(budget["max_cost_usd"]), float(run.cost_usd))
     budget["max_hops"] = max(int(budget["max_hops"]), run.hops_used + 1)
     budget["max_agent_visits"] = int(budget["max_agent_visits"]) + 1
     run.budget = budget
-    run.status = Run.Status.RUNNING
-    run.finished_at = None
-    run.last_progress_at = now
-    run.deadline_at = now + timedelta(seconds=float(budget["deadline_seconds"]))
     run.start_envelope = envelope.to_dict()
-    run.recoveries = 0
-    run.save(
-        update_fields=[
-            "budget", "status", "finished_at", "last_progress_at", "deadline_at", "start_envelope", "recoveries",
-        ]
-    )  # fmt: skip
+    run_reopen(run)
 
 
 def resume_envelope(item: ReviewItem, decision: Decision, *, approved_by: str) -> Envelope:

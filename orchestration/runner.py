@@ -17,7 +17,6 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
-from celery.exceptions import Retry as RetryError
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -123,7 +122,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         if agent.atomic:
             try:
                 start = services.step_run_atomic(**claim, execute=lambda: _handle(agent, envelope))
-            except (Run.DoesNotExist, RetryError):
+            except Run.DoesNotExist:
                 raise
             except Exception as exc:
                 # Everything rolled back; record the failed try like any other and decide as usual.
@@ -168,10 +167,8 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     try:
         recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
     except INFRASTRUCTURE_TRANSIENT as exc:
-        # The work is done but could not be recorded (a database blip): release the step and try again.
-        _retry_or_fail(task, agent.max_retries, start, exc, None)
-        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
-        raise PermanentError(f"{agent_name} could not record its result: {exc}") from exc
+        # The work is done but could not be recorded (a database blip): a failed try like any other.
+        return _failed(task, agent, start, exc, incoming, envelope, step_key)
     return _completed(task, recorded, started)
 
 
@@ -206,7 +203,7 @@ def _failed(
         raise PermanentError(f"{agent.name} gave up after {start.attempt} attempts: {exc}") from exc
     if isinstance(exc, RunHalted):
         # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
-        services.step_halt(start=start, error=exc, envelope=envelope)
+        services.step_fail(start=start, error=exc, will_retry=False, envelope=envelope)
         logger.warning("run halted by %s: %s", agent.name, exc.message)
         return _stop(task, envelope.to_dict())
     # Anything else is permanent: retrying the same input cannot fix it.

@@ -369,8 +369,10 @@ def _step_record_success(
     return output
 
 
-def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> None:
-    """Record a failed try; without a retry, the step and the run fail."""
+def step_fail(*, start: StepStart, error: BaseException, will_retry: bool, envelope: Envelope | None = None) -> None:
+    """Record a failed try. Without a retry the step fails, and so does the run — or, when a guard
+    or the agent stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a
+    person (`envelope`: what the review resumes from)."""
     now = timezone.now()
     text = f"{type(error).__name__}: {error}"
     with transaction.atomic():
@@ -388,25 +390,24 @@ def step_fail(*, start: StepStart, error: BaseException, will_retry: bool) -> No
         step.save()
         run.last_progress_at = now
         run.save(update_fields=["last_progress_at"])
-        if not will_retry and run.status in (Run.Status.QUEUED, Run.Status.RUNNING):
+        if will_retry or run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+            return
+        if isinstance(error, RunHalted) and envelope is not None:
+            run_halt(run, error, envelope)
+        else:
             run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {text}")
 
 
-def step_halt(*, start: StepStart, error: RunHalted, envelope: Envelope) -> None:
-    """An agent stopped the run (e.g. the LLM's circuit is open): the step fails, the run escalates."""
+def run_reopen(run: Run) -> None:
+    """Back to running after a stop (a dead-letter replay, a review decision): a fresh deadline, no
+    recoveries counted. The caller holds the run's lock and dispatches after commit."""
     now = timezone.now()
-    with transaction.atomic():
-        run = Run.objects.select_for_update().defer("start_envelope").get(id=start.run_id)
-        step = Step.objects.get(id=start.step_id)
-        _attempt_finish(start, StepAttempt.Status.FAILED, now, error=error)
-        step.status = Step.Status.FAILED
-        step.error = f"{type(error).__name__}: {error.message}"
-        step.finished_at = now
-        step.duration_ms = _ms(now - step.started_at)
-        step.lease_expires_at = None
-        step.save()
-        if run.status == Run.Status.RUNNING:
-            run_halt(run, error, envelope)
+    run.status = Run.Status.RUNNING
+    run.finished_at = None
+    run.last_progress_at = now
+    run.deadline_at = now + timedelta(seconds=float(run.budget["deadline_seconds"]))
+    run.recoveries = 0
+    run.save()
 
 
 def _attempt_finish(start: StepStart, status: str, now: Any, error: BaseException | None = None) -> None:
