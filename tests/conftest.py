@@ -174,6 +174,21 @@ def start_run(make_customer: Callable[..., tuple[Any, str]]) -> Callable[..., An
     return start
 
 
+def order_add(customer: Any, order_id: str, description: str, total: str, status: str = "delivered") -> Any:
+    """A demo order of the customer's, placed five days ago."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from conversations.models import Order
+
+    return Order.objects.create(
+        id=order_id, customer=customer, description=description, total=Decimal(total), status=status,
+        placed_at=timezone.now() - timedelta(days=5),
+    )  # fmt: skip
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
     """Poll until `condition()` is truthy and return it (bounded)."""
     deadline = time.monotonic() + timeout

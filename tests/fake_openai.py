@@ -180,6 +180,19 @@ class FakeOpenAI:
         handler.wfile.write(data)
 
 
+def refund_answers(order_id: str, description: str, amount: str) -> dict[str, Any]:
+    """Answers for "please refund <order>": the model looks the order up and proposes the whole refund."""
+    return {
+        "triage": {"intent": "refund", "confidence": 0.9, "order_ids": [order_id]},
+        "planner": {"slip": [["retrieval", "account"], "tools", "responder", "validator", "deliver"]},
+        "tools": {"tool_calls": [("order_lookup", {"order_id": order_id}), ("refund", {"order_id": order_id})]},
+        "responder": {
+            "reply": f"Your refund of {amount} EUR for order {order_id} ({description}) is confirmed.",
+            "sources": [],
+        },
+    }
+
+
 #: Answers that make a full run about shipping succeed.
 SHIPPING_ANSWERS: dict[str, Any] = {
     "triage": {"intent": "shipping", "confidence": 0.93, "order_ids": []},

@@ -10,7 +10,7 @@ import pytest
 
 from conversations.models import Message
 from orchestration.models import Run
-from tests.conftest import ROOT_DIR
+from tests.conftest import ROOT_DIR, order_add
 
 pytestmark = [pytest.mark.e2e]
 
@@ -103,15 +103,9 @@ def test_idempotency_keys_are_per_customer(make_customer, api) -> None:
 
 
 def test_every_customer_endpoint_is_isolated(make_customer, api) -> None:
-    from decimal import Decimal
-
-    from conversations.models import Order
-
     customer_a, token_a = make_customer()
     _, token_b = make_customer()
-    Order.objects.create(
-        id="SB-40001", customer=customer_a, description="Tent", total=Decimal("10"), placed_at="2026-11-01T00:00:00Z"
-    )
+    order_add(customer_a, "SB-40001", "Tent", "10.00")
     a, b = api(token_a), api(token_b)
     conversation_id = start_conversation(a)
     run_id = a.post(f"/conversations/{conversation_id}/messages/", {"content": "Hi"}).json["run"]["id"]

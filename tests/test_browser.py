@@ -2,25 +2,26 @@
 
 It signs in, asks about shipping, watches the agents' steps light up over SSE,
 reads the grounded reply, and sees the review state for a refund over the
-limit. The screenshots it takes are the README's (docs/chat*.png).
+limit. Its screenshots go to .run/screenshots/; `SCREENSHOTS_DIR=docs` refreshes the
+README's (docs/chat*.png) without every test run rewriting tracked files.
 """
 
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conversations.models import Order
 from conversations.services import customer_create
+from tests.conftest import order_add
 
 pytestmark = [pytest.mark.e2e]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / os.environ.get("SCREENSHOTS_DIR", ".run/screenshots")
 # Without these, Chromium tries the network at start-up, which this machine refuses.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -48,10 +49,7 @@ def browser():
 def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, browser) -> None:
     web, _worker = stack
     customer = customer_create(email="dana@example.com", name="Dana", password="dana-password-1")
-    Order.objects.create(
-        id="SB-60002", customer=customer, description="Aurora noise-cancelling headphones", total=Decimal("249.00"),
-        status="delivered", placed_at="2026-11-01T10:00:00Z",
-    )  # fmt: skip
+    order_add(customer, "SB-60002", "Aurora noise-cancelling headphones", "249.00")
     page = browser().new_page(viewport={"width": 1100, "height": 780})
     page.set_default_timeout(20_000)
 
@@ -75,8 +73,8 @@ def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, 
     expect(reply).to_contain_text("Standard shipping takes 2 to 4 business days within Germany")
     expect(reply).to_contain_text("Source: Shipping times and costs")
     expect(page.locator("#review-banner")).to_be_hidden()
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "chat.png"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat.png"))
 
     # A refund over the limit: a person has to check it.
     page.get_by_label("Your message").fill("Please refund order SB-60002, the headphones broke.")
@@ -86,7 +84,7 @@ def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, 
     expect(page.locator(".message.system").last).to_contain_text("member of our support team")
     expect(page.locator('.step[data-agent="validator"]')).to_have_attribute("data-status", "completed")
     assert page.locator('.step[data-agent="deliver"]').count() == 0
-    page.screenshot(path=str(DOCS / "chat-review.png"))
+    page.screenshot(path=str(SCREENSHOTS / "chat-review.png"))
 
     # The conversation list and a reload keep the history.
     page.reload()
@@ -97,7 +95,7 @@ def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, 
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     expect(page.get_by_label("Your message")).to_be_visible()
-    page.screenshot(path=str(DOCS / "chat-phone.png"))
+    page.screenshot(path=str(SCREENSHOTS / "chat-phone.png"))
 
 
 def test_the_page_refuses_a_staff_account_without_a_customer_profile(stack, transactional_db, browser) -> None:

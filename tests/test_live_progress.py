@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from decimal import Decimal
 
 import pytest
 
-from conversations.models import Order
+from tests.conftest import order_add
 from tests.http import ApiClient
 
 pytestmark = [pytest.mark.e2e]
@@ -78,10 +77,7 @@ def test_a_run_streams_its_steps_reply_and_end(stack, make_customer) -> None:
 def test_a_run_in_review_shows_review_pending_and_the_stream_ends_at_its_lifetime(stack, make_customer) -> None:
     web, _worker = stack
     customer, token = make_customer()
-    Order.objects.create(
-        id="SB-50002", customer=customer, description="Aurora noise-cancelling headphones", total=Decimal("249.00"),
-        status="delivered", placed_at="2026-11-01T10:00:00Z",
-    )  # fmt: skip
+    order_add(customer, "SB-50002", "Aurora noise-cancelling headphones", "249.00")
     client = ApiClient(web.url + "/api/v1", token)
     conversation_id = client.post("/conversations/").json["id"]
     run_id = client.post(

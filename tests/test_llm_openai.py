@@ -11,8 +11,8 @@ from django.conf import settings
 
 from conversations.models import Message, Order
 from orchestration.models import DeadLetter, ReviewItem, Step
-from tests.conftest import llm_env, run_wait
-from tests.fake_openai import SHIPPING_ANSWERS
+from tests.conftest import llm_env, order_add, run_wait
+from tests.fake_openai import SHIPPING_ANSWERS, refund_answers
 
 pytestmark = [pytest.mark.e2e]
 
@@ -59,19 +59,8 @@ def test_a_full_run_through_the_openai_provider(fake, worker_factory, start_run,
 
 def test_tool_calls_from_the_model_drive_a_refund(fake, worker_factory, start_run, make_customer) -> None:
     customer, _ = make_customer()
-    Order.objects.create(
-        id="SB-20001", customer=customer, description="Set of 4 enamel camping mugs", total=Decimal("45.00"),
-        status="delivered", placed_at="2026-11-01T10:00:00Z",
-    )  # fmt: skip
-    fake.answers.update(
-        triage={"intent": "refund", "confidence": 0.9, "order_ids": ["SB-20001"]},
-        planner={"slip": [["retrieval", "account"], "tools", "responder", "validator", "deliver"]},
-        tools={"tool_calls": [("order_lookup", {"order_id": "SB-20001"}), ("refund", {"order_id": "SB-20001"})]},
-        responder={
-            "reply": "Your refund of 45.00 EUR for order SB-20001 (Set of 4 enamel camping mugs) is confirmed.",
-            "sources": [],
-        },
-    )
+    order_add(customer, "SB-20001", "Set of 4 enamel camping mugs", "45.00")
+    fake.answers.update(refund_answers("SB-20001", "Set of 4 enamel camping mugs", "45.00"))
     worker_factory("llm", env=llm_env(fake))
     run = run_wait(start_run("Please refund SB-20001", customer=customer).id)
     assert run.status == "completed", (run.reason, run.reason_detail)

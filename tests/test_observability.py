@@ -11,18 +11,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.management import call_command
 
-from conversations.models import Message, Order
+from conversations.models import Message
 from orchestration.models import Run, Step
 from project.middleware import trace_id_from_headers
 from project.tracing import RedactSecretsFilter, TraceContextFilter, trace_context
 from tests.agents_for_tests import fault_set
-from tests.conftest import WORKER_ENV, llm_env, run_wait, wait_for
+from tests.conftest import WORKER_ENV, llm_env, order_add, run_wait, wait_for
+from tests.fake_openai import refund_answers
 from tests.fake_sentry import FakeSentry
 from tests.workers import ServerProcess, WorkerProcess, free_port, redis_server, web_server
 
@@ -48,19 +48,8 @@ def json_lines(text: str) -> list[dict]:
 
 def test_one_trace_id_from_http_through_a_retry_and_a_review(fake, worker_factory, make_customer, api) -> None:
     customer, token = make_customer()
-    Order.objects.create(
-        id="SB-20002", customer=customer, description="Aurora noise-cancelling headphones", total=Decimal("249.00"),
-        status="delivered", placed_at="2026-11-01T10:00:00Z",
-    )  # fmt: skip
-    fake.answers.update(
-        triage={"intent": "refund", "confidence": 0.9, "order_ids": ["SB-20002"]},
-        planner={"slip": [["retrieval", "account"], "tools", "responder", "validator", "deliver"]},
-        tools={"tool_calls": [("order_lookup", {"order_id": "SB-20002"}), ("refund", {"order_id": "SB-20002"})]},
-        responder={
-            "reply": "Your refund of 249.00 EUR for order SB-20002 (Aurora noise-cancelling headphones) is confirmed.",
-            "sources": [],
-        },
-    )
+    order_add(customer, "SB-20002", "Aurora noise-cancelling headphones", "249.00")
+    fake.answers.update(refund_answers("SB-20002", "Aurora noise-cancelling headphones", "249.00"))
     fake.fail_next("triage", "429:1")  # one retry
     worker = worker_factory("traced", env=llm_env(fake, LOG_FORMAT="json", LOG_LEVEL="DEBUG"))
 

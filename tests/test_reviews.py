@@ -17,7 +17,7 @@ from conversations.models import Message, Order
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.reviews import EXPIRED_REPLY, reviewers_group
 from orchestration.supervisor import supervisor_sweep
-from tests.conftest import run_wait
+from tests.conftest import order_add, run_wait
 
 pytestmark = [pytest.mark.e2e]
 
@@ -27,22 +27,14 @@ def shop(make_customer):
     """A customer with one small and one large order, and another customer with one order."""
     customer, token = make_customer(name="Ada")
     other, other_token = make_customer(name="Bo")
-    now = timezone.now()
-
-    def order(order_id, owner, description, total):
-        return Order.objects.create(
-            id=order_id, customer=owner, description=description, total=Decimal(total),
-            status=Order.Status.DELIVERED, placed_at=now - timedelta(days=5),
-        )  # fmt: skip
-
     return {
         "customer": customer,
         "token": token,
         "other": other,
         "other_token": other_token,
-        "small": order("SB-20001", customer, "Set of 4 enamel camping mugs", "45.00"),
-        "large": order("SB-20002", customer, "Aurora noise-cancelling headphones", "249.00"),
-        "others": order("SB-30001", other, "Nimbus 2-person tent", "329.00"),
+        "small": order_add(customer, "SB-20001", "Set of 4 enamel camping mugs", "45.00"),
+        "large": order_add(customer, "SB-20002", "Aurora noise-cancelling headphones", "249.00"),
+        "others": order_add(other, "SB-30001", "Nimbus 2-person tent", "329.00"),
     }
 
 

@@ -15,56 +15,41 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class WorkerProcess:
-    """A `celery worker` subprocess; `kill()` sends SIGKILL to it and its pool children."""
+class ManagedProcess:
+    """A subprocess in its own process group, logging to .run/; `ready()` says when it can be used."""
 
-    def __init__(
-        self,
-        database_url: str,
-        *,
-        queues: str = "default,llm",
-        concurrency: int = 2,
-        pool: str = "prefork",
-        env: dict[str, str] | None = None,
-        name: str | None = None,
-    ) -> None:
-        self.hostname = f"{name or 'test'}-{uuid.uuid4().hex[:8]}@localhost"
-        self.log_path = ROOT / ".run" / f"worker-{self.hostname.split('@')[0]}.log"
-        # Prefork children keep one persistent connection each (see DB_PERSISTENT_CONNECTIONS), as in production.
-        persistent = {"DB_PERSISTENT_CONNECTIONS": "1"} if pool == "prefork" else {}
-        self.env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", **persistent, **(env or {})}
-        self.args = [
-            sys.executable, "-m", "celery", "-A", "project", "worker",
-            "--queues", queues, "--concurrency", str(concurrency), "--pool", pool,
-            "--hostname", self.hostname, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
-        ]  # fmt: skip
+    def __init__(self, args: list[str], *, env: dict[str, str] | None, log_name: str) -> None:
+        self.args = args
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log_path = ROOT / ".run" / f"{log_name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> WorkerProcess:
-        self.log_path.parent.mkdir(exist_ok=True)
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
-            if b" ready." in self.log_path.read_bytes():
-                return self
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+    def ready(self) -> bool:
+        raise NotImplementedError
 
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+    def start(self, timeout: float = 60.0) -> ManagedProcess:
+        self.log_path.parent.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.args[:5]} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.args[:5]} not ready after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+        return self
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
     def kill(self) -> None:
-        """SIGKILL the worker and its pool processes at once (no warm shutdown, no acks)."""
+        """SIGKILL the process and its children at once (no shutdown, no acks)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
@@ -78,11 +63,42 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> ManagedProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class WorkerProcess(ManagedProcess):
+    """A `celery worker` subprocess, ready once it logs so; `kill()` also kills its pool children."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        queues: str = "default,llm",
+        concurrency: int = 2,
+        pool: str = "prefork",
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.hostname = f"{name or 'test'}-{uuid.uuid4().hex[:8]}@localhost"
+        # Prefork children keep one persistent connection each (see DB_PERSISTENT_CONNECTIONS), as in production.
+        persistent = {"DB_PERSISTENT_CONNECTIONS": "1"} if pool == "prefork" else {}
+        args = [
+            sys.executable, "-m", "celery", "-A", "project", "worker",
+            "--queues", queues, "--concurrency", str(concurrency), "--pool", pool,
+            "--hostname", self.hostname, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+        ]  # fmt: skip
+        super().__init__(
+            args,
+            env={"DATABASE_URL": database_url, **persistent, **(env or {})},
+            log_name=f"worker-{self.hostname.split('@')[0]}",
+        )
+
+    def ready(self) -> bool:
+        return self.log_path.exists() and b" ready." in self.log_path.read_bytes()
 
 
 def free_port() -> int:
@@ -91,52 +107,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_wait(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}")
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
-
-
-class ServerProcess:
+class ServerProcess(ManagedProcess):
     """A long-running subprocess listening on a port (web server, Flower, redis-server)."""
 
     def __init__(self, args: list[str], *, port: int, env: dict[str, str] | None = None, name: str = "server") -> None:
-        self.args, self.port, self.name = args, port, name
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.log_path = ROOT / ".run" / f"{name}-{port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(args, env=env, log_name=f"{name}-{port}")
+        self.port, self.name = port, name
+
+    def ready(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        self.log_path.parent.mkdir(exist_ok=True)
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            port_wait(self.port, timeout, self.process)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{self.name} did not start: {exc}\n{self.log_text()[-3000:]}") from exc
+        super().start(timeout)
         return self
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if not self.process or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
     @property
     def url(self) -> str:
