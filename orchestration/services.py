@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from agents.base import Agent, AgentResult, Outcome
@@ -174,6 +175,8 @@ class StepStart:
     recorded: dict[str, Any] | None = None
     retry_in: float = 0.0
     reason: str = ""
+    task_id: str = ""
+    worker: str = ""
 
 
 def step_key(hop: int, agent_name: str) -> str:
@@ -188,7 +191,7 @@ def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -
     step whose lease expired (its worker died) is taken over with a new attempt.
     """
     with transaction.atomic():
-        run = Run.objects.select_for_update().defer("start_envelope").get(id=envelope.run_id)
+        run = _run_lock(envelope.run_id, step_key(envelope.hop + 1, agent.name))
         start, _step = _step_claim(run, envelope, agent, task_id, worker, timezone.now())
     return start
 
@@ -206,11 +209,12 @@ def step_run_atomic(
     agent's own writes commit with its step, exactly once. Concurrent deliveries wait on the run's row
     lock and then find the recorded step. An exception from the agent rolls everything back and
     propagates (the caller records the failed try). Returns action "done" with the recorded output.
+    A new step's rows are written once, after the agent ran, already final.
     """
     with transaction.atomic():
-        run = Run.objects.select_for_update().defer("start_envelope").get(id=envelope.run_id)
+        run = _run_lock(envelope.run_id, step_key(envelope.hop + 1, agent.name))
         now = timezone.now()
-        start, step = _step_claim(run, envelope, agent, task_id, worker, now)
+        start, step = _step_claim(run, envelope, agent, task_id, worker, now, write_new=False)
         if start.action != "proceed":
             return start
         result, after, control = execute()
@@ -218,15 +222,31 @@ def step_run_atomic(
     return replace(start, action="done", recorded=output)
 
 
+def _run_lock(run_id: str, key: str) -> Run:
+    """The run, row-locked (every change to a run's steps holds the lock: it serialises them), with
+    `claimed_step_id`: the id of its step `key`, if that exists — one query for both."""
+    claimed = Step.objects.filter(run=OuterRef("pk"), key=key).values("pk")[:1]
+    return (
+        Run.objects.select_for_update()
+        .defer("start_envelope")
+        .annotate(claimed_step_id=Subquery(claimed))
+        .get(id=run_id)
+    )
+
+
 def _step_claim(
-    run: Run, envelope: Envelope, agent: Agent, task_id: str, worker: str, now: Any
+    run: Run, envelope: Envelope, agent: Agent, task_id: str, worker: str, now: Any, *, write_new: bool = True
 ) -> tuple[StepStart, Step | None]:
-    """The claim decision and its rows; the caller holds the run's row lock."""
+    """The claim decision and its rows; the caller holds the run's row lock (`_run_lock`).
+
+    With `write_new=False` a new step and its attempt are not written here but by
+    `_step_record_success`, once, in the same transaction (see `step_run_atomic`).
+    """
     hop = envelope.hop + 1
     key = step_key(hop, agent.name)
     if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
         return StepStart(action="skip", reason=f"run is {run.status}"), None
-    step = Step.objects.filter(run=run, key=key).first()
+    step = Step.objects.get(id=run.claimed_step_id) if run.claimed_step_id is not None else None
     if step is not None and step.status == Step.Status.COMPLETED:
         return StepStart(action="recorded", run_id=str(run.id), step_id=step.id, recorded=step.output), step
     if step is not None and step.status == Step.Status.FAILED:
@@ -250,7 +270,7 @@ def _step_claim(
         return StepStart(action="exhausted", run_id=str(run.id), step_id=step.id, attempt=step.attempt), step
     lease = now + timedelta(seconds=agent.time_limit)
     if step is None:
-        step = Step.objects.create(
+        step = Step(
             run=run,
             key=key,
             trace_id=envelope.trace_id,
@@ -261,6 +281,13 @@ def _step_claim(
             started_at=now,
             lease_expires_at=lease,
         )
+        if not write_new:
+            # Claimed in memory only: `_step_record_success` writes the step, its attempt and the run.
+            _run_mark_started(run, now)
+            return StepStart(
+                action="proceed", run_id=str(run.id), attempt=1, attempt_started_at=now, task_id=task_id, worker=worker
+            ), step  # fmt: skip
+        step.save(force_insert=True)
     else:
         step_attempts_abandon(step, now)
         step.status = Step.Status.RUNNING
@@ -269,10 +296,7 @@ def _step_claim(
         step.save(update_fields=["status", "lease_expires_at", "attempt"])
     attempt = StepAttempt.objects.create(step=step, number=step.attempt, task_id=task_id, worker=worker, started_at=now)
     # A live lease marks progress under way; the run row changes only when the run starts.
-    if run.status == Run.Status.QUEUED:
-        run.status = Run.Status.RUNNING
-        run.started_at = now
-        run.last_progress_at = now
+    if _run_mark_started(run, now):
         run.save(update_fields=["status", "started_at", "last_progress_at"])
     start = StepStart(
         action="proceed",
@@ -282,8 +306,20 @@ def _step_claim(
         attempt=attempt.number,
         attempt_started_at=now,
         retry_base=step.retry_base,
+        task_id=task_id,
+        worker=worker,
     )
     return start, step
+
+
+def _run_mark_started(run: Run, now: Any) -> bool:
+    """A queued run is running from its first claimed step on (in memory; the caller saves). True if it changed."""
+    if run.status != Run.Status.QUEUED:
+        return False
+    run.status = Run.Status.RUNNING
+    run.started_at = now
+    run.last_progress_at = now
+    return True
 
 
 def step_attempts_abandon(step: Step, now: Any) -> None:
@@ -344,20 +380,30 @@ def _step_record_success(
     step.llm_latency_ms = usage.latency_ms
     step.lease_expires_at = None
     step.error = ""
-    _attempt_finish(start, StepAttempt.Status.SUCCEEDED, now)
     run.tokens_used += usage.tokens
     run.cost_usd += step.cost_usd
     run.hops_used += 1
     run.last_progress_at = now
-    run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at"])
+    # status and started_at too: a claim that wrote nothing (`write_new=False`) may have just set them.
+    run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at", "status", "started_at"])
     output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control}
     step.output = output
-    step.save(
-        update_fields=[
-            "status", "finished_at", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "model",
-            "prompt_version", "llm_latency_ms", "lease_expires_at", "error", "output",
-        ]
-    )  # fmt: skip
+    if step.pk is None:
+        # Claimed and finished in one transaction: the step and its one attempt are written once, final.
+        step.save(force_insert=True)
+        StepAttempt.objects.create(
+            step=step, number=start.attempt, status=StepAttempt.Status.SUCCEEDED, task_id=start.task_id,
+            worker=start.worker, started_at=start.attempt_started_at, finished_at=now,
+            duration_ms=_ms(now - start.attempt_started_at),
+        )  # fmt: skip
+    else:
+        _attempt_finish(start, StepAttempt.Status.SUCCEEDED, now)
+        step.save(
+            update_fields=[
+                "status", "finished_at", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "model",
+                "prompt_version", "llm_latency_ms", "lease_expires_at", "error", "output",
+            ]
+        )  # fmt: skip
     if run.status != Run.Status.RUNNING:
         pass  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
     elif result.outcome == Outcome.COMPLETE:

@@ -158,6 +158,30 @@ def test_a_failing_agent_is_retried_then_dead_lettered_and_replay_completes_once
     assert len(messages_of(run, "assistant")) == 1
 
 
+@pytest.mark.parametrize("failures", [0, 2])
+def test_a_short_database_agent_records_its_step_once_and_rolls_back_failed_tries(worker, start_run, failures) -> None:
+    # The run's first step: the claim that writes nothing until the agent is done must also start the run.
+    if failures:
+        fault_set("faulty_atomic", True, times=failures)
+    try:
+        run = start_run(slip=["faulty_atomic", "triage", "planner"])
+        run = run_wait(run.id, timeout=30)
+    finally:
+        fault_set("faulty_atomic", False)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert run.started_at is not None and run.started_at <= run.finished_at
+    step = Step.objects.get(run=run, agent="faulty_atomic")
+    assert step.status == "completed" and step.attempt == failures + 1 and step.finished_at is not None
+    attempts = list(step.attempts.order_by("number"))
+    expected = [(n, "failed") for n in range(1, failures + 1)] + [(failures + 1, "succeeded")]
+    assert [(a.number, a.status) for a in attempts] == expected
+    assert all(a.task_id and a.worker and a.finished_at for a in attempts)
+    # Only the successful try's write is kept: the failed ones rolled back with their transaction.
+    assert Message.objects.filter(conversation_id=run.conversation_id, content="faulty_atomic was here").count() == 1
+    assert len(messages_of(run, "assistant")) == 1
+    assert run.hops_used == Step.objects.filter(run=run).count()
+
+
 def test_a_malformed_envelope_is_dead_lettered_with_its_reason(worker, transactional_db) -> None:
     result = app.send_task("agents.triage", args=({"v": 99, "run_id": "nope"},), queue="llm")
     letter = wait_for(lambda: DeadLetter.objects.filter(task_id=result.id).first())
