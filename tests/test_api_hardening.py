@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -74,6 +75,22 @@ def test_throttling_answers_429_with_retry_after(make_customer, api, settings) -
     _, other_token = make_customer()
     assert api(other_token).get("/orders/").status == 200  # per customer
     assert Run.objects.count() == 2
+
+
+def test_a_throttled_caller_is_let_through_again_when_the_window_ends(make_customer, api, settings) -> None:
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "customer": "2/s"}
+    _, token = make_customer()
+    client = api(token)
+    # Bounded: at most a few windows' worth of requests until one is refused (a slow machine may see
+    # a window end between two requests).
+    for _ in range(20):
+        refused = client.get("/orders/")
+        if refused.status == 429:
+            break
+    assert refused.status == 429
+    assert refused.headers["retry-after"] == "1"
+    time.sleep(1.2)
+    assert client.get("/orders/").status == 200
 
 
 def test_throttling_per_ip_covers_anonymous_callers(transactional_db, api, settings) -> None:
