@@ -23,8 +23,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from rest_framework.authtoken.models import Token
 
+from api.authentication import tokens_with_customer
 from api.errors import error_response
 from conversations.selectors import customer_for_user
 from orchestration.models import Run
@@ -38,7 +38,7 @@ async def request_user(request: HttpRequest) -> Any:
     """The caller: `Authorization: Token <key>`, else the session (the chat page)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Token "):
-        token = await Token.objects.select_related("user").filter(key=header[6:].strip()).afirst()
+        token = await tokens_with_customer().filter(key=header[6:].strip()).afirst()
         return token.user if token and token.user.is_active else None
     user = await request.auser()
     return user if user.is_authenticated else None

@@ -10,8 +10,12 @@ from project.ids import uuid_or_none
 
 
 def customer_for_user(user: object) -> Customer | None:
-    """The customer profile of a Django user, or None (staff, anonymous)."""
-    return Customer.objects.filter(user_id=getattr(user, "pk", None)).first()
+    """The customer profile of a Django user, or None (staff, anonymous). No query when it was
+    loaded with the user (API token authentication)."""
+    try:
+        return user.customer  # type: ignore[attr-defined]
+    except (Customer.DoesNotExist, AttributeError):
+        return None
 
 
 def conversation_list(*, customer: Customer) -> QuerySet[Conversation]:

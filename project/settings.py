@@ -205,7 +205,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 # --- REST API ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.TokenAuthentication",
         # The chat page: the browser's session, with CSRF checks on writes.
         "rest_framework.authentication.SessionAuthentication",
     ],
