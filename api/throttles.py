@@ -10,28 +10,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
-from project.caching import cached_once
+from project.caching import redis_client
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "switchboard:"
 
 
-@cached_once
-def _redis(url: str) -> redis.Redis:
-    # One connection pool per process; short timeouts so that a Redis outage fails open quickly.
-    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-
-
 def counter_hit(key: str, window_seconds: int) -> tuple[int, int]:
     """Count one request in `key`'s current window (started by its first request, `window_seconds`
     long); return the count so far and the seconds left in the window. One round trip."""
-    pipe = _redis(settings.CACHES["default"]["LOCATION"]).pipeline(transaction=False)
+    pipe = redis_client(settings.CACHES["default"]["LOCATION"], 1.0).pipeline(transaction=False)
     pipe.set(KEY_PREFIX + key, 0, ex=window_seconds, nx=True)
     pipe.incr(KEY_PREFIX + key)
     pipe.ttl(KEY_PREFIX + key)

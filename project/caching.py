@@ -1,4 +1,4 @@
-"""Process-wide memoisation that is safe under a thread pool."""
+"""Process-wide memoisation that is safe under a thread pool, and the Redis client built with it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import functools
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import redis
 
 T = TypeVar("T")
 
@@ -29,3 +31,10 @@ def cached_once(function: Callable[..., T]) -> Callable[..., T]:
             return cache[args]
 
     return wrapper
+
+
+@cached_once
+def redis_client(url: str, timeout: float = 2.0) -> redis.Redis:
+    """One client (one connection pool) per process and URL; redis-py clients are thread-safe.
+    Short socket timeouts, so that callers that tolerate a Redis outage learn of it quickly."""
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import time
 
-import redis
 from django.conf import settings
 
 from agents.llm.errors import LLMCircuitOpen
-from project.caching import cached_once
+from project.caching import redis_client
 
 KEY_PREFIX = "switchboard:breaker:"
 # State outlives any cool-down but not forever.
 STATE_TTL_SECONDS = 24 * 3600
-
-
-@cached_once
-def _redis(url: str) -> redis.Redis:
-    # One connection pool per process; redis-py clients are thread-safe.
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
 class CircuitBreaker:
@@ -33,7 +26,7 @@ class CircuitBreaker:
         self.name = name
         self.key = KEY_PREFIX + name
         self.probe_key = self.key + ":probe"
-        self.client = _redis(settings.REDIS_URL)
+        self.client = redis_client(settings.REDIS_URL)
         self.threshold = settings.LLM_BREAKER_FAILURES
         self.cooldown = settings.LLM_BREAKER_COOLDOWN_SECONDS
 
