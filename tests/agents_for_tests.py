@@ -79,21 +79,18 @@ class Faulty(Agent):
         return AgentResult(payload={"faulty": "ok"})
 
 
-class FaultyAtomic(Agent):
+class FaultyAtomic(Faulty):
     """A short database agent (one transaction with its step) that writes a note, then fails while its
     fault is on: a failed try must leave neither its note nor its step rows behind."""
 
     name = "faulty_atomic"
     atomic = True
-    max_retries = 2
 
     def handle(self, envelope: Envelope) -> AgentResult:
         from conversations.services import message_create
 
         message_create(conversation_id=envelope.conversation_id, role="system", content="faulty_atomic was here")
-        if fault_on(self.name):
-            raise TransientError("the faulty agent's dependency is down")
-        return AgentResult(payload={"faulty": "ok"})
+        return super().handle(envelope)
 
 
 class LoopA(Agent):

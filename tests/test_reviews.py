@@ -53,6 +53,12 @@ def say(api, token: str, content: str) -> Run:
     return run_wait(posted.json["run"]["id"])
 
 
+def refund_in_review(api, shop: dict) -> tuple[Run, ReviewItem]:
+    """The shop's customer asks for a refund over the limit: the run waits for a reviewer."""
+    run = say(api, shop["token"], "Please refund order SB-20002.")
+    return run, ReviewItem.objects.get(run=run)
+
+
 def conversation_messages(run: Run, role: str | None = None) -> list[Message]:
     messages = Message.objects.filter(conversation_id=run.conversation_id)
     return list(messages.filter(role=role) if role else messages)
@@ -123,8 +129,7 @@ def test_a_refund_over_the_limit_waits_for_a_person_and_runs_once_when_approved(
 
 
 def test_two_reviewers_approving_at_once_refund_once(worker, shop, api) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    run, item = refund_in_review(api, shop)
     tokens = [make_staff(f"r{i}@example.com", reviewer=True)[1] for i in range(2)]
     barrier = threading.Barrier(2)
     statuses = []
@@ -146,8 +151,7 @@ def test_two_reviewers_approving_at_once_refund_once(worker, shop, api) -> None:
 
 
 def test_an_edited_action_is_executed_exactly_as_edited(worker, shop, api) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    run, item = refund_in_review(api, shop)
     _, token = make_staff("rita@example.com", reviewer=True)
     response = api(token).post(
         f"/reviews/{item.id}/decision/",
@@ -167,8 +171,7 @@ def test_an_edited_action_is_executed_exactly_as_edited(worker, shop, api) -> No
 
 
 def test_a_reviewer_cannot_approve_a_refund_of_someone_elses_order(worker, shop, api) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    _, item = refund_in_review(api, shop)
     _, token = make_staff("rita@example.com", reviewer=True)
     response = api(token).post(
         f"/reviews/{item.id}/decision/",
@@ -180,8 +183,7 @@ def test_a_reviewer_cannot_approve_a_refund_of_someone_elses_order(worker, shop,
 
 
 def test_a_rejection_executes_nothing_and_tells_the_customer(worker, shop, api) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    run, item = refund_in_review(api, shop)
     _, token = make_staff("rita@example.com", reviewer=True)
     response = api(token).post(
         f"/reviews/{item.id}/decision/", {"decision": "reject", "reply": "We need the headphones back first."}
@@ -233,8 +235,7 @@ def test_asking_for_a_person_escalates(worker, shop, api) -> None:
 
 
 def test_an_undecided_item_becomes_overdue_then_is_denied_and_the_customer_told(worker, shop, api, settings) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    run, item = refund_in_review(api, shop)
     settings.REVIEW_OVERDUE_SECONDS = 60
     settings.REVIEW_EXPIRE_SECONDS = 3600
     ReviewItem.objects.filter(id=item.id).update(created_at=timezone.now() - timedelta(minutes=5))
@@ -256,8 +257,7 @@ def test_an_undecided_item_becomes_overdue_then_is_denied_and_the_customer_told(
 
 
 def test_reviews_api_is_for_reviewers_only(worker, shop, api) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    _, item = refund_in_review(api, shop)
     _, staff_token = make_staff("sam@example.com", reviewer=False)
     for token in (shop["token"], staff_token):
         client = api(token)
@@ -269,8 +269,7 @@ def test_reviews_api_is_for_reviewers_only(worker, shop, api) -> None:
 
 
 def test_the_admin_queue_works_for_reviewers_and_refuses_other_staff(worker, shop, api, client) -> None:
-    run = say(api, shop["token"], "Please refund order SB-20002.")
-    item = ReviewItem.objects.get(run=run)
+    run, item = refund_in_review(api, shop)
     other_run = say(api, shop["token"], "I want to speak to a human please")
 
     staff, _ = make_staff("sam@example.com", reviewer=False)
