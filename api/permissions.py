@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 
 from conversations.selectors import customer_for_user
+from orchestration.permissions import user_is_reviewer
 
 
 class IsCustomer(BasePermission):
@@ -27,6 +28,4 @@ class IsReviewer(BasePermission):
     message = "Only staff in the reviewers group may use the review queue."
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        from orchestration.reviews import user_is_reviewer
-
         return user_is_reviewer(request.user)

@@ -178,7 +178,7 @@ class ReviewItemDetailSerializer(ReviewItemSerializer):
 
 
 class ReviewDecisionInputSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=["approve", "edit", "reject"])
+    decision = serializers.ChoiceField(choices=ReviewDecision.REVIEWER_KINDS)
     reply = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
     action = serializers.JSONField(required=False, allow_null=True)
 

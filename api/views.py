@@ -30,8 +30,8 @@ from api.serializers import (
 from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
-from orchestration.reviews import UNSET, review_decide, review_get, review_list_open
-from orchestration.selectors import run_get
+from orchestration.reviews import UNSET, review_decide
+from orchestration.selectors import review_get, review_list_open, run_get
 from orchestration.services import conversation_message_post
 from project.errors import InvalidInput
 

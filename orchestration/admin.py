@@ -14,7 +14,8 @@ from django.utils.timesince import timesince
 from conversations.models import Message
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
-from orchestration.reviews import REJECTION_DEFAULT, UNSET, review_decide, user_is_reviewer
+from orchestration.permissions import user_is_reviewer
+from orchestration.reviews import REJECTION_DEFAULT, UNSET, review_decide
 from orchestration.selectors import run_timeline
 from project.errors import SwitchboardError
 

@@ -228,13 +228,28 @@ class ReviewItem(models.Model):
 class ReviewDecision(models.Model):
     """Who decided a review item, when, and what they changed."""
 
+    class Kind(models.TextChoices):
+        """What was decided. Code that switches on it ends with `typing.assert_never`."""
+
+        APPROVE = "approve"
+        """Send the proposed reply and execute the proposed actions as they are."""
+        EDIT = "edit"
+        """Send the reviewer's reply and execute the reviewer's actions (either may be the proposed one)."""
+        REJECT = "reject"
+        """Execute nothing; the customer gets the reviewer's (or the default) rejection."""
+        EXPIRE = "expire"
+        """Nobody decided in time: the supervisor denies the proposed actions."""
+
+    #: What a person may decide (EXPIRE is the supervisor's alone).
+    REVIEWER_KINDS = (Kind.APPROVE, Kind.EDIT, Kind.REJECT)
+
     id = models.BigAutoField(primary_key=True)
     item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="decisions")
     # Null for the supervisor's automatic denial.
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    decision = models.CharField(max_length=16)
+    decision = models.CharField(max_length=16, choices=Kind.choices)
     reply_before = models.TextField(blank=True)
     reply_after = models.TextField(blank=True)
     action_before = models.JSONField(null=True, blank=True)

@@ -11,21 +11,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from django.conf import settings
-from django.contrib.auth.models import Group, Permission
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents.envelope import Envelope
 from agents.tools.orders import customer_id_of, refund_problems
 from conversations.models import Message
 from orchestration.models import ReviewDecision, ReviewItem, Run
+from orchestration.permissions import reviewer_require
+from orchestration.selectors import review_get
 from orchestration.services import run_dispatch, run_reopen
-from project.errors import Conflict, InvalidInput, NotFound, SwitchboardError
-from project.ids import uuid_or_none
+from project.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -36,99 +35,78 @@ EXPIRED_REPLY = (
     "We could not confirm your request in time, so nothing was changed. "
     "Please write to us again if you still need help."
 )
-DECISIONS = ("approve", "edit", "reject")
 #: Marks "the reviewer did not send this field" (None means an explicit null).
 UNSET: Any = object()
 
 
-class NotAReviewer(SwitchboardError):
-    """Only staff in the reviewers group may decide review items."""
-
-    code = "permission_denied"
-    http_status = 403
-
-
-#: What the reviewers group may do (also set by migration 0004).
-REVIEWER_PERMISSIONS = [
-    ("orchestration", "decide_reviewitem"),
-    ("orchestration", "view_reviewitem"),
-    ("orchestration", "view_reviewdecision"),
-    ("orchestration", "view_run"),
-    ("orchestration", "view_step"),
-    ("orchestration", "view_stepattempt"),
-    ("conversations", "view_conversation"),
-    ("conversations", "view_message"),
-    ("conversations", "view_order"),
-]
-
-
-def reviewers_group() -> Group:
-    """The reviewers group with its permissions (created if missing)."""
-    group, _ = Group.objects.get_or_create(name=settings.REVIEWERS_GROUP)
-    for app_label, codename in REVIEWER_PERMISSIONS:
-        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return group
-
-
-def user_is_reviewer(user: Any) -> bool:
-    return bool(
-        user and user.is_authenticated and user.is_active and user.is_staff
-        and user.has_perm("orchestration.decide_reviewitem")
-    )  # fmt: skip
-
-
-def review_list_open() -> QuerySet[ReviewItem]:
-    """Open items, overdue first, then oldest first."""
-    return (
-        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
-        .select_related("run")
-        .order_by("-overdue", "created_at")
-    )
-
-
-def review_get(item_id: object) -> ReviewItem:
-    item_uuid = uuid_or_none(item_id)
-    item = item_uuid and ReviewItem.objects.select_related("run").filter(id=item_uuid).first()
-    if item is None:
-        raise NotFound("Review item not found.")
-    return item
+Kind = ReviewDecision.Kind
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What a reviewer decided, normalised."""
+    """What was decided, normalised and checked: what deliver sends and executes."""
 
-    kind: str
-    """approve, edit or reject."""
+    kind: ReviewDecision.Kind
+    """approve, edit or reject (a person), or expire (the supervisor)."""
     reply: str
     """The message the customer receives."""
-    role: str
-    """assistant when the agents' reply is sent as is; human_agent when a person wrote or changed it."""
+    role: Message.Role
+    """assistant when the agents' reply is sent as is; human_agent when a person wrote or changed it;
+    system for the supervisor's notice."""
     actions: list[dict[str, Any]]
-    """Actions to execute (empty for reject)."""
+    """Actions to execute (empty for reject and expire)."""
 
 
-def decision_normalise(item: ReviewItem, kind: str, reply: Any = UNSET, action: Any = UNSET) -> Decision:
-    """Check a decision against the item; raise InvalidInput saying what is wrong."""
-    if kind not in DECISIONS:
-        raise InvalidInput(f"decision must be one of {', '.join(DECISIONS)}.")
+def decision_kind_parse(value: object) -> ReviewDecision.Kind:
+    """A reviewer's decision from the outside world (API, admin form), or InvalidInput."""
+    kinds = ReviewDecision.REVIEWER_KINDS
+    if not isinstance(value, str) or value not in kinds:
+        raise InvalidInput(f"decision must be one of {', '.join(kinds)}.")
+    return ReviewDecision.Kind(value)
+
+
+def decision_normalise(
+    item: ReviewItem, kind: ReviewDecision.Kind, reply: Any = UNSET, action: Any = UNSET
+) -> Decision:
+    """Check a person's decision against the item; raise InvalidInput saying what is wrong."""
     proposed_actions = list(item.proposed_action or [])
-    if kind == "approve":
-        if reply is not UNSET or action is not UNSET:
-            raise InvalidInput("approve sends the proposed reply and actions as they are; use edit to change them.")
-        if not item.proposed_reply.strip():
-            raise InvalidInput("there is no proposed reply to approve; use edit (with a reply) or reject.")
-        return Decision("approve", item.proposed_reply, Message.Role.ASSISTANT, proposed_actions)
-    if kind == "reject":
-        if action is not UNSET and action not in (None, []):
-            raise InvalidInput("reject executes no action; leave out action.")
-        text = REJECTION_DEFAULT if reply is UNSET or reply is None else _reply_clean(reply)
-        return Decision("reject", text, Message.Role.HUMAN_AGENT, [])
-    text = item.proposed_reply if reply is UNSET else _reply_clean(reply)
-    if not text.strip():
-        raise InvalidInput("edit needs a reply for the customer.")
-    actions = proposed_actions if action is UNSET else _actions_clean(item, action)
-    return Decision("edit", text, Message.Role.HUMAN_AGENT, actions)
+    match kind:
+        case Kind.APPROVE:
+            if reply is not UNSET or action is not UNSET:
+                raise InvalidInput("approve sends the proposed reply and actions as they are; use edit to change them.")
+            if not item.proposed_reply.strip():
+                raise InvalidInput("there is no proposed reply to approve; use edit (with a reply) or reject.")
+            return Decision(kind, item.proposed_reply, Message.Role.ASSISTANT, proposed_actions)
+        case Kind.REJECT:
+            if action is not UNSET and action not in (None, []):
+                raise InvalidInput("reject executes no action; leave out action.")
+            text = REJECTION_DEFAULT if reply is UNSET or reply is None else _reply_clean(reply)
+            return Decision(kind, text, Message.Role.HUMAN_AGENT, [])
+        case Kind.EDIT:
+            text = item.proposed_reply if reply is UNSET else _reply_clean(reply)
+            if not text.strip():
+                raise InvalidInput("edit needs a reply for the customer.")
+            actions = proposed_actions if action is UNSET else _actions_clean(item, action)
+            return Decision(kind, text, Message.Role.HUMAN_AGENT, actions)
+        case Kind.EXPIRE:
+            raise InvalidInput("expire is the supervisor's decision, not a reviewer's.")
+        case _:
+            assert_never(kind)
+
+
+def item_status_for(kind: ReviewDecision.Kind) -> ReviewItem.Status:
+    """The review item's status after a decision of this kind."""
+    match kind:
+        case Kind.APPROVE:
+            return ReviewItem.Status.APPROVED
+        case Kind.EDIT:
+            return ReviewItem.Status.EDITED
+        case Kind.REJECT:
+            return ReviewItem.Status.REJECTED
+        case Kind.EXPIRE:
+            return ReviewItem.Status.EXPIRED
+        case _:
+            assert_never(kind)
 
 
 def _reply_clean(reply: Any) -> str:
@@ -165,12 +143,12 @@ def _actions_clean(item: ReviewItem, action: Any) -> list[dict[str, Any]]:
 
 
 def review_decide(
-    *, item_id: object, reviewer: Any, decision: str, reply: Any = UNSET, action: Any = UNSET
+    *, item_id: object, reviewer: Any, decision: object, reply: Any = UNSET, action: Any = UNSET
 ) -> ReviewItem:
     """Record a reviewer's decision and resume the run. A second decision on the same item
     (another reviewer, a second click) is refused with Conflict; the first one stands."""
-    if not user_is_reviewer(reviewer):
-        raise NotAReviewer("Only staff in the reviewers group may decide review items.")
+    reviewer_require(reviewer)
+    kind = decision_kind_parse(decision)
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().filter(id=review_get(item_id).id).select_related("run").first()
         if item.status != ReviewItem.Status.OPEN:
@@ -178,7 +156,7 @@ def review_decide(
             raise Conflict(
                 f"This item was already decided ({item.status}{by} at {item.decided_at:%Y-%m-%d %H:%M:%S} UTC)."
             )
-        normalised = decision_normalise(item, decision, reply, action)
+        normalised = decision_normalise(item, kind, reply, action)
         _decision_apply(item, normalised, reviewer)
     logger.info(
         "review %s: %s by %s", item.id, normalised.kind, reviewer.get_username(),
@@ -199,12 +177,7 @@ def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None
         action_before=item.proposed_action,
         action_after=decision.actions or None,
     )
-    item.status = {
-        "approve": ReviewItem.Status.APPROVED,
-        "edit": ReviewItem.Status.EDITED,
-        "reject": ReviewItem.Status.REJECTED,
-        "expire": ReviewItem.Status.EXPIRED,
-    }[decision.kind]
+    item.status = item_status_for(decision.kind)
     item.decided_at = now
     item.decided_by = reviewer
     item.final_reply = decision.reply
@@ -274,6 +247,6 @@ def reviews_expire(now: datetime | None = None) -> list[str]:
             )
             if item is None or not item.has_action:
                 continue
-            _decision_apply(item, Decision("expire", EXPIRED_REPLY, Message.Role.SYSTEM, []), None)
+            _decision_apply(item, Decision(Kind.EXPIRE, EXPIRED_REPLY, Message.Role.SYSTEM, []), None)
             expired.append(str(item.id))
     return expired

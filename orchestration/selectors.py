@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+
 from conversations.models import Customer
-from orchestration.models import Run, Step
+from orchestration.models import ReviewItem, Run, Step
 from project.errors import NotFound
 from project.ids import uuid_or_none
 
@@ -17,6 +19,24 @@ def run_get(*, customer: Customer, run_id: object) -> Run:
     if run is None:
         raise NotFound("Run not found.")
     return run
+
+
+def review_list_open() -> QuerySet[ReviewItem]:
+    """Open items, overdue first, then oldest first."""
+    return (
+        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+        .select_related("run")
+        .order_by("-overdue", "created_at")
+    )
+
+
+def review_get(item_id: object) -> ReviewItem:
+    """A review item by id, or NotFound."""
+    item_uuid = uuid_or_none(item_id)
+    item = item_uuid and ReviewItem.objects.select_related("run").filter(id=item_uuid).first()
+    if item is None:
+        raise NotFound("Review item not found.")
+    return item
 
 
 def runs_for_trace(identifier: str) -> list[Run]:

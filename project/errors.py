@@ -38,6 +38,13 @@ class NotFound(SwitchboardError):
     http_status = 404
 
 
+class PermissionDenied(SwitchboardError):
+    """The caller may not do this."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
 class Conflict(SwitchboardError):
     """The request conflicts with the current state."""
 

@@ -64,7 +64,7 @@ def test_one_trace_id_from_http_through_a_retry_and_a_review(fake, worker_factor
     run = run_wait(posted.json["run"]["id"])
     assert run.status == "awaiting_review" and run.trace_id == TRACE_ID
 
-    from orchestration.reviews import reviewers_group
+    from orchestration.permissions import reviewers_group
     from tests.test_reviews import make_staff
 
     reviewer, reviewer_token = make_staff("rita@example.com", reviewer=True)

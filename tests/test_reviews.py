@@ -15,7 +15,8 @@ from agents.models import LedgerEntry
 from api.services import api_token_get_or_create
 from conversations.models import Message, Order
 from orchestration.models import ReviewDecision, ReviewItem, Run
-from orchestration.reviews import EXPIRED_REPLY, reviewers_group
+from orchestration.permissions import reviewers_group
+from orchestration.reviews import EXPIRED_REPLY
 from orchestration.supervisor import supervisor_sweep
 from tests.conftest import order_add, run_wait
 

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from api.services import api_token_get_or_create
-from orchestration.reviews import reviewers_group
+from orchestration.permissions import reviewers_group
 
 
 class Command(BaseCommand):

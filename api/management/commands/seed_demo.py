@@ -14,7 +14,7 @@ from django.utils import timezone
 from api.services import api_token_get_or_create
 from conversations.models import Customer, Order
 from conversations.services import customer_create
-from orchestration.reviews import reviewers_group
+from orchestration.permissions import reviewers_group
 
 #: The demo customer's orders: one refundable by the agents, one above the refund limit.
 DEMO_ORDERS = [
