@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from agents.envelope import Envelope, SlipEntry
+from agents.payload import Payload
 
 
 class Queue(enum.StrEnum):
@@ -55,8 +56,8 @@ class Usage:
 class AgentResult:
     """What an agent hands back to the task wrapper."""
 
-    payload: dict[str, Any] = field(default_factory=dict)
-    """Keys to add to (or replace in) the envelope's payload."""
+    payload: Payload = field(default_factory=lambda: Payload())
+    """Keys to add to (or replace in) the envelope's payload (`agents.payload` says who may write which)."""
     usage: Usage = field(default_factory=Usage)
     """LLM spending of this execution, added to the run's budget."""
     outcome: Outcome = Outcome.CONTINUE
@@ -86,8 +87,6 @@ class Agent:
     """Transient failures retried this many times before the message is dead-lettered."""
     time_limit: ClassVar[int] = 60
     """Seconds one try may take; no other delivery of the message starts a try meanwhile."""
-    may_approve_actions: ClassVar[bool] = False
-    """Only an agent with this set (the validator) may write `approved_actions`."""
     atomic: ClassVar[bool] = False
     """A short agent that only uses the database: it runs inside one transaction with its step record
     (fewer round trips, and its writes commit exactly once with the step). Never for an agent that

@@ -2,7 +2,8 @@
 
 It executes exactly `approved_actions` — written by the validator when every
 check passed, or by a reviewer's decision — each through the ledger, so a
-redelivered message or a second click refunds nothing twice.
+redelivered message or a second click refunds nothing twice. Refunds above the
+automatic limit only when the payload's `approval` says a person approved them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from agents.base import Agent, AgentResult, Outcome
 from agents.envelope import Envelope
 from agents.ledger import ledger_once
+from agents.payload import approval_lifts_limit
 from agents.tools.refunds import refund_execute
 from conversations.models import Message
 from conversations.services import message_create
@@ -38,7 +40,7 @@ class Deliver(Agent):
                 run_id=envelope.run_id,
                 index=index,
                 conversation_id=envelope.conversation_id,
-                approved_by_person=bool(payload.get("approved_by")),
+                approved_by_person=approval_lifts_limit(payload.get("approval")),
             )
             executed.append(result)
 

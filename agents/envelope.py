@@ -9,8 +9,9 @@ a message.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+from agents.payload import Payload
 from project.errors import InvalidEnvelope
 
 ENVELOPE_VERSION = 1
@@ -74,8 +75,8 @@ class Envelope:
     """Agents visited so far, in order (parallel branches in slip order)."""
     slip: list[SlipEntry] = field(default_factory=list)
     """Routing slip: the agents still to visit; a list entry runs its agents in parallel."""
-    payload: dict[str, Any] = field(default_factory=dict)
-    """What agents add: message, intent, passages, account facts, draft, verdict, reply."""
+    payload: Payload = field(default_factory=lambda: Payload())
+    """What agents add: message, intent, passages, account facts, draft, verdict, reply (`agents.payload`)."""
     v: int = ENVELOPE_VERSION
     """Envelope schema version."""
 
@@ -118,7 +119,7 @@ class Envelope:
             hop=hop,
             path=list(path),
             slip=[list(e) if isinstance(e, list) else e for e in slip],
-            payload=dict(payload),
+            payload=cast(Payload, dict(payload)),
         )
 
     def evolve(self, **changes: Any) -> Envelope:
@@ -156,7 +157,7 @@ def envelopes_merge(envelopes: list[Envelope]) -> Envelope:
             raise InvalidEnvelope("cannot join envelopes of different runs.")
     common = _common_prefix([e.path for e in envelopes])
     path = list(common)
-    payload: dict[str, Any] = {}
+    payload = Payload()
     for envelope in envelopes:
         path.extend(envelope.path[len(common) :])
         payload.update(envelope.payload)

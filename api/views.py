@@ -31,8 +31,8 @@ from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottl
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
 from orchestration.reviews import UNSET, review_decide
+from orchestration.runs import conversation_message_post
 from orchestration.selectors import review_get, review_list_open, run_get
-from orchestration.services import conversation_message_post
 from project.errors import InvalidInput
 
 IDEMPOTENCY_KEY_MAX = 200

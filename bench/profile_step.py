@@ -39,20 +39,24 @@ def main() -> None:
     from agents.registry import agent_get
     from bench.run import make_customer
     from conversations.services import conversation_create, message_create
-    from orchestration import services
+    from orchestration import steps
     from orchestration.runner import envelope_after
+    from orchestration.runs import run_start
 
     customer, _ = make_customer("bench-profile@example.com")
     agent = agent_get("noop")
 
     def new_run():
-        with mock.patch("orchestration.services.run_dispatch"), transaction.atomic():
+        with mock.patch("orchestration.runs.run_dispatch"), transaction.atomic():
             conversation = conversation_create(customer=customer)
             message, _ = message_create(conversation_id=conversation.id, role="customer", content="x")
-            return services.run_start(
-                conversation=conversation, message=message, trace_id="profile", slip=["noop"] * 3,
+            return run_start(
+                conversation=conversation,
+                message=message,
+                trace_id="profile",
+                slip=["noop"] * 3,
                 budget={"max_agent_visits": 5},
-            )  # fmt: skip
+            )
 
     def handle(envelope: Envelope):
         result = agent.handle(envelope)
@@ -60,14 +64,13 @@ def main() -> None:
         return result, after, control
 
     def atomic(envelope: Envelope) -> None:
-        services.step_run_atomic(
-            envelope=envelope, agent=agent, task_id="p", worker="w", execute=lambda: handle(envelope)
-        )
+        steps.step_run_atomic(envelope=envelope, agent=agent, task_id="p", worker="w", execute=lambda: handle(envelope))
 
     def leased(envelope: Envelope) -> None:
-        start = services.step_begin(envelope=envelope, agent=agent, task_id="p", worker="w")
+        start = steps.step_begin(envelope=envelope, agent=agent, task_id="p", worker="w")
+        assert isinstance(start, steps.Proceed)
         result, after, control = handle(envelope)
-        services.step_succeed(start=start, result=result, envelope=after, control=control)
+        steps.step_succeed(attempt=start.attempt, result=result, envelope=after, control=control)
 
     for name, record in (("atomic (one transaction)", atomic), ("leased (claim, then record)", leased)):
         runs = [new_run() for _ in range(args.n)]

@@ -182,7 +182,7 @@ def start_run(customer: Any, content: str, **kwargs: Any) -> Any:
 
     from conversations.models import Message
     from conversations.services import conversation_create, message_create
-    from orchestration.services import run_start
+    from orchestration.runs import run_start
 
     with transaction.atomic():
         conversation = conversation_create(customer=customer)
@@ -235,7 +235,7 @@ def bench_throughput(env: dict[str, str], conversations: int) -> dict[str, Any]:
     from conversations.models import Message
     from conversations.services import conversation_create, message_create
     from orchestration.models import Run
-    from orchestration.services import run_start
+    from orchestration.runs import run_start
 
     counter = redis.Redis.from_url(env["REDIS_URL"])
     counter.delete("bench:raw:done")

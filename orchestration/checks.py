@@ -8,12 +8,12 @@ from django.conf import settings
 from django.core.checks import Warning as CheckWarning
 from django.core.checks import register
 
+from agents.registry import agents_all
+from orchestration.routing import HARD_LIMIT_GRACE
+
 
 @register()
 def visibility_timeout_check(app_configs: Any = None, **kwargs: Any) -> list[CheckWarning]:
-    from agents.registry import agents_all
-    from orchestration.tasks import HARD_LIMIT_GRACE
-
     longest_step = max(agent.time_limit for agent in agents_all().values()) + HARD_LIMIT_GRACE
     # The deadline watchdog and retries wait in a worker, unacknowledged, for their countdown.
     longest_wait = max(longest_step, settings.RUN_DEADLINE_SECONDS + 1, settings.AGENT_RETRY_BACKOFF_MAX_SECONDS)

@@ -17,6 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration.models import DeadLetter, Run, Step
+from orchestration.pipeline import run_dispatch
+from orchestration.runs import run_reopen
+from project.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +65,6 @@ def dead_letter_record(
 
 def dead_letter_replay(dead_letter_id: int) -> str:
     """Replay a dead letter once; returns what was done, in words."""
-    from orchestration.services import run_dispatch, run_reopen
-
     with transaction.atomic():
         dead_letter = DeadLetter.objects.select_for_update().filter(id=dead_letter_id).first()
         if dead_letter is None:
@@ -96,8 +97,6 @@ def dead_letter_replay(dead_letter_id: int) -> str:
 
 
 def _resend(task_name: str, message: Any) -> None:
-    from project.celery import app
-
     app.send_task(task_name, args=(message,))
 
 

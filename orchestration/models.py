@@ -8,6 +8,7 @@ makes redelivered messages harmless); one StepAttempt per try.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -111,6 +112,14 @@ class Step(models.Model):
         return self.input_tokens + self.output_tokens
 
 
+class StepAttemptQuerySet(models.QuerySet["StepAttempt"]):
+    def abandon(self, now: datetime) -> int:
+        """Mark tries still running as abandoned: their lease ran out (their worker died) or their run stopped."""
+        return self.filter(status=StepAttempt.Status.RUNNING).update(
+            status=StepAttempt.Status.ABANDONED, finished_at=now, error="lease expired; worker presumed dead"
+        )
+
+
 class StepAttempt(models.Model):
     """One try of a step: who ran it, when, and how it ended."""
 
@@ -131,6 +140,8 @@ class StepAttempt(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error_type = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)
+
+    objects = StepAttemptQuerySet.as_manager()
 
     class Meta:
         ordering = ["step_id", "number"]

@@ -1,4 +1,4 @@
-"""Compile a routing slip into a Celery canvas.
+"""Compile a routing slip into a Celery canvas, and dispatch a run's canvas to the broker.
 
 `["triage", "planner"]` becomes `chain(triage, planner)`; a parallel entry and
 the agent after it become a chord: `[["retrieval", "account"], "responder", ...]`
@@ -8,21 +8,40 @@ waiting worker, carries the flow; no task ever waits on another's result.
 
 from __future__ import annotations
 
+import enum
+import logging
+
 from celery import chain, chord, group
 from celery.canvas import Signature
+from django.utils import timezone
 
 from agents.envelope import Envelope, SlipEntry, slip_validate
 from agents.registry import agent_get
+from orchestration.budgets import budget_snapshot
+from orchestration.models import Run
+from orchestration.routing import WATCHDOG_TASK, agent_task_name
 from project.celery import app
+from project.tracing import trace_context
+
+logger = logging.getLogger(__name__)
 
 
-def task_name(agent_name: str) -> str:
-    return f"agents.{agent_name}"
+class FlowControl(enum.StrEnum):
+    """What the flow does after a step (recorded with the step's output, so a redelivery does the same)."""
+
+    CONTINUE = "continue"
+    """The canvas goes on to the next task it already holds."""
+    REPLACE = "replace"
+    """The slip changed (a plan, a handoff): the rest of the run is recompiled from it and replaces this task."""
+    STOP = "stop"
+    """The run's flow ends here (completed, escalated, or the slip ran out): nothing more is sent."""
 
 
 def agent_signature(agent_name: str) -> Signature:
-    agent = agent_get(agent_name)
-    return app.signature(task_name(agent.name), queue=agent.queue.value)
+    """The signature of an agent's task; its queue comes from the router (`orchestration.routing`).
+    An unknown name is a KeyError here, before anything is sent that no worker would serve."""
+    agent_get(agent_name)
+    return app.signature(agent_task_name(agent_name))
 
 
 def canvas_compile(slip: list[SlipEntry], envelope: Envelope | None = None) -> Signature:
@@ -37,6 +56,7 @@ def canvas_compile(slip: list[SlipEntry], envelope: Envelope | None = None) -> S
         entry = slip[index]
         if isinstance(entry, list):
             join = slip[index + 1]
+            assert isinstance(join, str)  # slip_validate: a parallel entry is followed by one agent
             parts.append(chord(group(agent_signature(name) for name in entry), agent_signature(join)))
             index += 2
         else:
@@ -57,3 +77,19 @@ def _bind(signature: Signature, envelope: Envelope) -> Signature:
         header = group(task.clone(args=(envelope.to_dict(),)) for task in signature.tasks)
         return chord(header, signature.body)
     return signature.clone(args=(envelope.to_dict(),))
+
+
+def run_dispatch(run: Run) -> None:
+    """Send a run's first agents (from its start envelope) to the broker, and its deadline watchdog.
+
+    Called after the commit that wrote the run, by whoever holds it: a new run, the supervisor
+    recovering a stuck one, a dead-letter replay, a review decision. Steps already done return their
+    recorded output, so the run picks up where it stopped.
+    """
+    envelope = Envelope.from_dict(run.start_envelope).evolve(budget=budget_snapshot(run))
+    # The messages carry the run's trace id, whoever dispatches (a request, the supervisor, a reviewer).
+    with trace_context(trace_id=run.trace_id, run_id=str(run.id)):
+        canvas_for(envelope).apply_async()
+        countdown = max(0.0, (run.deadline_at - timezone.now()).total_seconds()) + 1
+        app.send_task(WATCHDOG_TASK, args=(str(run.id),), countdown=countdown)
+        logger.info("run dispatched")

@@ -18,12 +18,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.envelope import Envelope
+from agents.payload import Approval, Approver, Payload, RefundAction
 from agents.tools.orders import customer_id_of, refund_problems
 from conversations.models import Message
+from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
+from orchestration.pipeline import run_dispatch
+from orchestration.runs import run_reopen
 from orchestration.selectors import review_get
-from orchestration.services import run_dispatch, run_reopen
 from project.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ class Decision:
     role: Message.Role
     """assistant when the agents' reply is sent as is; human_agent when a person wrote or changed it;
     system for the supervisor's notice."""
-    actions: list[dict[str, Any]]
+    actions: list[RefundAction]
     """Actions to execute (empty for reject and expire)."""
 
 
@@ -159,9 +162,12 @@ def review_decide(
         normalised = decision_normalise(item, kind, reply, action)
         _decision_apply(item, normalised, reviewer)
     logger.info(
-        "review %s: %s by %s", item.id, normalised.kind, reviewer.get_username(),
+        "review %s: %s by %s",
+        item.id,
+        normalised.kind,
+        reviewer.get_username(),
         extra={"run_id": str(item.run_id), "trace_id": item.run.trace_id},
-    )  # fmt: skip
+    )
     return item
 
 
@@ -184,8 +190,12 @@ def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None
     item.final_action = decision.actions or None
     item.save()
     run = Run.objects.select_for_update().get(id=item.run_id)
-    envelope = resume_envelope(item, decision, approved_by=reviewer.get_username() if reviewer else "supervisor")
-    run_resume(run, envelope)
+    approval = (
+        Approval(by=Approver.REVIEWER, name=reviewer.get_username())
+        if reviewer is not None
+        else Approval(by=Approver.SUPERVISOR, name="supervisor")
+    )
+    run_resume(run, resume_envelope(item, decision, approval=approval))
     # If the broker is down now, the supervisor's sweep re-dispatches from the stored envelope.
     transaction.on_commit(lambda: run_dispatch(run), robust=True)
 
@@ -193,25 +203,23 @@ def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None
 def run_resume(run: Run, envelope: Envelope) -> None:
     """Back to running for the decided step, starting from `envelope`, with budgets raised to what
     was already spent (a person decided to go on; the guards must not stop their decision)."""
-    budget = dict(run.budget)
-    budget["max_tokens"] = max(int(budget["max_tokens"]), run.tokens_used)
-    budget["max_cost_usd"] = max(float(budget["max_cost_usd"]), float(run.cost_usd))
-    budget["max_hops"] = max(int(budget["max_hops"]), run.hops_used + 1)
-    budget["max_agent_visits"] = int(budget["max_agent_visits"]) + 1
-    run.budget = budget
+    run.budget = budget_for_review_resume(
+        run.budget, tokens_used=run.tokens_used, cost_usd=run.cost_usd, hops_used=run.hops_used
+    )
     run.start_envelope = envelope.to_dict()
     run_reopen(run)
 
 
-def resume_envelope(item: ReviewItem, decision: Decision, *, approved_by: str) -> Envelope:
-    """The stored envelope, sent to deliver with exactly the decided reply and actions."""
+def resume_envelope(item: ReviewItem, decision: Decision, *, approval: Approval) -> Envelope:
+    """The stored envelope, sent to deliver with exactly the decided reply and actions, and who decided them.
+    Only a reviewer's approval lifts the automatic refund limit (`agents.payload.approval_lifts_limit`)."""
     stored = Envelope.from_dict(item.resume_envelope or item.run.start_envelope)
-    payload = {
+    payload: Payload = {
         **stored.payload,
         "draft": decision.reply,
-        "verdict": {"pass": True, "reasons": [], "decided_by": approved_by, "decision": decision.kind},
+        "verdict": {"pass": True, "reasons": [], "decided_by": approval["name"], "decision": decision.kind},
         "approved_actions": decision.actions,
-        "approved_by": approved_by,
+        "approval": approval,
         "reply_role": decision.role,
         "review_item_id": str(item.id),
     }

@@ -13,21 +13,26 @@ import os
 import random
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from agents.base import AgentResult, Outcome, Queue
-from agents.envelope import Envelope, envelopes_merge
+from agents.base import Agent, AgentResult, Outcome, Queue
+from agents.envelope import Envelope, SlipEntry, envelopes_merge
+from agents.payload import payload_write_problems
 from agents.registry import agent_get
-from orchestration import services
+from orchestration import steps
+from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
+from orchestration.pipeline import FlowControl, canvas_for
+from orchestration.steps import AtomicTryFailed, Attempt, Done, Proceed, exhausted_error, step_key
 from project.errors import InvalidEnvelope, PermanentError, RunHalted, TransientError
 from project.ids import uuid_or_none
 from project.tracing import trace_set
@@ -66,21 +71,17 @@ def retry_countdown(attempt: int, retry_after: float | None = None) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-#: Payload keys only a reviewer's decision writes (see orchestration.reviews).
-REVIEW_ONLY_KEYS = frozenset({"approved_by", "reply_role"})
-
-
-def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> tuple[Envelope, str]:
-    """The envelope an agent's success produces, and what the flow does next:
-    continue (the canvas goes on), replace (the slip changed: recompile) or stop."""
-    forbidden = REVIEW_ONLY_KEYS & set(result.payload)
-    if "approved_actions" in result.payload and not agent_get(agent_name).may_approve_actions:
-        forbidden.add("approved_actions")
+def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> tuple[Envelope, FlowControl]:
+    """The envelope an agent's success produces, and what the flow does next: continue (the canvas goes on),
+    replace (the slip changed: recompile) or stop. An agent that writes a protected payload key it may not write
+    (`agents.payload`) fails permanently."""
+    forbidden = payload_write_problems(agent_name, result.payload)
     if forbidden:
-        raise PermanentError(f"{agent_name} may not write {sorted(forbidden)} into the payload.")
+        raise PermanentError(f"{agent_name} may not write {forbidden} into the payload.")
     parallel = bool(envelope.slip) and isinstance(envelope.slip[0], list)
     if parallel and (result.slip is not None or result.handoff):
         raise PermanentError(f"{agent_name} runs in parallel and may not change the slip.")
+    slip: list[SlipEntry]
     if parallel:
         slip = list(envelope.slip)  # the agent that joins the branches moves past them
     elif result.slip is not None:
@@ -94,10 +95,10 @@ def envelope_after(envelope: Envelope, agent_name: str, result: AgentResult) -> 
         payload={**envelope.payload, **result.payload},
     )
     if result.outcome != Outcome.CONTINUE or (not parallel and not slip):
-        return after, "stop"
+        return after, FlowControl.STOP
     if result.slip is not None or result.handoff:
-        return after, "replace"
-    return after, "continue"
+        return after, FlowControl.REPLACE
+    return after, FlowControl.CONTINUE
 
 
 def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
@@ -113,66 +114,82 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     except InvalidEnvelope as exc:
         _dead_letter(task, incoming, "invalid_envelope", exc)
         raise
-    step_key = services.step_key(envelope.hop + 1, agent_name)
-    trace_set(trace_id=envelope.trace_id, run_id=envelope.run_id, agent=agent_name, step=step_key)
-    claim = {"envelope": envelope, "agent": agent, "task_id": task.request.id or "",
-             "worker": f"{task.request.hostname}:{os.getpid()}"}  # fmt: skip
+    key = step_key(envelope.hop + 1, agent_name)
+    trace_set(trace_id=envelope.trace_id, run_id=envelope.run_id, agent=agent_name, step=key)
+    delivery = Delivery(task, agent, incoming, envelope, key)
+    task_id, worker = task.request.id or "", f"{task.request.hostname}:{os.getpid()}"
     started = time.monotonic()
     try:
         if agent.atomic:
-            try:
-                start = services.step_run_atomic(**claim, execute=lambda: _handle(agent, envelope))
-            except Run.DoesNotExist:
-                raise
-            except Exception as exc:
-                # Everything rolled back; record the failed try like any other and decide as usual.
-                start = services.step_begin(**claim)
-                if start.action != "proceed":
-                    raise
-                return _failed(task, agent, start, exc, incoming, envelope, step_key)
+            start = steps.step_run_atomic(
+                envelope=envelope, agent=agent, task_id=task_id, worker=worker, execute=lambda: _handle(agent, envelope)
+            )
         else:
-            start = services.step_begin(**claim)
+            start = steps.step_begin(envelope=envelope, agent=agent, task_id=task_id, worker=worker)
+    except AtomicTryFailed as failed:
+        # The agent's writes rolled back; the failed try is recorded and decided like any other.
+        trace_set(attempt=failed.attempt.number)
+        return _failed(delivery, failed.attempt, failed.error)
     except Run.DoesNotExist as exc:
-        _dead_letter(task, incoming, "unknown_run", exc, envelope, step_key)
+        _dead_letter(task, incoming, "unknown_run", exc, envelope, key)
         raise InvalidEnvelope(f"no run {envelope.run_id}.") from exc
-    if start.action in ("skip", "duplicate"):
-        what = "skipped" if start.action == "skip" else "duplicate dropped"
-        logger.info("step %s: %s", what, start.reason)
-        # Ignore, not a result: in a chord, a result would count as this branch's output and let a
-        # duplicate chord join without it. The message is acknowledged; nothing follows from it.
-        raise Ignore()
-    if start.action == "busy":
-        logger.info("step in progress elsewhere; retrying in %.1fs", start.retry_in)
-        raise task.retry(countdown=start.retry_in)
-    if start.action == "recorded":
-        logger.info("step already done; returning its recorded output")
-        return _follow(task, start.recorded)
-    trace_set(attempt=start.attempt or None)
-    if start.action == "exhausted":
-        error = PermanentError(f"{agent_name} died mid-step on every one of {start.attempt} tries.")
-        services.step_fail(start=start, error=error, will_retry=False)
-        _dead_letter(task, incoming, "attempts_exhausted", error, envelope, step_key)
-        raise error
-    if start.action == "done":
-        return _completed(task, start.recorded, started)
+    match start:
+        case Skip(reason=reason) | Duplicate(holder_task_id=reason):
+            logger.info("step %s: %s", "skipped" if isinstance(start, Skip) else "duplicate dropped", reason)
+            # Ignore, not a result: in a chord, a result would count as this branch's output and let a
+            # duplicate chord join without it. The message is acknowledged; nothing follows from it.
+            raise Ignore()
+        case Busy(retry_in=retry_in):
+            logger.info("step in progress elsewhere; retrying in %.1fs", retry_in)
+            raise task.retry(countdown=retry_in)
+        case Recorded(output=output):
+            logger.info("step already done; returning its recorded output")
+            return _follow(task, output)
+        case Exhausted(attempts=attempts):
+            # The claim failed the step and the run; the message goes to the dead letters.
+            error = exhausted_error(agent_name, attempts)
+            _dead_letter(task, incoming, "attempts_exhausted", error, envelope, key)
+            raise error
+        case Done(output=output):
+            return _completed(task, output, started)
+        case Proceed(attempt=attempt):
+            trace_set(attempt=attempt.number)
+            return _proceed(delivery, attempt, started)
+        case _:
+            assert_never(start)
 
-    if agent.queue == Queue.LLM:
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of an agent message, as the failure path needs it."""
+
+    task: Task
+    agent: Agent
+    incoming: Any
+    """The message as received (what a dead letter stores)."""
+    envelope: Envelope
+    step_key: str
+
+
+def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
+    """Run the agent with no transaction held, then record its result."""
+    if delivery.agent.queue == Queue.LLM:
         # The LLM call can take seconds: the database connection goes back (to the pool) meanwhile,
         # so that many threads waiting on LLMs need few connections.
         connection.close()
     try:
-        result, after, control = _handle(agent, envelope)
+        result, after, control = _handle(delivery.agent, delivery.envelope)
     except Exception as exc:  # noqa: BLE001  (classified by _failed: retried, escalated, or dead-lettered and re-raised)
-        return _failed(task, agent, start, exc, incoming, envelope, step_key)
+        return _failed(delivery, attempt, exc)
     try:
-        recorded = services.step_succeed(start=start, result=result, envelope=after, control=control)
+        recorded = steps.step_succeed(attempt=attempt, result=result, envelope=after, control=control)
     except INFRASTRUCTURE_TRANSIENT as exc:
         # The work is done but could not be recorded (a database blip): a failed try like any other.
-        return _failed(task, agent, start, exc, incoming, envelope, step_key)
-    return _completed(task, recorded, started)
+        return _failed(delivery, attempt, exc)
+    return _completed(delivery.task, recorded, started)
 
 
-def _handle(agent: Any, envelope: Envelope) -> tuple[AgentResult, Envelope, str]:
+def _handle(agent: Agent, envelope: Envelope) -> tuple[AgentResult, Envelope, FlowControl]:
     result = agent.handle(envelope)
     after, control = envelope_after(envelope, agent.name, result)
     return result, after, control
@@ -186,45 +203,32 @@ def _completed(task: Task, recorded: dict[str, Any], started: float) -> Any:
     return _follow(task, recorded)
 
 
-def _failed(
-    task: Task,
-    agent: Any,
-    start: services.StepStart,
-    exc: Exception,
-    incoming: Any,
-    envelope: Envelope,
-    step_key: str,
-) -> Any:
-    """A try failed: retry it, hand the run to a person, or dead-letter the message."""
+def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
+    """A try failed: retry it, hand the run to a person, or dead-letter the message.
+    A step that fails for good and its dead letter are written in one transaction."""
+    task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
     if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        _retry_or_fail(task, agent.max_retries, start, exc, retry_after)
-        _dead_letter(task, incoming, "retries_exhausted", exc, envelope, step_key)
-        raise PermanentError(f"{agent.name} gave up after {start.attempt} attempts: {exc}") from exc
+        if attempt.tries <= agent.max_retries:
+            steps.step_fail(attempt=attempt, error=exc, will_retry=True)
+            retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+            countdown = retry_countdown(attempt.tries, retry_after)
+            logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", attempt.tries, countdown, exc)
+            raise task.retry(countdown=countdown, exc=exc)
+        logger.error("step failed after %d attempts: %s", attempt.tries, exc)
+        with transaction.atomic():
+            steps.step_fail(attempt=attempt, error=exc, will_retry=False)
+            _dead_letter(task, delivery.incoming, "retries_exhausted", exc, envelope, delivery.step_key)
+        raise PermanentError(f"{agent.name} gave up after {attempt.number} attempts: {exc}") from exc
     if isinstance(exc, RunHalted):
         # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
-        services.step_fail(start=start, error=exc, will_retry=False, envelope=envelope)
+        steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope)
         logger.warning("run halted by %s: %s", agent.name, exc.message)
         return _stop(task, envelope.to_dict())
     # Anything else is permanent: retrying the same input cannot fix it.
-    services.step_fail(start=start, error=exc, will_retry=False)
-    _dead_letter(task, incoming, "permanent_error", exc, envelope, step_key)
+    with transaction.atomic():
+        steps.step_fail(attempt=attempt, error=exc, will_retry=False)
+        _dead_letter(task, delivery.incoming, "permanent_error", exc, envelope, delivery.step_key)
     raise exc
-
-
-def _retry_or_fail(
-    task: Task, max_retries: int, start: services.StepStart, exc: BaseException, retry_after: float | None
-) -> None:
-    """Schedule a retry (raises celery's Retry) or, when retries are used up, record the failure and return."""
-    tries = start.attempt - start.retry_base
-    will_retry = tries <= max_retries
-    services.step_fail(start=start, error=exc, will_retry=will_retry)
-    if not will_retry:
-        logger.error("step failed after %d attempts: %s", tries, exc)
-        return
-    countdown = retry_countdown(tries, retry_after)
-    logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", tries, countdown, exc)
-    raise task.retry(countdown=countdown, exc=exc)
 
 
 def _dead_letter(
@@ -257,18 +261,20 @@ def _field(incoming: Any, name: str) -> Any:
 
 def _follow(task: Task, recorded: dict[str, Any]) -> Any:
     """Continue the flow as the step's recorded control says."""
-    from orchestration.pipeline import canvas_for
-
     envelope = recorded["envelope"]
-    control = recorded["control"]
-    if control == "stop":
-        return _stop(task, envelope)
-    if control == "replace":
-        # The slip changed: the rest of the run is recompiled from it, replacing
-        # whatever the old canvas still had queued after this task.
-        task.request.chain = None
-        return task.replace(canvas_for(Envelope.from_dict(envelope)))
-    return envelope
+    control = FlowControl(recorded["control"])
+    match control:
+        case FlowControl.STOP:
+            return _stop(task, envelope)
+        case FlowControl.REPLACE:
+            # The slip changed: the rest of the run is recompiled from it, replacing
+            # whatever the old canvas still had queued after this task.
+            task.request.chain = None
+            return task.replace(canvas_for(Envelope.from_dict(envelope)))
+        case FlowControl.CONTINUE:
+            return envelope
+        case _:
+            assert_never(control)
 
 
 def _stop(task: Task, envelope: dict[str, Any]) -> dict[str, Any]:

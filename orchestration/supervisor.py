@@ -18,8 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration.models import Run, Step
+from orchestration.pipeline import run_dispatch
 from orchestration.reviews import reviews_expire, reviews_mark_overdue
-from orchestration.services import run_dispatch, run_escalate, run_time_out
+from orchestration.runs import run_escalate, run_time_out
 
 logger = logging.getLogger(__name__)
 

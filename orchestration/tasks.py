@@ -1,7 +1,7 @@
-"""Celery tasks: one thin task per registered agent (`agents.<name>`), and the supervisor's.
+"""Celery tasks: one thin task per registered agent, and the supervisor's.
 
-Agent tasks share `AgentTask`'s delivery settings and `runner.agent_execute`'s
-behaviour; an agent module never touches Celery.
+Agent tasks share `AgentTask`'s delivery settings and `runner.agent_execute`'s behaviour; an agent module never
+touches Celery. Names and queues come from `orchestration.routing`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from celery import Task
 
 from agents.base import Agent
 from agents.registry import agents_all
+from orchestration.routing import HARD_LIMIT_GRACE, SWEEP_TASK, WATCHDOG_TASK, agent_task_name
 from orchestration.runner import agent_execute
 from orchestration.supervisor import run_deadline_enforce, supervisor_sweep
 from project.celery import app
-
-#: Seconds between a try's soft time limit (an exception in the agent) and its hard one (the process is killed).
-HARD_LIMIT_GRACE = 10
 
 
 class AgentTask(Task):
@@ -35,31 +33,29 @@ class AgentTask(Task):
     resultrepr_maxsize = 100
 
 
-def agent_task_register(agent: Agent) -> Task:
+def agent_task_register(agent: Agent) -> None:
     @app.task(
         bind=True,
         base=AgentTask,
-        name=f"agents.{agent.name}",
-        queue=agent.queue.value,
+        name=agent_task_name(agent.name),
         soft_time_limit=agent.time_limit,
         time_limit=agent.time_limit + HARD_LIMIT_GRACE,
     )
     def agent_task(self: Task, incoming: Any) -> Any:
         return agent_execute(self, incoming, agent.name)
 
-    return agent_task
+
+for _agent in agents_all().values():
+    agent_task_register(_agent)
 
 
-AGENT_TASKS: dict[str, Task] = {name: agent_task_register(agent) for name, agent in agents_all().items()}
-
-
-@app.task(name="supervisor.watchdog", queue="default", acks_late=True, ignore_result=True)
+@app.task(name=WATCHDOG_TASK, acks_late=True, ignore_result=True)
 def supervisor_watchdog(run_id: str) -> bool:
     """Scheduled at a run's deadline: time it out if it is still going."""
     return run_deadline_enforce(run_id)
 
 
-@app.task(name="supervisor.sweep", queue="default", acks_late=True)
+@app.task(name=SWEEP_TASK, acks_late=True)
 def supervisor_sweep_task() -> dict[str, object]:
     """Run by beat: deadlines, stuck runs, review deadlines (see orchestration.supervisor)."""
     return dataclasses.asdict(supervisor_sweep())

@@ -62,7 +62,7 @@ def configure(app: Celery) -> None:
             "supervisor-sweep": {
                 "task": "supervisor.sweep",
                 "schedule": settings.SUPERVISOR_SWEEP_SECONDS,
-                "options": {"queue": "default", "expires": settings.SUPERVISOR_SWEEP_SECONDS},
+                "options": {"expires": settings.SUPERVISOR_SWEEP_SECONDS},
             },
         },
     )

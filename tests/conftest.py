@@ -148,7 +148,7 @@ def start_run(make_customer: Callable[..., tuple[Any, str]]) -> Callable[..., An
 
     from conversations.models import Message
     from conversations.services import conversation_create, message_create
-    from orchestration.services import run_start
+    from orchestration.runs import run_start
 
     def start(
         content: str = "How long does shipping take?",

@@ -1,0 +1,158 @@
+"""The payload's schema: every key agents write into `Envelope.payload`, its type, who writes it, who reads it.
+
+One definition, read two ways: `Payload` is the type (a TypedDict) agents and the orchestration are checked
+against, and each key's `Annotated[..., Key(...)]` says what it means and who may write it. Keys marked
+`protected` are enforced at run time in one place (`payload_write_problems`, called by the task wrapper on every
+agent's result): an agent that writes a key it may not write fails its step permanently, whatever it is.
+
+The payload is JSON: money is carried as strings ("30.00"), never as floats. Keys not listed here (an agent from
+outside, a test agent) are carried along unchecked.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypedDict
+
+#: Writers that are not agents: the run's start (from the customer's message) and a review decision.
+RUN_START = "run start"
+REVIEW_DECISION = "review decision"
+
+
+@dataclass(frozen=True)
+class Key:
+    """What one payload key means and who may touch it."""
+
+    doc: str
+    """What the value is."""
+    writers: tuple[str, ...]
+    """Agent names (or RUN_START / REVIEW_DECISION) that write it."""
+    readers: tuple[str, ...] = ()
+    """Agent names (or other code) that read it; documentation only."""
+    protected: bool = False
+    """Only `writers` may write it: checked on every agent result (`payload_write_problems`)."""
+
+
+class Turn(TypedDict):
+    role: str
+    content: str
+
+
+class Passage(TypedDict):
+    doc_id: str
+    title: str
+    section: str
+    text: str
+    score: float
+
+
+class RefundAction(TypedDict):
+    """A refund an agent proposes or a person decides; executed only by deliver, through the ledger."""
+
+    type: Literal["refund"]
+    order_id: str
+    amount: str | None
+    """Decimal as a string in the order's currency ("30.00"); None when it could not be read."""
+    currency: str
+
+
+Verdict = TypedDict(
+    "Verdict",
+    {"pass": bool, "reasons": list[str], "decided_by": str, "decision": str},
+    total=False,
+)
+
+
+class Approver(enum.StrEnum):
+    """Who approved what deliver executes, beyond the validator's automatic checks."""
+
+    REVIEWER = "reviewer"
+    """A person decided (approve or edit): the automatic refund limit is lifted, never the policy itself."""
+    SUPERVISOR = "supervisor"
+    """Nobody decided in time: the proposed actions were denied; nothing above the limit is executed."""
+
+
+class Approval(TypedDict):
+    by: Approver
+    name: str
+    """The reviewer's username, or "supervisor"."""
+
+
+class Payload(TypedDict, total=False):
+    """Everything agents add to a run's envelope, by key."""
+
+    message: Annotated[
+        str, Key("The customer's message the run answers.", (RUN_START,), ("triage", "planner", "tools", "responder"))
+    ]
+    history: Annotated[list[Turn], Key("Earlier messages of the conversation, oldest first.", (RUN_START,))]
+    intent: Annotated[str, Key("What the customer asks about (triage.INTENTS).", ("triage",), ("planner", "tools"))]
+    intent_confidence: Annotated[float, Key("Triage's confidence in the intent, 0 to 1.", ("triage",))]
+    order_ids: Annotated[
+        list[str], Key("Order numbers the message names.", ("triage",), ("planner", "tools", "responder"))
+    ]
+    plan: Annotated[list[str | list[str]], Key("The routing slip the planner wrote.", ("planner",))]
+    passages: Annotated[
+        list[Passage], Key("Help-centre passages that answer the message.", ("retrieval",), ("responder", "validator"))
+    ]
+    account: Annotated[
+        dict[str, Any],
+        Key("The customer's name and own orders (a source for grounding).", ("account",), ("validator",)),
+    ]
+    tool_results: Annotated[
+        dict[str, Any], Key("Read-only tool answers: {'orders': {id: lookup}}.", ("tools",), ("responder", "validator"))
+    ]
+    proposed_actions: Annotated[
+        list[RefundAction], Key("Refunds proposed, not executed.", ("tools",), ("responder", "validator", "review"))
+    ]
+    escalation: Annotated[dict[str, str], Key("Why a tool handed the run to a person: {'reason': ...}.", ("tools",))]
+    draft: Annotated[str, Key("The reply to send.", ("responder", REVIEW_DECISION), ("validator", "deliver", "review"))]
+    draft_sources: Annotated[list[str], Key("Titles of the passages the draft cites.", ("responder",))]
+    verdict: Annotated[Verdict, Key("The validator's (or reviewer's) verdict.", ("validator", REVIEW_DECISION))]
+    approved_actions: Annotated[
+        list[RefundAction],
+        Key("The actions deliver executes.", ("validator", REVIEW_DECISION), ("deliver",), protected=True),
+    ]
+    approval: Annotated[
+        Approval, Key("Who decided, when a person or the supervisor did.", (REVIEW_DECISION,), ("deliver",), True)
+    ]
+    reply_role: Annotated[
+        str,
+        Key("The message role of the reply (assistant, human_agent, system).", (REVIEW_DECISION,), ("deliver",), True),
+    ]
+    review_item_id: Annotated[str, Key("The review item a decision came from.", (REVIEW_DECISION,), (), True)]
+    reply_message_id: Annotated[str, Key("The stored reply.", ("deliver",))]
+    executed_actions: Annotated[list[dict[str, Any]], Key("What deliver executed (ledger results).", ("deliver",))]
+
+
+def payload_keys() -> dict[str, Key]:
+    """Every documented key with its `Key`."""
+    hints = typing.get_type_hints(Payload, include_extras=True)
+    return {name: next(m for m in hint.__metadata__ if isinstance(m, Key)) for name, hint in hints.items()}
+
+
+PAYLOAD_KEYS = payload_keys()
+
+
+def payload_write_problems(writer: str, keys: typing.Iterable[str]) -> list[str]:
+    """The protected keys among `keys` that `writer` (an agent name) may not write, sorted."""
+    return sorted(
+        key
+        for key in keys
+        if (spec := PAYLOAD_KEYS.get(key)) is not None and spec.protected and writer not in spec.writers
+    )
+
+
+def approval_lifts_limit(approval: Approval | None) -> bool:
+    """Whether deliver may execute refunds above the automatic limit: only when a person approved them."""
+    if approval is None:
+        return False
+    by = Approver(approval["by"])
+    match by:
+        case Approver.REVIEWER:
+            return True
+        case Approver.SUPERVISOR:
+            return False
+        case _:
+            typing.assert_never(by)

@@ -1,0 +1,227 @@
+"""A run's lifecycle: start (from a customer's message), reopen, and its endings with the customer's notices.
+
+`queued -> running -> (awaiting_review -> running) -> completed | failed | timed_out | cancelled`. Every function
+that changes a run's status is called inside a transaction holding the run's row lock; dispatching to the broker
+happens after the commit (`orchestration.pipeline.run_dispatch`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.envelope import Envelope, SlipEntry
+from agents.payload import Payload
+from conversations.models import Conversation, Customer, Message
+from conversations.selectors import conversation_get, message_history
+from conversations.services import message_content_clean, message_create
+from orchestration.budgets import budget_limits, budget_snapshot
+from orchestration.models import ReviewItem, Run, Step, StepAttempt
+from orchestration.pipeline import run_dispatch
+from project.celery import app
+from project.errors import Conflict, DeadlineExceeded, RunHalted
+
+logger = logging.getLogger(__name__)
+
+#: The slip every run starts with; the planner writes the rest.
+INITIAL_SLIP: list[SlipEntry] = ["triage", "planner"]
+
+CUSTOMER_NOTICE_ESCALATED = (
+    "Thanks for your patience — a member of our support team is checking this and will reply here."
+)
+CUSTOMER_NOTICE_FAILED = (
+    "Sorry, something went wrong while answering your message. A member of our support team will follow up here."
+)
+CUSTOMER_NOTICE_TIMED_OUT = (
+    "Sorry, answering this is taking longer than it should. A member of our support team will follow up here."
+)
+
+
+def run_start(
+    *,
+    conversation: Conversation,
+    message: Message,
+    trace_id: str,
+    budget: dict[str, Any] | None = None,
+    slip: list[SlipEntry] | None = None,
+) -> Run:
+    """Record a run for a customer message and dispatch its first agents after commit.
+
+    `budget` overrides the default limits for this run (keys as in `budgets.budget_defaults`);
+    `slip` replaces the initial routing slip (triage, then the planner).
+    """
+    limits = budget_limits(budget)
+    run = Run(
+        conversation=conversation,
+        trigger_message=message,
+        trace_id=trace_id,
+        budget=limits,
+        deadline_at=timezone.now() + timedelta(seconds=float(limits["deadline_seconds"])),
+    )
+    envelope = Envelope(
+        run_id=str(run.id),
+        conversation_id=str(conversation.id),
+        trace_id=trace_id,
+        budget=budget_snapshot(run),
+        slip=list(slip or INITIAL_SLIP),
+        payload=Payload(
+            message=message.content,
+            history=message_history(conversation_id=conversation.id, limit=10)[:-1],
+        ),
+    )
+    run.start_envelope = envelope.to_dict()
+    run.save(force_insert=True)
+    transaction.on_commit(lambda: run_dispatch(run), robust=True)
+    return run
+
+
+def conversation_message_post(
+    *,
+    customer: Customer,
+    conversation_id: object,
+    content: object,
+    trace_id: str,
+    idempotency_key: str | None = None,
+) -> tuple[Message, Run, bool]:
+    """Store a customer's message and start a run for it; returns (message, run, created).
+
+    With an idempotency key, repeating the call returns the first message and
+    run (created=False); the same key with different content is a Conflict.
+    """
+    content = message_content_clean(content)
+    conversation = conversation_get(customer=customer, conversation_id=conversation_id)
+    key = f"customer:{customer.id}:{idempotency_key}" if idempotency_key else None
+    with transaction.atomic():
+        message, created = message_create(
+            conversation_id=conversation.id, role=Message.Role.CUSTOMER, content=content, idempotency_key=key
+        )
+        if not created:
+            if message.conversation_id != conversation.id or message.content != content:
+                raise Conflict("This Idempotency-Key was already used for a different message.")
+            return message, Run.objects.get(trigger_message=message), False
+        run = run_start(conversation=conversation, message=message, trace_id=trace_id)
+    return message, run, True
+
+
+def run_reopen(run: Run) -> None:
+    """Back to running after a stop (a dead-letter replay, a review decision): a fresh deadline, no
+    recoveries counted. The caller holds the run's lock and dispatches after commit."""
+    now = timezone.now()
+    run.status = Run.Status.RUNNING
+    run.finished_at = None
+    run.last_progress_at = now
+    run.deadline_at = now + timedelta(seconds=float(run.budget["deadline_seconds"]))
+    run.recoveries = 0
+    run.save()
+
+
+def run_mark_started(run: Run, now: Any) -> bool:
+    """A queued run is running from its first claimed step on (in memory; the caller saves). True if it changed."""
+    if run.status != Run.Status.QUEUED:
+        return False
+    run.status = Run.Status.RUNNING
+    run.started_at = now
+    run.last_progress_at = now
+    return True
+
+
+# --- Endings (the caller holds the run's row lock) ----------------------------------------
+
+
+def run_complete(run: Run) -> None:
+    run.status = Run.Status.COMPLETED
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "finished_at"])
+
+
+def run_halt(run: Run, error: RunHalted, envelope: Envelope) -> None:
+    """A guard stopped the run: a deadline times it out, anything else escalates it."""
+    if isinstance(error, DeadlineExceeded):
+        run_time_out(run, detail=error.message, envelope=envelope)
+    else:
+        run_escalate(run, reason=error.code, detail=error.message, envelope=envelope)
+
+
+def run_escalate(run: Run, *, reason: str, detail: str = "", envelope: Envelope | None = None) -> ReviewItem:
+    """Stop the run and hand it to a person (a review item); the customer is told."""
+    run.status = Run.Status.AWAITING_REVIEW
+    run.reason = reason
+    run.reason_detail = detail
+    run.save(update_fields=["status", "reason", "reason_detail"])
+    _customer_notice(run, f"escalated:{run.review_items.count()}", CUSTOMER_NOTICE_ESCALATED)
+    logger.warning("run escalated: %s: %s", reason, detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    return review_item_open(run, reason=reason, detail=detail, envelope=envelope or run_latest_envelope(run))
+
+
+def run_latest_envelope(run: Run) -> Envelope:
+    """The envelope of the run's furthest completed step (or its first one)."""
+    step = run.steps.filter(status=Step.Status.COMPLETED).order_by("-hop", "-id").first()
+    if step is not None and step.output:
+        return Envelope.from_dict(step.output["envelope"])
+    return Envelope.from_dict(run.start_envelope)
+
+
+def run_time_out(run: Run, *, detail: str, envelope: Envelope | None = None) -> ReviewItem:
+    """The run passed its deadline: stop it, cancel its running steps, hand it to a person."""
+    now = timezone.now()
+    run.status = Run.Status.TIMED_OUT
+    run.reason = "timed_out"
+    run.reason_detail = detail
+    run.finished_at = now
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    running = StepAttempt.objects.filter(step__run=run, status=StepAttempt.Status.RUNNING)
+    task_ids = [task_id for task_id in running.values_list("task_id", flat=True) if task_id]
+    running.abandon(now)
+    run.steps.filter(status__in=[Step.Status.RUNNING, Step.Status.RETRYING]).update(
+        status=Step.Status.FAILED, error="the run timed out", finished_at=now, lease_expires_at=None
+    )
+    if task_ids:
+        transaction.on_commit(lambda: tasks_revoke(task_ids), robust=True)
+    _customer_notice(run, "timed_out", CUSTOMER_NOTICE_TIMED_OUT)
+    logger.warning("run timed out: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    return review_item_open(run, reason="timed_out", detail=detail, envelope=envelope or run_latest_envelope(run))
+
+
+def tasks_revoke(task_ids: list[str]) -> None:
+    """Cancel tasks of a stopped run, terminating any a worker is executing (prefork pools)."""
+    app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
+
+
+def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
+    run.status = Run.Status.FAILED
+    run.reason = reason
+    run.reason_detail = detail
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    _customer_notice(run, "failed", CUSTOMER_NOTICE_FAILED)
+    logger.warning("run failed: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) -> ReviewItem:
+    """The run's open review item (one per run at a time), with what the agents proposed."""
+    item = ReviewItem.objects.filter(run=run, status=ReviewItem.Status.OPEN).first()
+    if item is not None:
+        return item
+    payload = envelope.payload
+    return ReviewItem.objects.create(
+        run=run,
+        reason=reason,
+        detail=detail,
+        reasons=list((payload.get("verdict") or {}).get("reasons", [])),
+        proposed_reply=payload.get("draft", ""),
+        proposed_action=payload.get("proposed_actions") or None,
+        resume_envelope=envelope.to_dict(),
+    )
+
+
+def _customer_notice(run: Run, kind: str, text: str) -> None:
+    message_create(
+        conversation_id=run.conversation_id,
+        role=Message.Role.SYSTEM,
+        content=text,
+        idempotency_key=f"run:{run.id}:{kind}",
+    )

@@ -1,0 +1,429 @@
+"""A run's steps: claiming one for a delivery, and recording each try's success or failure.
+
+Every function here is one short database transaction holding the run's row lock (every change to a run's steps
+holds it: that serialises them); none waits on an agent, except `step_run_atomic`, which runs a short,
+database-only agent inside its transaction. The task wrapper (`orchestration.runner`) calls them around
+`agent.handle`. What a delivery may do is decided by the pure `claims.claim_decide`; this module loads its facts
+and applies its decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, assert_never, cast
+
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from agents.base import Agent, AgentResult, Outcome
+from agents.envelope import Envelope
+from orchestration.budgets import RunBudget, budget_snapshot, guard_check
+from orchestration.claims import (
+    Busy,
+    ClaimAgain,
+    ClaimDecision,
+    ClaimNew,
+    Duplicate,
+    Exhausted,
+    Halt,
+    Recorded,
+    Skip,
+    StepState,
+    claim_decide,
+)
+from orchestration.models import Run, Step, StepAttempt
+from orchestration.pipeline import FlowControl
+from orchestration.runs import run_complete, run_escalate, run_fail, run_halt, run_mark_started
+from project.errors import PermanentError, RunHalted
+
+logger = logging.getLogger(__name__)
+
+
+def step_key(hop: int, agent_name: str) -> str:
+    """A step's key within its run: the same for every delivery of the same message."""
+    return f"{hop:03d}.{agent_name}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One claimed try of a step: what its end is recorded on."""
+
+    run_id: str
+    step_id: int | None
+    """None for an atomic agent's new step: it is written once, with its result."""
+    attempt_id: int | None
+    """The StepAttempt row (None likewise)."""
+    number: int
+    """1 for the first try."""
+    started_at: datetime
+    retry_base: int
+    """Tries made before the last dead-letter replay: retries are counted from here."""
+    task_id: str
+    worker: str
+
+    @property
+    def tries(self) -> int:
+        """Tries since the last dead-letter replay, this one included."""
+        return self.number - self.retry_base
+
+
+@dataclass(frozen=True)
+class Proceed:
+    """Run the agent; record the try's end on `attempt`."""
+
+    attempt: Attempt
+
+
+@dataclass(frozen=True)
+class Done:
+    """The agent ran and its result is recorded (`step_run_atomic`)."""
+
+    output: dict[str, Any]
+
+
+#: What a delivery does, as the task wrapper sees it. `Exhausted` has already failed the step and the run.
+StepStart = Proceed | Done | Recorded | Skip | Duplicate | Busy | Exhausted
+
+
+class AtomicTryFailed(Exception):
+    """An atomic agent raised: its writes were rolled back, its step and attempt rows written (running); the caller
+    records the failure on `attempt` as for any other try."""
+
+    def __init__(self, attempt: Attempt, error: Exception) -> None:
+        super().__init__(str(error))
+        self.attempt = attempt
+        self.error = error
+
+
+def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
+    """Claim the step this delivery is for (a lease, for agents that wait on an LLM), or say why not."""
+    with transaction.atomic():
+        run, step, decision = _claim(envelope, agent, task_id)
+        if not isinstance(decision, ClaimNew | ClaimAgain):
+            return _settle(run, step, decision, envelope, agent)
+        step = step or _step_new(run, envelope, agent)
+        attempt, run_started = _try_start(run, step, decision, agent, task_id, worker)
+        return Proceed(_try_save(run, step, attempt, run_started=run_started))
+
+
+def step_run_atomic(
+    *,
+    envelope: Envelope,
+    agent: Agent,
+    task_id: str,
+    worker: str,
+    execute: Callable[[], tuple[AgentResult, Envelope, FlowControl]],
+) -> StepStart:
+    """For short, database-only agents: claim the step, run the agent and record its result in one transaction.
+
+    A crash anywhere leaves nothing behind (the redelivered message starts afresh) and the agent's own writes commit
+    with its step, exactly once. Concurrent deliveries wait on the run's row lock and then find the recorded step.
+    A new step's rows are written once, after the agent ran, already final. If the agent raises, its writes are
+    rolled back (a savepoint), the try is written as running and AtomicTryFailed carries it, for the caller to
+    record the failure on as for any other try.
+    """
+    with transaction.atomic():
+        run, step, decision = _claim(envelope, agent, task_id)
+        if not isinstance(decision, ClaimNew | ClaimAgain):
+            return _settle(run, step, decision, envelope, agent)
+        step = step or _step_new(run, envelope, agent)
+        attempt, run_started = _try_start(run, step, decision, agent, task_id, worker)
+        if step.pk is not None:
+            attempt = _try_save(run, step, attempt, run_started=run_started)
+        # Otherwise the new step is claimed in memory only: its rows are written with its result.
+        try:
+            with transaction.atomic():
+                result, after, control = execute()
+        except Exception as exc:  # noqa: BLE001  (re-raised below, after the commit, for the wrapper to classify)
+            failure = exc
+            if attempt.attempt_id is None:
+                attempt = _try_save(run, step, attempt, run_started=run_started)
+        else:
+            return Done(_step_record_success(run, step, attempt, result, after, control, timezone.now()))
+    raise AtomicTryFailed(attempt, failure) from failure
+
+
+def _claim(envelope: Envelope, agent: Agent, task_id: str) -> tuple[Run, Step | None, ClaimDecision]:
+    """Lock the run, load the step's facts and decide (the caller holds the transaction)."""
+    hop = envelope.hop + 1
+    run, claimed_step_id = _run_lock(envelope.run_id, step_key(hop, agent.name))
+    step = Step.objects.get(id=claimed_step_id) if claimed_step_id is not None else None
+    now = timezone.now()
+    guard = None
+    if step is None:
+        guard = guard_check(RunBudget.of(run), hop=hop, path=envelope.path, agent_name=agent.name, now=now)
+    decision = claim_decide(
+        run_status=run.status,
+        step=_step_state(step),
+        guard=guard,
+        now=now,
+        task_id=task_id,
+        max_retries=agent.max_retries,
+    )
+    return run, step, decision
+
+
+def _run_lock(run_id: str, key: str) -> tuple[Run, int | None]:
+    """The run, row-locked, and the id of its step `key` if that exists — one query for both."""
+    claimed = Step.objects.filter(run=OuterRef("pk"), key=key).values("pk")[:1]
+    run = (
+        Run.objects.select_for_update()
+        .defer("start_envelope")
+        .annotate(claimed_step_id=Subquery(claimed))
+        .get(id=run_id)
+    )
+    return run, run.claimed_step_id
+
+
+def _step_state(step: Step | None) -> StepState | None:
+    if step is None:
+        return None
+    holder = None
+    if step.status == Step.Status.RUNNING:
+        running = step.attempts.filter(status=StepAttempt.Status.RUNNING).order_by("-number").first()
+        holder = running.task_id if running is not None else None
+    return StepState(
+        status=Step.Status(step.status),
+        lease_expires_at=step.lease_expires_at,
+        attempt=step.attempt,
+        retry_base=step.retry_base,
+        holder_task_id=holder,
+        output=step.output,
+    )
+
+
+def _step_new(run: Run, envelope: Envelope, agent: Agent) -> Step:
+    """A new step, not yet saved (`_try_start` makes its first attempt)."""
+    hop = envelope.hop + 1
+    return Step(
+        run=run,
+        key=step_key(hop, agent.name),
+        trace_id=envelope.trace_id,
+        agent=agent.name,
+        version=agent.version,
+        hop=hop,
+        attempt=0,
+        started_at=timezone.now(),
+    )
+
+
+def _try_start(
+    run: Run, step: Step, decision: ClaimNew | ClaimAgain, agent: Agent, task_id: str, worker: str
+) -> tuple[Attempt, bool]:
+    """Start a try, in memory: the step under a fresh lease with its attempt number, the run running.
+    Returns the attempt (no ids yet) and whether the run started with it."""
+    now = timezone.now()
+    step.status = Step.Status.RUNNING
+    step.lease_expires_at = now + timedelta(seconds=agent.time_limit)
+    step.attempt = 1 if isinstance(decision, ClaimNew) else decision.attempt
+    run_started = run_mark_started(run, now)
+    return Attempt(str(run.id), step.pk, None, step.attempt, now, step.retry_base, task_id, worker), run_started
+
+
+def _try_save(run: Run, step: Step, attempt: Attempt, *, run_started: bool) -> Attempt:
+    """Write a started try: the step (new, or taken over: earlier tries still running are abandoned), its attempt
+    row, and the run if it started. Returns the attempt with its ids."""
+    if step.pk is None:
+        step.save(force_insert=True)
+    else:
+        step.attempts.abandon(attempt.started_at)
+        step.save(update_fields=["status", "lease_expires_at", "attempt"])
+    row = StepAttempt.objects.create(
+        step=step, number=attempt.number, task_id=attempt.task_id, worker=attempt.worker, started_at=attempt.started_at
+    )
+    # A live lease marks progress under way; the run row changes only when the run starts.
+    if run_started:
+        run.save(update_fields=["status", "started_at", "last_progress_at"])
+    return replace(attempt, step_id=step.pk, attempt_id=row.id)
+
+
+def _settle(run: Run, step: Step | None, decision: ClaimDecision, envelope: Envelope, agent: Agent) -> StepStart:
+    """Apply a decision that runs no agent."""
+    match decision:
+        case Recorded() | Skip() | Duplicate() | Busy():
+            return decision
+        case Halt(error=error):
+            run_halt(run, error, envelope)
+            return Skip(reason=f"run halted: {error.code}: {error.message}")
+        case Exhausted(attempts=attempts):
+            assert step is not None
+            now = timezone.now()
+            step.attempts.abandon(now)
+            gave_up = exhausted_error(agent.name, attempts)
+            _step_mark_failed(step, gave_up, now)
+            run.last_progress_at = now
+            run.save(update_fields=["last_progress_at"])
+            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {_error_text(gave_up)}")
+            return decision
+        case ClaimNew() | ClaimAgain():
+            raise AssertionError("a claim runs the agent; it is not settled here")
+        case _:
+            assert_never(decision)
+
+
+def exhausted_error(agent_name: str, attempts: int) -> PermanentError:
+    """Why a step whose every try died mid-step was given up (its step's error and the dead letter's)."""
+    return PermanentError(f"{agent_name} died mid-step on every one of {attempts} tries.")
+
+
+def step_succeed(*, attempt: Attempt, result: AgentResult, envelope: Envelope, control: FlowControl) -> dict[str, Any]:
+    """Record a step's success and its effect on the run; return the recorded output.
+
+    If another delivery completed the step first, its recorded output wins.
+    """
+    with transaction.atomic():
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
+        step = _step_of(attempt)
+        if step.status == Step.Status.COMPLETED:
+            return cast(dict[str, Any], step.output)
+        return _step_record_success(run, step, attempt, result, envelope, control, timezone.now())
+
+
+def _step_record_success(
+    run: Run,
+    step: Step,
+    attempt: Attempt,
+    result: AgentResult,
+    envelope: Envelope,
+    control: FlowControl,
+    now: datetime,
+) -> dict[str, Any]:
+    """Mark the step completed, add its usage to the run, apply its outcome; the caller holds the run's lock."""
+    usage = result.usage
+    step.status = Step.Status.COMPLETED
+    step.finished_at = now
+    step.duration_ms = _ms(now - step.started_at)
+    step.input_tokens = usage.input_tokens
+    step.output_tokens = usage.output_tokens
+    step.cost_usd = Decimal(str(round(usage.cost_usd, 6)))
+    step.model = usage.model
+    step.prompt_version = usage.prompt_version
+    step.llm_latency_ms = usage.latency_ms
+    step.lease_expires_at = None
+    step.error = ""
+    run.tokens_used += usage.tokens
+    run.cost_usd += step.cost_usd
+    run.hops_used += 1
+    run.last_progress_at = now
+    # status and started_at too: an atomic agent's claim, which wrote nothing, may have just set them.
+    run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at", "status", "started_at"])
+    output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control.value}
+    step.output = output
+    if step.pk is None:
+        # Claimed and finished in one transaction: the step and its one attempt are written once, final.
+        step.save(force_insert=True)
+        StepAttempt.objects.create(
+            step=step,
+            number=attempt.number,
+            status=StepAttempt.Status.SUCCEEDED,
+            task_id=attempt.task_id,
+            worker=attempt.worker,
+            started_at=attempt.started_at,
+            finished_at=now,
+            duration_ms=_ms(now - attempt.started_at),
+        )
+    else:
+        _attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
+        step.save(update_fields=[*_SUCCESS_FIELDS])
+    _run_follow_outcome(run, step, result, envelope, control)
+    return output
+
+
+_SUCCESS_FIELDS = (
+    "status",
+    "finished_at",
+    "duration_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "model",
+    "prompt_version",
+    "llm_latency_ms",
+    "lease_expires_at",
+    "error",
+    "output",
+)
+
+
+def _run_follow_outcome(run: Run, step: Step, result: AgentResult, envelope: Envelope, control: FlowControl) -> None:
+    """What a step's success does to its run: complete it, escalate it, fail it (the slip ran out) or nothing."""
+    if run.status != Run.Status.RUNNING:
+        return  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
+    match result.outcome:
+        case Outcome.COMPLETE:
+            run_complete(run)
+        case Outcome.ESCALATE:
+            run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope), envelope=envelope)
+        case Outcome.CONTINUE:
+            if control == FlowControl.STOP:
+                run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
+        case _:
+            assert_never(result.outcome)
+
+
+def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope | None = None) -> None:
+    """Record a failed try. Without a retry the step fails, and so does the run — or, when a guard
+    or the agent stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a
+    person (`envelope`: what the review resumes from)."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
+        step = _step_of(attempt)
+        _attempt_finish(attempt, StepAttempt.Status.FAILED, now, error=error)
+        if will_retry:
+            step.error = _error_text(error)
+            step.lease_expires_at = None
+            step.status = Step.Status.RETRYING
+            step.save()
+        else:
+            _step_mark_failed(step, error, now)
+        run.last_progress_at = now
+        run.save(update_fields=["last_progress_at"])
+        if will_retry or run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+            return
+        if isinstance(error, RunHalted) and envelope is not None:
+            run_halt(run, error, envelope)
+        else:
+            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {_error_text(error)}")
+
+
+def _step_of(attempt: Attempt) -> Step:
+    if attempt.step_id is None:
+        raise AssertionError("a try is recorded on a step that was written when the try started")
+    return Step.objects.get(id=attempt.step_id)
+
+
+def _step_mark_failed(step: Step, error: BaseException, now: datetime) -> None:
+    step.error = _error_text(error)
+    step.lease_expires_at = None
+    step.status = Step.Status.FAILED
+    step.finished_at = now
+    step.duration_ms = _ms(now - step.started_at)
+    step.save()
+
+
+def _attempt_finish(attempt: Attempt, status: str, now: datetime, error: BaseException | None = None) -> None:
+    if attempt.attempt_id is None:
+        return
+    fields: dict[str, Any] = {"status": status, "finished_at": now, "duration_ms": _ms(now - attempt.started_at)}
+    if error is not None:
+        fields.update(error_type=type(error).__name__, error=str(error)[:4000])
+    StepAttempt.objects.filter(id=attempt.attempt_id).update(**fields)
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _ms(delta: timedelta) -> int:
+    return max(0, int(delta.total_seconds() * 1000))
+
+
+def _verdict_detail(envelope: Envelope) -> str:
+    verdict = envelope.payload.get("verdict") or {}
+    return "; ".join(verdict.get("reasons", []))

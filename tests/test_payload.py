@@ -1,0 +1,70 @@
+"""The payload's schema: documented keys, protected writers, and explicit approval."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.base import AgentResult
+from agents.payload import (
+    PAYLOAD_KEYS,
+    REVIEW_DECISION,
+    Approval,
+    Approver,
+    approval_lifts_limit,
+    payload_write_problems,
+)
+from agents.registry import agents_all
+from orchestration.runner import envelope_after
+from project.errors import PermanentError
+from tests.test_envelope import make_envelope
+
+
+def test_every_key_says_what_it_is_and_who_writes_it() -> None:
+    agents = set(agents_all())
+    for name, key in PAYLOAD_KEYS.items():
+        assert key.doc.strip(), name
+        assert key.writers, name
+        # Writers are registered agents or one of the two writers that are not agents.
+        assert set(key.writers) <= agents | {REVIEW_DECISION, "run start"}, name
+
+
+def test_the_security_relevant_keys_are_protected() -> None:
+    protected = {name for name, key in PAYLOAD_KEYS.items() if key.protected}
+    assert protected == {"approved_actions", "approval", "reply_role", "review_item_id"}
+    assert PAYLOAD_KEYS["approved_actions"].writers == ("validator", REVIEW_DECISION)
+    for name in ("approval", "reply_role", "review_item_id"):
+        assert PAYLOAD_KEYS[name].writers == (REVIEW_DECISION,), name
+
+
+@pytest.mark.parametrize(
+    ("agent", "key", "allowed"),
+    [
+        ("validator", "approved_actions", True),
+        ("tools", "approved_actions", False),
+        ("responder", "approved_actions", False),
+        ("validator", "approval", False),
+        ("tools", "reply_role", False),
+        ("responder", "review_item_id", False),
+        ("responder", "draft", True),
+        ("responder", "not_a_documented_key", True),
+    ],
+)
+def test_an_agent_writing_a_key_it_may_not_write_fails_its_step(agent: str, key: str, allowed: bool) -> None:
+    envelope = make_envelope(slip=[agent, "deliver"])
+    result = AgentResult(payload={key: []})  # type: ignore[misc]
+    if allowed:
+        after, _ = envelope_after(envelope, agent, result)
+        assert key in after.payload
+        assert payload_write_problems(agent, [key]) == []
+    else:
+        with pytest.raises(PermanentError, match=f"{agent} may not write \\['{key}'\\]"):
+            envelope_after(envelope, agent, result)
+
+
+def test_only_a_reviewers_approval_lifts_the_refund_limit() -> None:
+    assert approval_lifts_limit(None) is False
+    assert approval_lifts_limit(Approval(by=Approver.REVIEWER, name="rita@example.com")) is True
+    # When a review expires the supervisor "decides": that approves nothing.
+    assert approval_lifts_limit(Approval(by=Approver.SUPERVISOR, name="supervisor")) is False
+    with pytest.raises(ValueError):
+        approval_lifts_limit({"by": "supervisor!", "name": ""})  # type: ignore[typeddict-item]
