@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.knowledge import internal_notes, tokenize
+from conversations.orders import ORDER_IDS_IN_TEXT
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_FACT = re.compile(r"\bSB-\d{5}\b|\d+(?:[.,]\d+)?", re.IGNORECASE)
+#: Facts that must match the sources exactly: order ids and numbers.
+_FACT = re.compile(rf"{ORDER_IDS_IN_TEXT.pattern}|\d+(?:[.,]\d+)?", re.IGNORECASE)
 #: A sentence is grounded when at least this share of its content words appear in the sources.
 SUPPORT_THRESHOLD = 0.6
 
@@ -49,10 +51,6 @@ class GroundingReport:
 
     reasons: list[str] = field(default_factory=list)
     """Why the reply fails; empty when it passes."""
-
-    @property
-    def passed(self) -> bool:
-        return not self.reasons
 
 
 def reply_check(reply: str, payload: dict[str, Any]) -> GroundingReport:

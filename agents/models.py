@@ -10,10 +10,9 @@ class LedgerEntry(models.Model):
 
     class Status(models.TextChoices):
         DONE = "done"
-        PENDING = "pending"
 
     id = models.BigAutoField(primary_key=True)
-    # E.g. "run:<id>:reply" or "refund:<order>:<run>": the second try with a key finds the first.
+    # E.g. "run:<run id>:reply" or "refund:<run id>:<action index>": the second try with a key finds the first.
     key = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=32, db_index=True)
     run_id = models.CharField(max_length=64, blank=True, db_index=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from agents import llm
-from agents.base import Agent, AgentResult, Queue
+from agents.base import AgentResult
 from agents.envelope import Envelope, SlipEntry, slip_validate
+from agents.llm.agent import LLMAgent
 from project.errors import InvalidEnvelope, PermanentError
 
 #: Agents a planner may put on a slip, in the order a plan may use them.
@@ -68,21 +69,19 @@ def plan_check(slip: Any) -> list[SlipEntry]:
     return slip
 
 
-class Planner(Agent):
+class Planner(LLMAgent):
     name = "planner"
     version = "2"
-    queue = Queue.LLM
+    prompt = PROMPT
 
-    def handle(self, envelope: Envelope) -> AgentResult:
-        response = llm.complete(
-            PROMPT,
-            {
-                "intent": envelope.payload.get("intent", "other"),
-                "order_ids": envelope.payload.get("order_ids", []),
-                "agents": ", ".join(PLANNABLE),
-                "message": envelope.payload["message"],
-            },
-            agent=self.name,
-        )
-        slip = plan_check(response.data["slip"])
-        return AgentResult(payload={"plan": slip}, usage=response.usage, slip=slip)
+    def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
+        return {
+            "intent": envelope.payload.get("intent", "other"),
+            "order_ids": envelope.payload.get("order_ids", []),
+            "agents": ", ".join(PLANNABLE),
+            "message": envelope.payload["message"],
+        }
+
+    def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
+        slip = plan_check(data["slip"])
+        return AgentResult(payload={"plan": slip}, slip=slip)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from agents import llm
-from agents.base import Agent, AgentResult, Queue
+from agents.base import AgentResult
 from agents.envelope import Envelope
 from agents.grounding import sentences
 from agents.knowledge import query_terms, tokenize
+from agents.llm.agent import LLMAgent
 
 MAX_SENTENCES = 3
 
@@ -87,26 +88,21 @@ PROMPT = llm.Prompt(
 )
 
 
-class Responder(Agent):
+class Responder(LLMAgent):
     name = "responder"
     version = "2"
-    queue = Queue.LLM
+    prompt = PROMPT
 
-    def handle(self, envelope: Envelope) -> AgentResult:
+    def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         payload = envelope.payload
-        response = llm.complete(
-            PROMPT,
-            {
-                "message": payload["message"],
-                "order_ids": payload.get("order_ids", []),
-                "passages": payload.get("passages", []),
-                "tool_results": payload.get("tool_results", {}),
-                "actions": payload.get("proposed_actions", []),
-                "history": payload.get("history", []),
-            },
-            agent=self.name,
-        )
-        return AgentResult(
-            payload={"draft": response.data["reply"], "draft_sources": response.data["sources"]},
-            usage=response.usage,
-        )
+        return {
+            "message": payload["message"],
+            "order_ids": payload.get("order_ids", []),
+            "passages": payload.get("passages", []),
+            "tool_results": payload.get("tool_results", {}),
+            "actions": payload.get("proposed_actions", []),
+            "history": payload.get("history", []),
+        }
+
+    def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
+        return AgentResult(payload={"draft": data["reply"], "draft_sources": data["sources"]})

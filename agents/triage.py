@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from agents import llm
-from agents.base import Agent, AgentResult, Queue
+from agents.base import AgentResult
 from agents.envelope import Envelope
 from agents.knowledge import tokenize
-
-ORDER_ID = re.compile(r"\bSB-\d{5}\b", re.IGNORECASE)
+from agents.llm.agent import LLMAgent
+from conversations.orders import order_ids_in
 
 #: Intents and the word stems that suggest them (offline scoring).
 INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -33,7 +32,7 @@ INTENTS = (*INTENT_KEYWORDS, "other")
 def triage_offline(variables: dict[str, Any]) -> dict[str, Any]:
     message: str = variables["message"]
     terms = tokenize(message)
-    order_ids = sorted({m.upper() for m in ORDER_ID.findall(message)})
+    order_ids = order_ids_in(message)
     scores = {intent: sum(t.startswith(words) for t in terms) for intent, words in INTENT_KEYWORDS.items()}
     if order_ids:
         scores["order_status"] += 1
@@ -70,21 +69,15 @@ PROMPT = llm.Prompt(
 )
 
 
-class Triage(Agent):
+class Triage(LLMAgent):
     name = "triage"
     version = "1"
-    queue = Queue.LLM
+    prompt = PROMPT
 
-    def handle(self, envelope: Envelope) -> AgentResult:
-        response = llm.complete(
-            PROMPT, {"message": envelope.payload["message"], "intents": ", ".join(INTENTS)}, agent=self.name
-        )
-        data = response.data
+    def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
+        return {"message": envelope.payload["message"], "intents": ", ".join(INTENTS)}
+
+    def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
         return AgentResult(
-            payload={
-                "intent": data["intent"],
-                "intent_confidence": data["confidence"],
-                "order_ids": data["order_ids"],
-            },
-            usage=response.usage,
+            payload={"intent": data["intent"], "intent_confidence": data["confidence"], "order_ids": data["order_ids"]}
         )

@@ -9,17 +9,15 @@ approves the proposed actions for deliver to execute.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, assert_never
 
 from agents import llm
 from agents.base import Agent, AgentResult, Outcome, Queue
 from agents.envelope import Envelope
 from agents.grounding import internal_note_check, reply_check
-from agents.tools.orders import customer_id_of, refund_problems
-from conversations.models import Order
-
-_ORDER_ID = re.compile(r"\bSB-\d{5}\b", re.IGNORECASE)
+from conversations.orders import order_ids_in
+from conversations.refunds import RefundProblem, RefundProblemCode, refund_problems
+from conversations.selectors import conversation_customer_id, orders_of_other_customers
 
 
 def validator_offline(variables: dict[str, Any]) -> dict[str, Any]:
@@ -49,31 +47,38 @@ PROMPT = llm.Prompt(
 def leak_check(reply: str, customer_id: str) -> list[str]:
     """Reasons if the reply describes an order of another customer."""
     reasons = []
-    for order_id in {m.upper() for m in _ORDER_ID.findall(reply)}:
-        order = Order.objects.filter(id=order_id).exclude(customer_id=customer_id).first()
-        if order and (order.description.lower() in reply.lower() or str(order.total) in reply):
-            reasons.append(f"leak: the reply describes order {order_id}, which is another customer's.")
+    for order in orders_of_other_customers(order_ids=order_ids_in(reply), customer_id=customer_id):
+        if order.description.lower() in reply.lower() or str(order.total) in reply:
+            reasons.append(f"leak: the reply describes order {order.id}, which is another customer's.")
     return reasons
+
+
+def severity(code: RefundProblemCode) -> int:
+    """How grave a refund problem is: a person may approve a refund over the limit, never one not allowed."""
+    match code:
+        case RefundProblemCode.NOT_ALLOWED:
+            return 2
+        case RefundProblemCode.OVER_LIMIT:
+            return 1
+        case _:
+            assert_never(code)
 
 
 class Validator(Agent):
     name = "validator"
     version = "2"
     queue = Queue.LLM
-    may_approve_actions = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload
         draft = payload.get("draft", "")
         actions = payload.get("proposed_actions", [])
-        customer_id = customer_id_of(envelope.conversation_id)
+        customer_id = conversation_customer_id(conversation_id=envelope.conversation_id)
 
         reasons = reply_check(draft, payload).reasons + internal_note_check(draft) + leak_check(draft, customer_id)
-        action_problems = [
-            problem for action in actions for problem in refund_problems(
-                customer_id=customer_id, action=action, enforce_limit=True
-            )
-        ]  # fmt: skip
+        action_problems: list[RefundProblem] = []
+        for action in actions:
+            action_problems += refund_problems(customer_id=customer_id, action=action, enforce_limit=True)
         usage = None
         if not reasons:
             response = llm.complete(
@@ -89,7 +94,7 @@ class Validator(Agent):
             if not response.data["pass"]:
                 reasons += [f"llm: {r}" for r in response.data["reasons"]] or ["llm: rejected without a reason."]
 
-        all_reasons = reasons + [f"{code}: {text}" for code, text in action_problems]
+        all_reasons = reasons + [f"{problem.code.value}: {problem.text}" for problem in action_problems]
         verdict = {"pass": not all_reasons, "reasons": all_reasons}
         result = AgentResult(payload={"verdict": verdict})
         if usage is not None:
@@ -98,11 +103,9 @@ class Validator(Agent):
             result.payload["approved_actions"] = actions
             return result
         result.outcome = Outcome.ESCALATE
-        codes = {code for code, _ in action_problems}
         if reasons:
             result.reason = "validation_failed"
-        elif "refund_not_allowed" in codes:
-            result.reason = "refund_not_allowed"
         else:
-            result.reason = "refund_over_limit"
+            # The gravest problem's code is the run's reason: refund_not_allowed or refund_over_limit.
+            result.reason = max((problem.code for problem in action_problems), key=severity).value
         return result

@@ -1,1 +1,1 @@
-"""The domain: customers, conversations, messages and orders. Imports no other app."""
+"""The domain: customers, conversations, messages, orders and the refund policy. Imports no other app."""

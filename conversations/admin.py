@@ -6,7 +6,7 @@ from conversations.models import Conversation, Customer, Message, Order
 class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
-    fields = ["created_at", "role", "content"]
+    fields = ("created_at", "role", "content")
     readonly_fields = fields
     can_delete = False
 

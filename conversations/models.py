@@ -86,3 +86,8 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def refundable(self) -> Decimal:
+        """What may still be refunded: the total less what was refunded already."""
+        return self.total - self.refunded_amount

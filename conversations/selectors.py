@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
 from django.db.models import QuerySet
 
 from conversations.models import Conversation, Customer, Message, Order
@@ -35,7 +39,7 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
-def message_history(*, conversation_id: object, limit: int = 10) -> list[dict[str, str]]:
+def message_history(*, conversation_id: UUID | str, limit: int = 10) -> list[dict[str, str]]:
     """The last messages of a conversation, oldest first, as role/content pairs."""
     rows = Message.objects.filter(conversation_id=conversation_id).order_by("-created_at", "-id")[:limit]
     return [{"role": m.role, "content": m.content} for m in reversed(list(rows))]
@@ -45,20 +49,44 @@ def order_list(*, customer: Customer) -> QuerySet[Order]:
     return Order.objects.filter(customer=customer).order_by("-placed_at")
 
 
-def customer_facts(*, conversation_id: object) -> dict[str, object]:
+def conversation_customer_id(*, conversation_id: str) -> str:
+    """The id of the customer whose conversation this is (Conversation.DoesNotExist if none)."""
+    return str(Conversation.objects.values_list("customer_id", flat=True).get(id=conversation_id))
+
+
+def order_dict(order: Order) -> dict[str, str]:
+    """An order as agents see it in the customer's account facts (amounts as strings)."""
+    return {
+        "id": order.id,
+        "description": order.description,
+        "total": str(order.total),
+        "currency": order.currency,
+        "status": order.status,
+        "refunded_amount": str(order.refunded_amount),
+        "placed_at": order.placed_at.date().isoformat(),
+    }
+
+
+def customer_facts(*, conversation_id: str) -> dict[str, object]:
     """What an agent may know about the customer of a conversation: name and own orders."""
     conversation = Conversation.objects.select_related("customer").get(id=conversation_id)
     customer = conversation.customer
-    orders = [
-        {
-            "id": order.id,
-            "description": order.description,
-            "total": str(order.total),
-            "currency": order.currency,
-            "status": order.status,
-            "refunded_amount": str(order.refunded_amount),
-            "placed_at": order.placed_at.date().isoformat(),
-        }
-        for order in order_list(customer=customer)
-    ]
+    orders = [order_dict(order) for order in order_list(customer=customer)]
     return {"customer_id": str(customer.id), "name": customer.name, "orders": orders}
+
+
+def order_lookup(*, conversation_id: str, order_id: str) -> dict[str, Any]:
+    """One order of the conversation's customer, as the tools agent reports it, or {"found": False, ...}:
+    never another customer's data."""
+    customer_id = conversation_customer_id(conversation_id=conversation_id)
+    order = Order.objects.filter(id=order_id, customer_id=customer_id).first()
+    if order is None:
+        return {"order_id": order_id, "found": False, "note": "could not find this order on the customer's account"}
+    fields = order_dict(order)
+    del fields["id"], fields["placed_at"]
+    return {"order_id": order.id, "found": True, **fields, "refundable": str(order.refundable)}
+
+
+def orders_of_other_customers(*, order_ids: Iterable[str], customer_id: str) -> list[Order]:
+    """The orders with these ids that belong to anyone but this customer, by id (for the leak check)."""
+    return list(Order.objects.filter(id__in=list(order_ids)).exclude(customer_id=customer_id).order_by("id"))

@@ -1,30 +1,45 @@
-"""Writes to the domain: customers, conversations, messages, demo orders."""
+"""Writes to the domain: users and customers, conversations, messages, refunds, demo orders."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.models import Conversation, Customer, Message, Order
-from project.errors import Conflict, InvalidInput
+from conversations.refunds import refund_problems
+from project.errors import Conflict, InvalidInput, PermanentError
 
 
-def customer_create(*, email: str, name: str = "", password: str | None = None) -> Customer:
-    """Create a Django user (username = email) and its customer profile."""
+def user_create(*, email: str, password: str | None = None, is_staff: bool = False) -> User:
+    """Create a Django user whose username is their email address (lower case).
+
+    InvalidInput if `email` is not an address, Conflict if such a user exists.
+    Without a password the user cannot sign in with one (API tokens only).
+    """
     email = email.strip().lower()
     if "@" not in email or len(email) > 150:
         raise InvalidInput(f"{email!r} is not an email address.")
     user_model = get_user_model()
+    if user_model.objects.filter(username=email).exists():
+        raise Conflict(f"A user {email} already exists.")
+    return user_model.objects.create_user(username=email, email=email, password=password, is_staff=is_staff)
+
+
+def customer_create(*, email: str, name: str = "", password: str | None = None) -> Customer:
+    """Create a Django user (`user_create`) and its customer profile."""
     with transaction.atomic():
-        if user_model.objects.filter(username=email).exists():
-            raise Conflict(f"A user {email} already exists.")
-        user = user_model.objects.create_user(username=email, email=email, password=password)
+        user = user_create(email=email, password=password)
         return Customer.objects.create(user=user, name=name)
 
 
@@ -45,7 +60,7 @@ def message_content_clean(content: object) -> str:
 
 
 def message_create(
-    *, conversation_id: object, role: str, content: str, idempotency_key: str | None = None
+    *, conversation_id: UUID | str, role: str, content: str, idempotency_key: str | None = None
 ) -> tuple[Message, bool]:
     """Store a message; with a key, a repeated call returns the first message.
 
@@ -72,23 +87,61 @@ def message_create(
     return message, True
 
 
-_DEMO_ITEMS = [
-    ("Trailhead 40L hiking backpack", Decimal("89.90")),
-    ("Aurora noise-cancelling headphones", Decimal("249.00")),
-    ("Set of 4 enamel camping mugs", Decimal("24.50")),
-    ("Nimbus 2-person tent", Decimal("329.00")),
-    ("Merino wool base layer", Decimal("59.95")),
-    ("Pocket espresso maker", Decimal("74.00")),
-]
+def order_refund(*, action: Mapping[str, Any], customer_id: str, enforce_limit: bool) -> Order:
+    """Execute a refund action (see `refund_problems`) on its order and return the order.
+
+    Call it inside a transaction: the order's row is locked until that ends, and the policy is
+    checked again under the lock, so two refunds of one order cannot together exceed what is
+    refundable. PermanentError, with nothing written, when the policy refuses the refund.
+    """
+    order = Order.objects.select_for_update().get(id=action["order_id"])
+    problems = refund_problems(customer_id=customer_id, action=action, enforce_limit=enforce_limit)
+    if problems:
+        raise PermanentError("refund refused: " + " ".join(problem.text for problem in problems))
+    order.refunded_amount += Decimal(str(action["amount"]))
+    order.status = Order.Status.REFUNDED if order.refunded_amount >= order.total else Order.Status.PARTIALLY_REFUNDED
+    order.save(update_fields=["refunded_amount", "status"])
+    return order
 
 
-def order_create_demo(*, customer: Customer, count: int = 3, seed: int | None = None) -> list[Order]:
-    """Give a customer a few demo orders (ids like SB-10423), for the demo and tests."""
-    rng = random.Random(seed if seed is not None else str(customer.id))
+@dataclass(frozen=True)
+class DemoItem:
+    """Something the demo shop sells."""
+
+    description: str
+    """What the order is, e.g. 'Set of 4 enamel camping mugs'."""
+    total: Decimal
+    """Its price in EUR."""
+
+
+_BACKPACK = DemoItem("Trailhead 40L hiking backpack", Decimal("89.90"))
+_HEADPHONES = DemoItem("Aurora noise-cancelling headphones", Decimal("249.00"))
+_MUGS = DemoItem("Set of 4 enamel camping mugs", Decimal("24.50"))
+#: What demo orders are made of (in this order: a customer's demo orders are drawn from it by a seeded random).
+DEMO_ITEMS = (
+    _BACKPACK,
+    _HEADPHONES,
+    _MUGS,
+    DemoItem("Nimbus 2-person tent", Decimal("329.00")),
+    DemoItem("Merino wool base layer", Decimal("59.95")),
+    DemoItem("Pocket espresso maker", Decimal("74.00")),
+)
+#: The demo customer's fixed orders (the README walks through them): one refundable by the
+#: agents, one above the refund limit.
+DEMO_CUSTOMER_ORDERS = (
+    ("SB-10001", _MUGS, Order.Status.DELIVERED),
+    ("SB-10002", _HEADPHONES, Order.Status.DELIVERED),
+    ("SB-10003", _BACKPACK, Order.Status.SHIPPED),
+)
+
+
+def order_create_demo(*, customer: Customer, count: int = 3) -> list[Order]:
+    """Give a customer a few demo orders (ids like SB-10423), the same for the same customer."""
+    rng = random.Random(str(customer.id))
     statuses = [Order.Status.DELIVERED, Order.Status.SHIPPED, Order.Status.PROCESSING]
     orders = []
     now = timezone.now()
-    for index, (description, total) in enumerate(rng.sample(_DEMO_ITEMS, k=min(count, len(_DEMO_ITEMS)))):
+    for index, item in enumerate(rng.sample(DEMO_ITEMS, k=min(count, len(DEMO_ITEMS)))):
         while True:
             order_id = f"SB-{rng.randint(10000, 99999)}"
             if not Order.objects.filter(id=order_id).exists():
@@ -97,10 +150,26 @@ def order_create_demo(*, customer: Customer, count: int = 3, seed: int | None = 
             Order.objects.create(
                 id=order_id,
                 customer=customer,
-                description=description,
-                total=total,
+                description=item.description,
+                total=item.total,
                 status=statuses[index % len(statuses)],
                 placed_at=now - timedelta(days=3 + 9 * index),
             )
         )
     return orders
+
+
+def order_create_demo_customer(*, customer: Customer) -> list[Order]:
+    """Give the demo customer its fixed orders SB-10001 to SB-10003 (`DEMO_CUSTOMER_ORDERS`), placed ten days ago."""
+    placed_at = timezone.now() - timedelta(days=10)
+    return [
+        Order.objects.create(
+            id=order_id,
+            customer=customer,
+            description=item.description,
+            total=item.total,
+            status=status,
+            placed_at=placed_at,
+        )
+        for order_id, item, status in DEMO_CUSTOMER_ORDERS
+    ]

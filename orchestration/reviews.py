@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, assert_never
 
 from django.conf import settings
@@ -19,8 +20,10 @@ from django.utils import timezone
 
 from agents.envelope import Envelope
 from agents.payload import Approval, Approver, Payload, RefundAction
-from agents.tools.orders import customer_id_of, refund_problems
 from conversations.models import Message
+from conversations.orders import amount_format
+from conversations.refunds import refund_problems
+from conversations.selectors import conversation_customer_id
 from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
@@ -120,27 +123,27 @@ def _reply_clean(reply: Any) -> str:
     return reply.strip()
 
 
-def _actions_clean(item: ReviewItem, action: Any) -> list[dict[str, Any]]:
+def _actions_clean(item: ReviewItem, action: Any) -> list[RefundAction]:
     """A reviewer's actions: a refund of the run's customer's own order, within its refundable amount."""
     if action is None:
         return []
     actions = [action] if isinstance(action, dict) else action
     if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
         raise InvalidInput("action must be an action object, a list of them, or null.")
-    customer_id = customer_id_of(str(item.run.conversation_id))
-    cleaned = []
+    customer_id = conversation_customer_id(conversation_id=str(item.run.conversation_id))
+    cleaned: list[RefundAction] = []
     for entry in actions:
         candidate = {"type": entry.get("type", "refund"), **entry}
         problems = refund_problems(customer_id=customer_id, action=candidate, enforce_limit=False)
         if problems:
-            raise InvalidInput("action refused: " + " ".join(text for _, text in problems))
+            raise InvalidInput("action refused: " + " ".join(problem.text for problem in problems))
         cleaned.append(
-            {
-                "type": "refund",
-                "order_id": candidate["order_id"],
-                "amount": f"{float(candidate['amount']):.2f}",
-                "currency": candidate.get("currency", "EUR"),
-            }
+            RefundAction(
+                type="refund",
+                order_id=candidate["order_id"],
+                amount=amount_format(Decimal(str(candidate["amount"]))),  # a valid amount: the policy checked it
+                currency=candidate.get("currency", "EUR"),
+            )
         )
     return cleaned
 

@@ -186,7 +186,7 @@ class Passage:
     text: str
     """Section text."""
 
-    def to_dict(self, score: float = 0.0) -> dict[str, object]:
+    def to_dict(self, score: float) -> dict[str, object]:
         return {
             "doc_id": self.doc_id,
             "title": self.title,
@@ -201,7 +201,9 @@ INTERNAL_PREFIX = "> Internal:"
 
 def document_parse(doc_id: str, markdown: str) -> list[Passage]:
     """Sections of a document; lines starting '> Internal:' are staff notes and are left out."""
-    title, section, lines, passages = doc_id, "", [], []
+    title, section = doc_id, ""
+    lines: list[str] = []
+    passages: list[Passage] = []
 
     def flush() -> None:
         text = " ".join(line.strip() for line in lines if line.strip())

@@ -19,6 +19,8 @@ __all__ = ["LLMResponse", "Prompt", "complete", "provider_get"]
 
 def provider_get() -> LLMProvider:
     if settings.LLM_PROVIDER == "openai":
+        # Lazy, though no cycle needs it: the openai package (with pydantic and httpx) adds about
+        # 1.5 s to every process start (web, workers, manage.py), and only this provider uses it.
         from agents.llm.openai_provider import OpenAIProvider
 
         return OpenAIProvider()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from django.conf import settings
+
 from agents.base import Usage
 
 
@@ -64,8 +66,6 @@ class LLMProvider(Protocol):
 
 def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float:
     """Cost of a call from the price table (`settings.LLM_PRICES`); unknown models cost 0."""
-    from django.conf import settings
-
     input_price, output_price = settings.LLM_PRICES.get(model, (0.0, 0.0))
     return (input_tokens * input_price + output_tokens * output_price) / 1_000_000
 

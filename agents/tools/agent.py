@@ -11,10 +11,12 @@ import re
 from typing import Any
 
 from agents import llm
-from agents.base import Agent, AgentResult, Queue
+from agents.base import AgentResult
 from agents.envelope import Envelope
+from agents.llm.agent import LLMAgent
 from agents.tools.escalate import escalate_to_human
-from agents.tools.orders import ORDER_ID, order_lookup, parse_amount
+from conversations.orders import ORDER_ID, amount_format, amount_parse
+from conversations.selectors import order_lookup
 from project.errors import PermanentError
 
 TOOLS = ("order_lookup", "refund", "escalate_to_human")
@@ -22,6 +24,7 @@ _AMOUNT = re.compile(r"(?:€\s*(\d+(?:[.,]\d{1,2})?))|(?:(\d+(?:[.,]\d{1,2})?)\
 
 
 def requested_amount(message: str) -> str | None:
+    """The amount a customer's message asks for ('12,50 €' -> '12.50'), as text; None if it names none."""
     match = _AMOUNT.search(message)
     if not match:
         return None
@@ -96,30 +99,26 @@ PROMPT = llm.Prompt(
 )
 
 
-class ToolsAgent(Agent):
+class ToolsAgent(LLMAgent):
     name = "tools"
     version = "1"
-    queue = Queue.LLM
+    prompt = PROMPT
 
-    def handle(self, envelope: Envelope) -> AgentResult:
+    def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         payload = envelope.payload
-        response = llm.complete(
-            PROMPT,
-            {
-                "intent": payload.get("intent", "other"),
-                "order_ids": payload.get("order_ids", []),
-                "message": payload["message"],
-            },
-            agent=self.name,
-        )
+        return {
+            "intent": payload.get("intent", "other"),
+            "order_ids": payload.get("order_ids", []),
+            "message": payload["message"],
+        }
+
+    def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
         lookups: dict[str, Any] = {}
         actions: list[dict[str, Any]] = []
-        for call in response.data["calls"]:
+        for call in data["calls"]:
             tool, arguments = call.get("tool"), call.get("arguments") or {}
             if tool == "escalate_to_human":
-                result = escalate_to_human(str(arguments.get("reason", "")))
-                result.usage = response.usage
-                return result
+                return escalate_to_human(str(arguments.get("reason", "")))
             order_id = str(arguments.get("order_id", "")).upper()
             if not ORDER_ID.match(order_id):
                 raise PermanentError(f"the model called {tool} with order id {order_id!r}.")
@@ -133,19 +132,17 @@ class ToolsAgent(Agent):
                 actions.append(refund_action(order_id, arguments.get("amount"), lookup))
             else:
                 raise PermanentError(f"the model called an unknown tool {tool!r}.")
-        return AgentResult(
-            payload={"tool_results": {"orders": lookups}, "proposed_actions": actions}, usage=response.usage
-        )
+        return AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
 
 
 def refund_action(order_id: str, amount: Any, lookup: dict[str, Any]) -> dict[str, Any]:
     """A proposed refund; without an amount, the order's whole refundable remainder."""
     if amount is None and lookup.get("found"):
         amount = lookup["refundable"]
-    parsed = parse_amount(amount) if amount is not None else None
+    parsed = amount_parse(amount)
     return {
         "type": "refund",
         "order_id": order_id,
-        "amount": f"{parsed:.2f}" if parsed is not None else None,
+        "amount": amount_format(parsed) if parsed is not None else None,
         "currency": lookup.get("currency", "EUR"),
     }

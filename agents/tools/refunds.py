@@ -1,4 +1,4 @@
-"""Executing a refund: through the ledger, once per run and action, re-checked under a row lock."""
+"""Executing a refund: the domain's refund write, through the ledger, once per run and action."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from agents.ledger import ledger_once
-from agents.tools.orders import customer_id_of, refund_problems
-from conversations.models import Order
-from project.errors import PermanentError
+from conversations.selectors import conversation_customer_id
+from conversations.services import order_refund
 
 
 def refund_key(run_id: str, index: int) -> str:
@@ -21,20 +20,13 @@ def refund_execute(
     """Refund once per (run, action index); returns (result, executed now).
 
     An agent's refund must be within the policy limit; a person's approval lifts
-    only the limit, never the ownership and amount checks.
+    only the limit, never the ownership and amount checks (`order_refund` checks
+    the policy again under the order's row lock).
     """
-    customer_id = customer_id_of(conversation_id)
+    customer_id = conversation_customer_id(conversation_id=conversation_id)
 
     def effect() -> dict[str, Any]:
-        order = Order.objects.select_for_update().get(id=action["order_id"])
-        problems = refund_problems(customer_id=customer_id, action=action, enforce_limit=not approved_by_person)
-        if problems:
-            raise PermanentError("refund refused: " + " ".join(text for _, text in problems))
-        order.refunded_amount += Decimal(str(action["amount"]))
-        order.status = (
-            Order.Status.REFUNDED if order.refunded_amount >= order.total else Order.Status.PARTIALLY_REFUNDED
-        )
-        order.save(update_fields=["refunded_amount", "status"])
+        order = order_refund(action=action, customer_id=customer_id, enforce_limit=not approved_by_person)
         return {
             "order_id": order.id,
             "amount": str(Decimal(str(action["amount"]))),

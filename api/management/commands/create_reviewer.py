@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from api.services import api_token_get_or_create
+from conversations.services import user_create
 from orchestration.permissions import reviewers_group
+from project.errors import SwitchboardError
 
 
 class Command(BaseCommand):
@@ -20,16 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None, help="lets the reviewer sign in to Django admin")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        email = options["email"].strip().lower()
-        if "@" not in email:
-            raise CommandError(f"{email!r} is not an email address.")
-        user_model = get_user_model()
-        with transaction.atomic():
-            if user_model.objects.filter(username=email).exists():
-                raise CommandError(f"A user {email} already exists.")
-            user = user_model.objects.create_user(
-                username=email, email=email, password=options["password"], is_staff=True
-            )
-            user.groups.add(reviewers_group())
-            token = api_token_get_or_create(user=user)
+        try:
+            with transaction.atomic():
+                user = user_create(email=options["email"], password=options["password"], is_staff=True)
+                user.groups.add(reviewers_group())
+                token = api_token_get_or_create(user=user)
+        except SwitchboardError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(token)

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
-from django.utils import timezone
 
 from api.services import api_token_get_or_create
-from conversations.models import Customer, Order
-from conversations.services import customer_create
+from conversations.models import Customer
+from conversations.services import customer_create, order_create_demo_customer
 from orchestration.permissions import reviewers_group
 
-#: The demo customer's orders: one refundable by the agents, one above the refund limit.
-DEMO_ORDERS = [
-    ("SB-10001", "Set of 4 enamel camping mugs", "24.50", Order.Status.DELIVERED),
-    ("SB-10002", "Aurora noise-cancelling headphones", "249.00", Order.Status.DELIVERED),
-    ("SB-10003", "Trailhead 40L hiking backpack", "89.90", Order.Status.SHIPPED),
-]
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
 ADMIN_USERNAME = "admin"
@@ -40,15 +31,7 @@ class Command(BaseCommand):
             customer = Customer.objects.filter(user__username=DEMO_EMAIL).first()
             if customer is None:
                 customer = customer_create(email=DEMO_EMAIL, name="Dana Demo", password=DEMO_PASSWORD)
-                for order_id, description, total, status in DEMO_ORDERS:
-                    Order.objects.create(
-                        id=order_id,
-                        customer=customer,
-                        description=description,
-                        total=Decimal(total),
-                        status=status,
-                        placed_at=timezone.now() - timedelta(days=10),
-                    )
+                order_create_demo_customer(customer=customer)
             admin = user_model.objects.filter(username=ADMIN_USERNAME).first()
             if admin is None:
                 admin = user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
