@@ -8,6 +8,8 @@ import os
 
 from celery import Celery, signals
 from celery.app import trace as celery_trace
+from django.conf import settings
+from django.db import connections
 from kombu import Queue
 
 from project.celery_backend import backend_url
@@ -20,8 +22,6 @@ app = Celery("switchboard")
 
 
 def configure(app: Celery) -> None:
-    from django.conf import settings
-
     transport_options = {
         "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
         "unacked_restore_interval": settings.BROKER_UNACKED_RESTORE_INTERVAL,
@@ -75,8 +75,6 @@ app.autodiscover_tasks(["orchestration"])
 @signals.task_prerun.connect
 def _database_hygiene(**kwargs: object) -> None:
     """What Django does per request: drop a connection that broke or outlived CONN_MAX_AGE."""
-    from django.db import connections
-
     for connection in connections.all(initialized_only=True):
         connection.close_if_unusable_or_obsolete()
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from django.conf import settings
+
 _state: dict[str, Any] = {"pid": None, "tracer": None}
 
 
@@ -25,6 +27,7 @@ def otel_init(*, endpoint: str, service_name: str, django: bool = False, celery:
     """Set up a tracer provider for this process (once per process)."""
     if otel_enabled():
         return
+    # The SDK and its instrumentations are imported only when OTel is on: they cost every process start otherwise.
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -47,8 +50,6 @@ def otel_init(*, endpoint: str, service_name: str, django: bool = False, celery:
 
 def otel_web_init() -> None:
     """Called by asgi.py / wsgi.py before Django loads its middleware."""
-    from django.conf import settings
-
     if settings.OTEL_EXPORTER_OTLP_ENDPOINT:
         # Celery too: publishing a task carries the request's trace context to the worker.
         otel_init(
@@ -61,8 +62,6 @@ def otel_web_init() -> None:
 
 def otel_worker_init(*, prefork_parent: bool) -> None:
     """Called when a worker (or each prefork child) starts: export threads do not survive a fork."""
-    from django.conf import settings
-
     if settings.OTEL_EXPORTER_OTLP_ENDPOINT and not prefork_parent:
         otel_init(endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT, service_name=settings.OTEL_SERVICE_NAME, celery=True)
 
@@ -70,7 +69,7 @@ def otel_worker_init(*, prefork_parent: bool) -> None:
 def current_trace_id() -> str | None:
     if not otel_enabled():
         return None
-    from opentelemetry import trace
+    from opentelemetry import trace  # loaded already: OTel is on (see otel_init)
 
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None

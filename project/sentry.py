@@ -15,12 +15,16 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 
+from project.tracing import known_secrets, secrets_mask, trace_fields
+
 SCRUBBED = "[scrubbed]"
 #: Keys whose values are customer content or secrets, wherever they appear in an event.
 SENSITIVE_KEYS = frozenset(
-    {"content", "message_content", "payload", "draft", "reply", "history", "args", "kwargs", "data",
-     "authorization", "api_key", "openai_api_key", "password", "token", "cookies"}
-)  # fmt: skip
+    {
+        *("content", "message_content", "payload", "draft", "reply", "history", "args", "kwargs", "data"),
+        *("authorization", "api_key", "openai_api_key", "password", "token", "cookies"),
+    }
+)
 
 
 def sentry_init(*, dsn: str, environment: str, traces_sample_rate: float) -> None:
@@ -43,8 +47,6 @@ def sentry_init(*, dsn: str, environment: str, traces_sample_rate: float) -> Non
 
 def event_scrub(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     """Remove customer content and secrets from an event before it leaves the process."""
-    from project.tracing import trace_fields
-
     tags = event.setdefault("tags", {})
     for name, value in trace_fields().items():
         if name in ("trace_id", "run_id"):
@@ -57,8 +59,6 @@ def breadcrumb_scrub(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, A
 
 
 def _scrub(value: Any, key: str = "") -> Any:
-    from project.tracing import known_secrets, secrets_mask
-
     if key.lower() in SENSITIVE_KEYS and value not in (None, "", [], {}):
         return SCRUBBED
     if isinstance(value, dict):

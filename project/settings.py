@@ -421,6 +421,7 @@ REVIEW_EXPIRE_SECONDS = env_float("REVIEW_EXPIRE_SECONDS", 24 * 3600)
 REVIEWERS_GROUP = "reviewers"
 
 if SENTRY_DSN:
+    # Only with a DSN: importing sentry_sdk's Django and Celery integrations costs every process start.
     from project.sentry import sentry_init
 
     sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

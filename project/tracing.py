@@ -21,6 +21,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import sentry_sdk
+from celery import signals
+from django.conf import settings
+
 FIELDS = ("trace_id", "run_id", "agent", "step", "attempt")
 _context: dict[str, contextvars.ContextVar[str | None]] = {
     name: contextvars.ContextVar(f"switchboard_{name}", default=None) for name in FIELDS
@@ -97,12 +101,8 @@ def secrets_mask(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def known_secrets() -> tuple[str, ...]:
-    from django.conf import settings
-
-    return tuple(
-        s for s in (getattr(settings, "OPENAI_API_KEY", ""), settings.SECRET_KEY, getattr(settings, "SENTRY_DSN", ""))
-        if s
-    )  # fmt: skip
+    candidates = (getattr(settings, "OPENAI_API_KEY", ""), settings.SECRET_KEY, getattr(settings, "SENTRY_DSN", ""))
+    return tuple(secret for secret in candidates if secret)
 
 
 class RedactSecretsFilter(logging.Filter):
@@ -174,8 +174,6 @@ def envelope_summary(args: Any) -> str:
 
 
 def connect_celery_signals() -> None:
-    from celery import signals
-
     signals.before_task_publish.connect(_before_publish, weak=False)
     signals.task_prerun.connect(_task_prerun, weak=False)
     signals.task_postrun.connect(_task_postrun, weak=False)
@@ -216,8 +214,6 @@ def _task_postrun(**kwargs: Any) -> None:
 
 
 def _sentry_tags(**tags: Any) -> None:
-    import sentry_sdk
-
     for name, value in tags.items():
         if value:
             sentry_sdk.set_tag(name, value)
