@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from agents.knowledge import internal_notes, tokenize
+from agents.payload import Payload
 from conversations.orders import ORDER_IDS_IN_TEXT
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -31,7 +31,7 @@ def facts(text: str) -> set[str]:
     return {m.upper().replace(",", ".") for m in _FACT.findall(text)}
 
 
-def sources_text(payload: dict[str, Any]) -> str:
+def sources_text(payload: Payload) -> str:
     """Everything a reply may draw on: passages, the customer's account facts, tool
     results and the customer's own message."""
     parts = [str(payload.get("message", ""))]
@@ -53,7 +53,7 @@ class GroundingReport:
     """Why the reply fails; empty when it passes."""
 
 
-def reply_check(reply: str, payload: dict[str, Any]) -> GroundingReport:
+def reply_check(reply: str, payload: Payload) -> GroundingReport:
     report = GroundingReport()
     body = "\n".join(line for line in reply.splitlines() if not line.startswith("Source:"))
     if not body.strip():

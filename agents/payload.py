@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
+from conversations.selectors import Turn
+
 #: Writers that are not agents: the run's start (from the customer's message) and a review decision.
 RUN_START = "run start"
 REVIEW_DECISION = "review decision"
@@ -35,12 +37,7 @@ class Key:
     """Only `writers` may write it: checked on every agent result (`payload_write_problems`)."""
 
 
-class Turn(TypedDict):
-    role: str
-    content: str
-
-
-class Passage(TypedDict):
+class RetrievedPassage(TypedDict):
     doc_id: str
     title: str
     section: str
@@ -94,7 +91,8 @@ class Payload(TypedDict, total=False):
     ]
     plan: Annotated[list[str | list[str]], Key("The routing slip the planner wrote.", ("planner",))]
     passages: Annotated[
-        list[Passage], Key("Help-centre passages that answer the message.", ("retrieval",), ("responder", "validator"))
+        list[RetrievedPassage],
+        Key("Help-centre passages that answer the message.", ("retrieval",), ("responder", "validator")),
     ]
     account: Annotated[
         dict[str, Any],

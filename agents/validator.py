@@ -15,6 +15,7 @@ from agents import llm
 from agents.base import Agent, AgentResult, Outcome, Queue
 from agents.envelope import Envelope
 from agents.grounding import internal_note_check, reply_check
+from agents.payload import Verdict
 from conversations.orders import order_ids_in
 from conversations.refunds import RefundProblem, RefundProblemCode, refund_problems
 from conversations.selectors import conversation_customer_id, orders_of_other_customers
@@ -95,7 +96,7 @@ class Validator(Agent):
                 reasons += [f"llm: {r}" for r in response.data["reasons"]] or ["llm: rejected without a reason."]
 
         all_reasons = reasons + [f"{problem.code.value}: {problem.text}" for problem in action_problems]
-        verdict = {"pass": not all_reasons, "reasons": all_reasons}
+        verdict: Verdict = {"pass": not all_reasons, "reasons": all_reasons}
         result = AgentResult(payload={"verdict": verdict})
         if usage is not None:
             result.usage = usage

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from django.db.models import QuerySet
@@ -29,7 +29,9 @@ def conversation_list(*, customer: Customer) -> QuerySet[Conversation]:
 def conversation_get(*, customer: Customer, conversation_id: object) -> Conversation:
     """The customer's conversation, or NotFound (also for another customer's)."""
     conversation_uuid = uuid_or_none(conversation_id)
-    conversation = conversation_uuid and Conversation.objects.filter(customer=customer, id=conversation_uuid).first()
+    conversation = None
+    if conversation_uuid is not None:
+        conversation = Conversation.objects.filter(customer=customer, id=conversation_uuid).first()
     if conversation is None:
         raise NotFound("Conversation not found.")
     return conversation
@@ -39,10 +41,17 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
-def message_history(*, conversation_id: UUID | str, limit: int = 10) -> list[dict[str, str]]:
+class Turn(TypedDict):
+    """One message of a conversation as agents see it."""
+
+    role: str
+    content: str
+
+
+def message_history(*, conversation_id: UUID | str, limit: int = 10) -> list[Turn]:
     """The last messages of a conversation, oldest first, as role/content pairs."""
     rows = Message.objects.filter(conversation_id=conversation_id).order_by("-created_at", "-id")[:limit]
-    return [{"role": m.role, "content": m.content} for m in reversed(list(rows))]
+    return [Turn(role=m.role, content=m.content) for m in reversed(list(rows))]
 
 
 def order_list(*, customer: Customer) -> QuerySet[Order]:

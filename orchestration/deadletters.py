@@ -71,7 +71,7 @@ def dead_letter_replay(dead_letter_id: int) -> str:
             raise DeadLetter.DoesNotExist(f"no dead letter {dead_letter_id}")
         if dead_letter.status == DeadLetter.Status.REPLAYED:
             return f"dead letter {dead_letter.id} was already replayed at {dead_letter.replayed_at:%Y-%m-%d %H:%M:%S}."
-        run = Run.objects.select_for_update().filter(id=dead_letter.run_id).first()
+        run = Run.objects.select_for_update().filter(id=dead_letter.run_id).first() if dead_letter.run_id else None
         if run is not None and run.status == Run.Status.COMPLETED:
             return f"dead letter {dead_letter.id}: run {run.id} is already completed; nothing to do."
         if run is not None and run.status not in (Run.Status.FAILED, Run.Status.QUEUED, Run.Status.RUNNING):

@@ -156,7 +156,7 @@ def review_decide(
     reviewer_require(reviewer)
     kind = decision_kind_parse(decision)
     with transaction.atomic():
-        item = ReviewItem.objects.select_for_update().filter(id=review_get(item_id).id).select_related("run").first()
+        item = ReviewItem.objects.select_for_update().select_related("run").get(id=review_get(item_id).id)
         if item.status != ReviewItem.Status.OPEN:
             by = f" by {item.decided_by.get_username()}" if item.decided_by else ""
             raise Conflict(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from django.db import transaction
 from django.utils import timezone
 
+from agents.base import AgentResult, Outcome
 from agents.envelope import Envelope, SlipEntry
 from agents.payload import Payload
 from conversations.models import Conversation, Customer, Message
@@ -130,6 +131,25 @@ def run_mark_started(run: Run, now: Any) -> bool:
 
 
 # --- Endings (the caller holds the run's row lock) ----------------------------------------
+
+
+def run_after_step(run: Run, *, agent: str, result: AgentResult, envelope: Envelope, stop: bool) -> None:
+    """What a step's success does to its run: complete it, escalate it, fail it (the slip ran out: `stop` with
+    nothing delivered) or nothing."""
+    if run.status != Run.Status.RUNNING:
+        return  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
+    match result.outcome:
+        case Outcome.COMPLETE:
+            run_complete(run)
+        case Outcome.ESCALATE:
+            verdict = envelope.payload.get("verdict") or {}
+            detail = "; ".join(verdict.get("reasons", []))
+            run_escalate(run, reason=result.reason or "escalated", detail=detail, envelope=envelope)
+        case Outcome.CONTINUE:
+            if stop:
+                run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {agent} without a reply.")
+        case _:
+            assert_never(result.outcome)
 
 
 def run_complete(run: Run) -> None:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from agents.base import Agent, AgentResult, Outcome
+from agents.base import Agent, AgentResult
 from agents.envelope import Envelope
 from orchestration.budgets import RunBudget, budget_snapshot, guard_check
 from orchestration.claims import (
@@ -38,7 +38,7 @@ from orchestration.claims import (
 )
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
-from orchestration.runs import run_complete, run_escalate, run_fail, run_halt, run_mark_started
+from orchestration.runs import run_after_step, run_fail, run_halt, run_mark_started
 from project.errors import PermanentError, RunHalted
 
 logger = logging.getLogger(__name__)
@@ -329,41 +329,9 @@ def _step_record_success(
         )
     else:
         _attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
-        step.save(update_fields=[*_SUCCESS_FIELDS])
-    _run_follow_outcome(run, step, result, envelope, control)
+        step.save()
+    run_after_step(run, agent=step.agent, result=result, envelope=envelope, stop=control == FlowControl.STOP)
     return output
-
-
-_SUCCESS_FIELDS = (
-    "status",
-    "finished_at",
-    "duration_ms",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "model",
-    "prompt_version",
-    "llm_latency_ms",
-    "lease_expires_at",
-    "error",
-    "output",
-)
-
-
-def _run_follow_outcome(run: Run, step: Step, result: AgentResult, envelope: Envelope, control: FlowControl) -> None:
-    """What a step's success does to its run: complete it, escalate it, fail it (the slip ran out) or nothing."""
-    if run.status != Run.Status.RUNNING:
-        return  # stopped meanwhile (timed out, say): the step is recorded, the run stays as it is
-    match result.outcome:
-        case Outcome.COMPLETE:
-            run_complete(run)
-        case Outcome.ESCALATE:
-            run_escalate(run, reason=result.reason or "escalated", detail=_verdict_detail(envelope), envelope=envelope)
-        case Outcome.CONTINUE:
-            if control == FlowControl.STOP:
-                run_fail(run, reason="slip_exhausted", detail=f"the slip ended after {step.agent} without a reply.")
-        case _:
-            assert_never(result.outcome)
 
 
 def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope | None = None) -> None:
@@ -422,8 +390,3 @@ def _error_text(error: BaseException) -> str:
 
 def _ms(delta: timedelta) -> int:
     return max(0, int(delta.total_seconds() * 1000))
-
-
-def _verdict_detail(envelope: Envelope) -> str:
-    verdict = envelope.payload.get("verdict") or {}
-    return "; ".join(verdict.get("reasons", []))

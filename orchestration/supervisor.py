@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -41,7 +42,7 @@ class SweepReport:
     """Review items whose proposed action was denied for want of a decision."""
 
 
-def run_deadline_enforce(run_id: object, now: datetime | None = None) -> bool:
+def run_deadline_enforce(run_id: UUID | str, now: datetime | None = None) -> bool:
     """Time the run out if it is still active past its deadline; True if it did."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -56,7 +57,7 @@ def run_deadline_enforce(run_id: object, now: datetime | None = None) -> bool:
     return True
 
 
-def run_recover(run_id: object, now: datetime | None = None) -> str | None:
+def run_recover(run_id: UUID | str, now: datetime | None = None) -> str | None:
     """Re-dispatch a stuck run (no progress, no live step), or escalate it after too many tries.
 
     Returns "recovered", "escalated" or None (not stuck, or another supervisor has it).

@@ -23,7 +23,8 @@ STREAMING_PATH = re.compile(r"^/api/v1/runs/[^/]+/events/?$")
 WSGI_THREADS = int(os.environ.get("WEB_THREADS", "32"))
 
 django_asgi = get_asgi_application()
-django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=WSGI_THREADS)
+# Django's WSGIHandler is a WSGI application; a2wsgi's protocol type is narrower than Django's stubs say.
+django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=WSGI_THREADS)  # type: ignore[arg-type]
 
 
 async def application(scope, receive, send):

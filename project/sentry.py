@@ -14,6 +14,7 @@ import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 from project.tracing import known_secrets, secrets_mask, trace_fields
 
@@ -45,7 +46,7 @@ def sentry_init(*, dsn: str, environment: str, traces_sample_rate: float) -> Non
     )
 
 
-def event_scrub(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def event_scrub(event: Event, hint: Hint) -> Event:
     """Remove customer content and secrets from an event before it leaves the process."""
     tags = event.setdefault("tags", {})
     for name, value in trace_fields().items():
@@ -54,7 +55,7 @@ def event_scrub(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     return _scrub(event)
 
 
-def breadcrumb_scrub(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def breadcrumb_scrub(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb:
     return _scrub(crumb)
 
 

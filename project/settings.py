@@ -10,54 +10,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from project.env import env_bool, env_decimal, env_float, env_int, env_list, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_str(name: str, default: str | None = None) -> str:
-    """A setting from the environment; empty counts as unset. Without a default it is required."""
-    value = os.environ.get(name) or default
-    if value is None:
-        raise ImproperlyConfigured(f"Set the {name} environment variable.")
-    return value
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}.") from exc
-
-
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}.") from exc
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}.")
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 # --- Environment -----------------------------------------------------------
@@ -203,7 +163,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- REST API ----------------------------------------------------------------
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "api.authentication.TokenAuthentication",
         # The chat page: the browser's session, with CSRF checks on writes.
@@ -412,7 +372,7 @@ SUPERVISOR_MAX_RECOVERIES = env_int("SUPERVISOR_MAX_RECOVERIES", 2)
 # --- Refunds and human review ---------------------------------------------------------
 # Refunds above this amount (in the order's currency) are never executed by an agent:
 # a person approves them first.
-REFUND_AUTO_LIMIT = env_float("REFUND_AUTO_LIMIT", 100.0)
+REFUND_AUTO_LIMIT = env_decimal("REFUND_AUTO_LIMIT", "100.00")
 # An open review item waiting longer than this is marked overdue (shown first).
 REVIEW_OVERDUE_SECONDS = env_float("REVIEW_OVERDUE_SECONDS", 15 * 60)
 # A proposed action left undecided this long is denied, and the customer told.

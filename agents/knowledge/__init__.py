@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.payload import RetrievedPassage
 from project.caching import cached_once
 
 DOCS_DIR = Path(__file__).resolve().parent / "docs"
@@ -186,14 +187,10 @@ class Passage:
     text: str
     """Section text."""
 
-    def to_dict(self, score: float) -> dict[str, object]:
-        return {
-            "doc_id": self.doc_id,
-            "title": self.title,
-            "section": self.section,
-            "text": self.text,
-            "score": round(score, 4),
-        }
+    def to_dict(self, score: float) -> RetrievedPassage:
+        return RetrievedPassage(
+            doc_id=self.doc_id, title=self.title, section=self.section, text=self.text, score=round(score, 4)
+        )
 
 
 INTERNAL_PREFIX = "> Internal:"

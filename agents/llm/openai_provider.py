@@ -13,10 +13,11 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessageParam
 
 from agents.base import Usage
 from agents.llm.base import LLMResponse, Prompt, cost_usd
@@ -84,7 +85,7 @@ class OpenAIProvider:
         try:
             completion = self.client.chat.completions.create(
                 model=model,
-                messages=messages,
+                messages=cast("list[ChatCompletionMessageParam]", messages),
                 extra_headers={"X-Switchboard-Prompt": prompt.label},
                 **request_format(prompt),
             )

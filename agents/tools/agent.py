@@ -14,6 +14,7 @@ from agents import llm
 from agents.base import AgentResult
 from agents.envelope import Envelope
 from agents.llm.agent import LLMAgent
+from agents.payload import RefundAction
 from agents.tools.escalate import escalate_to_human
 from conversations.orders import ORDER_ID, amount_format, amount_parse
 from conversations.selectors import order_lookup
@@ -114,7 +115,7 @@ class ToolsAgent(LLMAgent):
 
     def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
         lookups: dict[str, Any] = {}
-        actions: list[dict[str, Any]] = []
+        actions: list[RefundAction] = []
         for call in data["calls"]:
             tool, arguments = call.get("tool"), call.get("arguments") or {}
             if tool == "escalate_to_human":
@@ -135,14 +136,14 @@ class ToolsAgent(LLMAgent):
         return AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
 
 
-def refund_action(order_id: str, amount: Any, lookup: dict[str, Any]) -> dict[str, Any]:
+def refund_action(order_id: str, amount: Any, lookup: dict[str, Any]) -> RefundAction:
     """A proposed refund; without an amount, the order's whole refundable remainder."""
     if amount is None and lookup.get("found"):
         amount = lookup["refundable"]
     parsed = amount_parse(amount)
-    return {
-        "type": "refund",
-        "order_id": order_id,
-        "amount": amount_format(parsed) if parsed is not None else None,
-        "currency": lookup.get("currency", "EUR"),
-    }
+    return RefundAction(
+        type="refund",
+        order_id=order_id,
+        amount=amount_format(parsed) if parsed is not None else None,
+        currency=lookup.get("currency", "EUR"),
+    )

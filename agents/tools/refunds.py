@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ def refund_key(run_id: str, index: int) -> str:
 
 
 def refund_execute(
-    *, action: dict[str, Any], run_id: str, index: int, conversation_id: str, approved_by_person: bool
+    *, action: Mapping[str, Any], run_id: str, index: int, conversation_id: str, approved_by_person: bool
 ) -> tuple[dict[str, Any], bool]:
     """Refund once per (run, action index); returns (result, executed now).
 
@@ -34,4 +35,4 @@ def refund_execute(
             "order_status": order.status,
         }
 
-    return ledger_once(key=refund_key(run_id, index), kind="refund", run_id=run_id, request=action, effect=effect)
+    return ledger_once(key=refund_key(run_id, index), kind="refund", run_id=run_id, request=dict(action), effect=effect)
