@@ -25,11 +25,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from api.authentication import tokens_with_customer
-from api.errors import error_response
 from conversations.selectors import customer_for_user
 from orchestration.models import Run
 from orchestration.selectors import run_events, run_get
 from project.errors import NotFound
+from project.responses import error_response
 
 HEARTBEAT_SECONDS = 15.0
 
