@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import QuerySet
 
 from conversations.models import Conversation, Customer, Message, Order
@@ -33,6 +35,11 @@ def conversation_get(*, customer: Customer, conversation_id: object) -> Conversa
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
+
+
+def conversation_transcript(*, conversation_id: uuid.UUID | str) -> QuerySet[Message]:
+    """Every message of a conversation, oldest first (what a reviewer reads)."""
+    return Message.objects.filter(conversation_id=conversation_id).order_by("created_at", "id")
 
 
 def message_history(*, conversation_id: object, limit: int = 10) -> list[dict[str, str]]:
