@@ -1,4 +1,5 @@
-"""API token authentication that loads the caller's customer profile in the same query."""
+"""Who is calling: API token authentication (which loads the caller's customer profile in the same
+query), and the customer of a request, for the DRF views and the event stream alike."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
+
+from conversations.models import Customer
+from conversations.selectors import customer_for_user
 
 
 def tokens_with_customer() -> QuerySet[Token]:
@@ -25,3 +30,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         return token.user, token
+
+
+def customer_from_request(request: Request) -> Customer | None:
+    """The customer profile of the authenticated caller, or None (anonymous, staff). No query after
+    token authentication (it loaded the profile with the user); one per request after session
+    authentication (Django then caches it on the user)."""
+    return customer_for_user(request.user)

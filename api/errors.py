@@ -1,9 +1,7 @@
-"""One JSON error shape for the whole API, and the handler that produces it.
+"""The API's exception handler: every error in the one JSON shape (`project.responses.error_body`).
 
-    {"error": {"code": "not_found", "message": "Conversation not found.", "fields": {...}}, "trace_id": "..."}
-
-`fields` appears only for validation errors. Switchboard's own errors
-(`project.errors`) and DRF's are both mapped here.
+Switchboard's own errors (`project.errors`) get their HTTP status from one table here, `ERROR_STATUSES`;
+DRF's exceptions keep DRF's statuses.
 """
 
 from __future__ import annotations
@@ -11,25 +9,44 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from project.errors import SwitchboardError
+from project.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RunHalted,
+    SwitchboardError,
+    TransientError,
+)
+from project.responses import error_body
+
+#: The HTTP status of each kind of Switchboard error, most specific class first: the first class the
+#: error is an instance of decides. Subclasses answer with their base's status.
+ERROR_STATUSES: tuple[tuple[type[SwitchboardError], int], ...] = (
+    (PermissionDenied, 403),
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (RunHalted, 409),
+    (TransientError, 503),
+    (SwitchboardError, 500),
+)
 
 
-def error_body(request: Any, code: str, message: str, fields: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = fields
-    return {"error": error, "trace_id": getattr(request, "trace_id", None)}
+def error_status(exc: SwitchboardError) -> int:
+    """The HTTP status the API answers `exc` with."""
+    return next(status for cls, status in ERROR_STATUSES if isinstance(exc, cls))
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     request = context.get("request")
     if isinstance(exc, SwitchboardError):
-        return Response(error_body(request, exc.code, exc.message), status=exc.http_status)
+        return Response(error_body(request, exc.code, exc.message), status=error_status(exc))
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body(request, "request_too_large", "The request body is larger than the limit."), status=413
@@ -40,7 +57,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None  # an unexpected error: Django's 500 handler answers (JSON for the API)
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail
+        detail: Any = exc.detail
         if isinstance(detail, dict) and set(detail) == {"non_field_errors"}:
             detail = detail["non_field_errors"]
         if isinstance(detail, dict):
@@ -64,32 +81,3 @@ def _first_text(detail: Any) -> str:
     if isinstance(detail, dict) and detail:
         return _first_text(next(iter(detail.values())))
     return str(detail)
-
-
-def error_response(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
-    """The error shape as JSON for the API (and API clients); a short plain page for the chat page and admin."""
-    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
-        return JsonResponse(error_body(request, code, message), status=status)
-    return HttpResponse(f"{status}: {message}", status=status, content_type="text/plain; charset=utf-8")
-
-
-def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """Django's 404 handler: the JSON error shape for the API, never an HTML page."""
-    return error_response(request, 404, "not_found", "No such endpoint or object.")
-
-
-def json_server_error(request: HttpRequest) -> HttpResponse:
-    """Django's 500 handler, with the trace id to quote to support."""
-    return error_response(
-        request, 500, "server_error", "Something went wrong on our side; quote the trace id to support."
-    )
-
-
-def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if isinstance(exception, RequestDataTooBig):
-        return error_response(request, 413, "request_too_large", "The request body is larger than the limit.")
-    return error_response(request, 400, "bad_request", "The request could not be understood.")
-
-
-def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error_response(request, 403, "permission_denied", "You may not do this.")

@@ -8,8 +8,9 @@ connection lasts at most SSE_MAX_SECONDS; clients then reconnect (EventSource
 does) or poll GET /api/v1/runs/{id}/ instead.
 
 An async view: under an ASGI server (uvicorn, as `make run` uses) a waiting
-stream holds no thread. Same rules as the rest of the API: token or session
-authentication, a customer sees only their own runs (404 otherwise).
+stream holds no thread. Same rules as the rest of the API: it authenticates with
+the API's authenticators (token, then session) and finds the customer as the API
+views do (`api.authentication`); a customer sees only their own runs (404 otherwise).
 """
 
 from __future__ import annotations
@@ -18,39 +19,41 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
-from api.authentication import tokens_with_customer
-from api.errors import error_response
-from conversations.selectors import customer_for_user
+from api.authentication import customer_from_request
 from orchestration.models import Run
 from orchestration.selectors import run_events, run_get
 from project.errors import NotFound
+from project.responses import error_response
 
 HEARTBEAT_SECONDS = 15.0
 
 
-async def request_user(request: HttpRequest) -> Any:
-    """The caller: `Authorization: Token <key>`, else the session (the chat page)."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Token "):
-        token = await tokens_with_customer().filter(key=header[6:].strip()).afirst()
-        return token.user if token and token.user.is_active else None
-    user = await request.auser()
-    return user if user.is_authenticated else None
+def request_authenticate(request: HttpRequest) -> Request | None:
+    """`request` authenticated as the API views authenticate theirs (DRF's configured authenticators:
+    token, then session), or None when it carries no valid credentials. Synchronous (it may query)."""
+    api_request = Request(request, authenticators=[auth() for auth in APIView.authentication_classes])
+    try:
+        user = api_request.user
+    except exceptions.AuthenticationFailed:
+        return None
+    return api_request if user.is_authenticated else None
 
 
-async def run_events_view(request: HttpRequest, run_id: str) -> HttpResponse:
+async def run_events_view(request: HttpRequest, run_id: str) -> HttpResponseBase:
     if request.method != "GET":
         return error_response(request, 405, "method_not_allowed", f'Method "{request.method}" not allowed.')
-    user = await request_user(request)
-    if user is None:
+    caller = await sync_to_async(request_authenticate)(request)
+    if caller is None:
         return error_response(request, 401, "not_authenticated", "Authentication credentials were not provided.")
-    customer = await sync_to_async(customer_for_user)(user)
+    customer = await sync_to_async(customer_from_request)(caller)
     if customer is None:
         return error_response(request, 403, "permission_denied", "This endpoint is for customers.")
     try:

@@ -1,4 +1,4 @@
-"""Who may call what."""
+"""Who may call what: pure checks (the customer itself is the views' `customer`, from `api.authentication`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
-from conversations.selectors import customer_for_user
+from api.authentication import customer_from_request
 from orchestration.permissions import user_is_reviewer
 
 
@@ -16,10 +16,7 @@ class IsCustomer(BasePermission):
     message = "This endpoint is for customers; your account has no customer profile."
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return False
-        request.customer = customer_for_user(request.user)
-        return request.customer is not None
+        return customer_from_request(request) is not None  # None for anonymous callers too
 
 
 class IsReviewer(BasePermission):

@@ -3,7 +3,7 @@
 `error_responses_hook` (a drf-spectacular post-processing hook) documents the
 statuses any operation can answer besides its own: 400 for bodies, 401/403,
 404 for paths with ids, 405, 413/415 for bodies, 429 and 500 — all with the one
-error shape from `api.errors`.
+error shape (`project.responses.error_body`).
 """
 
 from __future__ import annotations

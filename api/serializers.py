@@ -1,4 +1,7 @@
-"""Serializers: the JSON shapes of the API (validation of input lives in the services)."""
+"""Serializers: the JSON shapes of the API (validation of input lives in the services).
+
+No serializer queries: the selectors load what the nested serializers read. drf-spectacular turns a
+serializer's docstring into its schema's description, so these classes carry comments instead."""
 
 from __future__ import annotations
 
@@ -94,8 +97,9 @@ class UsageSerializer(serializers.Serializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    steps = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
+    # Loaded in one query, in order, by `run_detail_get`.
+    steps = StepSerializer(many=True, read_only=True)
 
     class Meta:
         model = Run
@@ -114,10 +118,6 @@ class RunSerializer(serializers.ModelSerializer):
             "budget",
             "steps",
         ]
-
-    @extend_schema_field(StepSerializer(many=True))
-    def get_steps(self, run: Run) -> list[dict]:
-        return StepSerializer(run.steps.order_by("hop", "id"), many=True).data
 
     @extend_schema_field(UsageSerializer)
     def get_usage(self, run: Run) -> dict:
@@ -150,9 +150,22 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReviewItem
         fields = [
-            "id", "status", "reason", "detail", "reasons", "overdue", "created_at", "run", "conversation",
-            "proposed_reply", "proposed_action", "decided_at", "decided_by", "final_reply", "final_action",
-        ]  # fmt: skip
+            "id",
+            "status",
+            "reason",
+            "detail",
+            "reasons",
+            "overdue",
+            "created_at",
+            "run",
+            "conversation",
+            "proposed_reply",
+            "proposed_action",
+            "decided_at",
+            "decided_by",
+            "final_reply",
+            "final_action",
+        ]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_decided_by(self, item: ReviewItem) -> str | None:
@@ -160,21 +173,14 @@ class ReviewItemSerializer(serializers.ModelSerializer):
 
 
 class ReviewItemDetailSerializer(ReviewItemSerializer):
-    transcript = serializers.SerializerMethodField()
-    steps = serializers.SerializerMethodField()
+    # The transcript (the conversation's messages, oldest first), the run's steps and the decisions are
+    # loaded by `review_detail_load`.
+    transcript = MessageSerializer(source="run.conversation.messages", many=True, read_only=True)
+    steps = StepSerializer(source="run.steps", many=True, read_only=True)
     decisions = ReviewDecisionSerializer(many=True, read_only=True)
 
     class Meta(ReviewItemSerializer.Meta):
         fields = [*ReviewItemSerializer.Meta.fields, "transcript", "steps", "decisions"]
-
-    @extend_schema_field(MessageSerializer(many=True))
-    def get_transcript(self, item: ReviewItem) -> list[dict]:
-        messages = Message.objects.filter(conversation_id=item.run.conversation_id).order_by("created_at", "id")
-        return MessageSerializer(messages, many=True).data
-
-    @extend_schema_field(StepSerializer(many=True))
-    def get_steps(self, item: ReviewItem) -> list[dict]:
-        return StepSerializer(item.run.steps.order_by("hop", "id"), many=True).data
 
 
 class ReviewDecisionInputSerializer(serializers.Serializer):

@@ -42,6 +42,10 @@ class SettingsRateThrottle(SimpleRateThrottle):
     counters) unreachable, requests are let through rather than all refused.
     """
 
+    scope: str
+    # Set by SimpleRateThrottle.__init__ from the rate (used only when there is one).
+    num_requests: int
+    duration: int
     retry_after: float = 0.0
 
     def get_rate(self) -> str | None:

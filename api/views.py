@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView as BaseListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView as BaseAPIView
 
+from api.authentication import customer_from_request
 from api.health import health_report
 from api.permissions import IsCustomer, IsReviewer
 from api.serializers import (
@@ -28,45 +31,65 @@ from api.serializers import (
     RunSummarySerializer,
 )
 from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle
+from conversations.models import Conversation, Customer
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
+from orchestration.models import ReviewItem
 from orchestration.reviews import UNSET, review_decide
 from orchestration.runs import conversation_message_post
-from orchestration.selectors import review_get, review_list_open, run_get
+from orchestration.selectors import review_detail_get, review_detail_load, review_list_open, run_detail_get
 from project.errors import InvalidInput
+from project.middleware import request_trace_id
 
 IDEMPOTENCY_KEY_MAX = 200
-ID_PARAMETER = {"type": OpenApiTypes.UUID, "location": OpenApiParameter.PATH}
 
 
-class ThrottledFirst:
+def id_parameter(name: str) -> OpenApiParameter:
+    """A UUID in the path."""
+    return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+class APIView(BaseAPIView):
     """Throttle before checking permissions, so floods of anonymous or bad-token requests are
     throttled too (DRF checks permissions first, and a 401 would end the request before it)."""
 
+    # drf-spectacular documents each operation with the first docstring in its view's MRO: views
+    # below this one carry comments, not docstrings.
+
+    throttles_checked = False
+
     def check_permissions(self, request: Request) -> None:
         self.check_throttles(request)
-        request.throttles_checked = True
+        self.throttles_checked = True
         super().check_permissions(request)
 
     def check_throttles(self, request: Request) -> None:
-        if not getattr(request, "throttles_checked", False):
+        if not self.throttles_checked:
             super().check_throttles(request)
 
 
-class APIView(ThrottledFirst, BaseAPIView):
+class ListAPIView(APIView, BaseListAPIView):
     pass
 
 
-class ListAPIView(ThrottledFirst, BaseListAPIView):
-    pass
+class CustomerView(APIView):
+    # For customers only (IsCustomer); `self.customer` is the caller's profile.
 
-
-class ConversationListView(ListAPIView):
     permission_classes = [IsCustomer]
+
+    @cached_property
+    def customer(self) -> Customer:
+        customer = customer_from_request(self.request)
+        if customer is None:  # IsCustomer lets no such request reach the handler
+            raise exceptions.PermissionDenied(IsCustomer.message)
+        return customer
+
+
+class ConversationListView(CustomerView, ListAPIView):
     serializer_class = ConversationSerializer
 
-    def get_queryset(self):
-        return conversation_list(customer=self.request.customer)
+    def get_queryset(self) -> QuerySet[Conversation]:
+        return conversation_list(customer=self.customer)
 
     @extend_schema(summary="Your conversations, newest first", tags=["conversations"])
     def get(self, request: Request) -> Response:
@@ -76,42 +99,39 @@ class ConversationListView(ListAPIView):
         summary="Start a conversation", request=None, responses={201: ConversationSerializer}, tags=["conversations"]
     )
     def post(self, request: Request) -> Response:
-        conversation = conversation_create(customer=request.customer)
+        conversation = conversation_create(customer=self.customer)
         return Response(ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED)
 
 
-class ConversationDetailView(APIView):
-    permission_classes = [IsCustomer]
-
+class ConversationDetailView(CustomerView):
     @extend_schema(
         summary="One conversation with its messages",
-        parameters=[OpenApiParameter("conversation_id", **ID_PARAMETER)],
+        parameters=[id_parameter("conversation_id")],
         responses=ConversationDetailSerializer,
         tags=["conversations"],
     )
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = conversation_get(customer=request.customer, conversation_id=conversation_id)
+        conversation = conversation_get(customer=self.customer, conversation_id=conversation_id)
         return Response(ConversationDetailSerializer(conversation).data)
 
 
-class MessageListView(APIView):
-    permission_classes = [IsCustomer]
+class MessageListView(CustomerView):
     throttle_classes = [PerIPThrottle, PerCustomerThrottle, MessagePostThrottle]
 
     @extend_schema(
         summary="Messages of a conversation, oldest first",
-        parameters=[OpenApiParameter("conversation_id", **ID_PARAMETER)],
+        parameters=[id_parameter("conversation_id")],
         responses=MessageSerializer(many=True),
         tags=["conversations"],
     )
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = conversation_get(customer=request.customer, conversation_id=conversation_id)
+        conversation = conversation_get(customer=self.customer, conversation_id=conversation_id)
         return Response(MessageSerializer(message_list(conversation=conversation), many=True).data)
 
     @extend_schema(
         summary="Post a message: stores it and starts a run (202 at once; agents work in the background)",
         parameters=[
-            OpenApiParameter("conversation_id", **ID_PARAMETER),
+            id_parameter("conversation_id"),
             OpenApiParameter(
                 "Idempotency-Key",
                 OpenApiTypes.STR,
@@ -133,42 +153,38 @@ class MessageListView(APIView):
         if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
             raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters.")
         message, run, _created = conversation_message_post(
-            customer=request.customer,
+            customer=self.customer,
             conversation_id=conversation_id,
             content=body.validated_data["content"],
-            trace_id=request.trace_id,
+            trace_id=request_trace_id(request),
             idempotency_key=key,
         )
         data = {"message": MessageSerializer(message).data, "run": RunSummarySerializer(run).data}
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.id}/"})
 
 
-class RunDetailView(APIView):
-    permission_classes = [IsCustomer]
-
+class RunDetailView(CustomerView):
     @extend_schema(
         summary="A run: status, usage, budget and one entry per agent step (poll this without SSE)",
-        parameters=[OpenApiParameter("run_id", **ID_PARAMETER)],
+        parameters=[id_parameter("run_id")],
         responses=RunSerializer,
         tags=["runs"],
     )
     def get(self, request: Request, run_id: str) -> Response:
-        return Response(RunSerializer(run_get(customer=request.customer, run_id=run_id)).data)
+        return Response(RunSerializer(run_detail_get(customer=self.customer, run_id=run_id)).data)
 
 
-class OrderListView(APIView):
-    permission_classes = [IsCustomer]
-
+class OrderListView(CustomerView):
     @extend_schema(summary="Your orders", responses=OrderSerializer(many=True), tags=["orders"])
     def get(self, request: Request) -> Response:
-        return Response(OrderSerializer(order_list(customer=request.customer), many=True).data)
+        return Response(OrderSerializer(order_list(customer=self.customer), many=True).data)
 
 
 class ReviewListView(ListAPIView):
     permission_classes = [IsReviewer]
     serializer_class = ReviewItemSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[ReviewItem]:
         return review_list_open()
 
     @extend_schema(summary="Open review items, overdue first, then oldest first (reviewers only)", tags=["reviews"])
@@ -181,12 +197,12 @@ class ReviewDetailView(APIView):
 
     @extend_schema(
         summary="One review item with the transcript, steps and decisions (reviewers only)",
-        parameters=[OpenApiParameter("item_id", **ID_PARAMETER)],
+        parameters=[id_parameter("item_id")],
         responses=ReviewItemDetailSerializer,
         tags=["reviews"],
     )
     def get(self, request: Request, item_id: str) -> Response:
-        return Response(ReviewItemDetailSerializer(review_get(item_id)).data)
+        return Response(ReviewItemDetailSerializer(review_detail_get(item_id)).data)
 
 
 class ReviewDecisionView(APIView):
@@ -194,7 +210,7 @@ class ReviewDecisionView(APIView):
 
     @extend_schema(
         summary="Decide a review item: approve, edit or reject (reviewers only; 409 if already decided)",
-        parameters=[OpenApiParameter("item_id", **ID_PARAMETER)],
+        parameters=[id_parameter("item_id")],
         request=ReviewDecisionInputSerializer,
         responses=ReviewItemDetailSerializer,
         tags=["reviews"],
@@ -209,13 +225,13 @@ class ReviewDecisionView(APIView):
             reply=body.validated_data.get("reply", UNSET),
             action=body.validated_data.get("action", UNSET),
         )
-        return Response(ReviewItemDetailSerializer(item).data)
+        return Response(ReviewItemDetailSerializer(review_detail_load(item)).data)
 
 
 class HealthView(APIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
-    throttle_classes: list = []
+    authentication_classes = []
+    throttle_classes = []
 
     @extend_schema(
         summary="Liveness and readiness: database, broker, workers",

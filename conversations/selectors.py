@@ -41,6 +41,11 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
+def conversation_transcript(*, conversation_id: UUID | str) -> QuerySet[Message]:
+    """Every message of a conversation, oldest first (what a reviewer reads)."""
+    return Message.objects.filter(conversation_id=conversation_id).order_by("created_at", "id")
+
+
 class Turn(TypedDict):
     """One message of a conversation as agents see it."""
 

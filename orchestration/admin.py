@@ -1,7 +1,13 @@
+"""Django admin: runs with their timelines, dead letters, and the review queue (deciding needs the
+reviewers group; a decision goes through `review_decide`, as the API's does)."""
+
+from __future__ import annotations
+
 import json
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -11,13 +17,33 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from conversations.models import Message
+from conversations.selectors import conversation_transcript
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
 from orchestration.permissions import user_is_reviewer
-from orchestration.reviews import REJECTION_DEFAULT, UNSET, review_decide
+from orchestration.reviews import REJECTION_DEFAULT, review_decide
 from orchestration.selectors import run_timeline
 from project.errors import SwitchboardError
+
+Kind = ReviewDecision.Kind
+RUN_FIELDS = (
+    "id",
+    "status",
+    "reason",
+    "reason_detail",
+    "trace_id",
+    "conversation",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "deadline_at",
+    "tokens_used",
+    "cost_usd",
+    "hops_used",
+    "recoveries",
+    "budget",
+)
+REVIEW_ITEM_FIELDS = ("reason", "status", "overdue", "created_at", "detail", "decided_at", "decided_by")
 
 
 @admin.register(Run)
@@ -27,11 +53,8 @@ class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "reason", "trace_id", "created_at", "tokens_used", "cost_usd", "hops_used"]
     list_filter = ["status", "reason"]
     search_fields = ["id", "trace_id"]
-    fields = [
-        "id", "status", "reason", "reason_detail", "trace_id", "conversation", "created_at", "started_at",
-        "finished_at", "deadline_at", "tokens_used", "cost_usd", "hops_used", "recoveries", "budget",
-    ]  # fmt: skip
-    readonly_fields = fields
+    fields = RUN_FIELDS
+    readonly_fields = RUN_FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -90,6 +113,46 @@ class AgeFilter(admin.SimpleListFilter):
         return queryset
 
 
+DECISION_ERROR = f"decision must be one of {', '.join(ReviewDecision.REVIEWER_KINDS)}."
+
+
+class ReviewDecisionForm(forms.Form):
+    """The review page's decision: the button pressed and the page's three text boxes (posted with
+    every button; each decision reads only its own)."""
+
+    decision = forms.ChoiceField(
+        choices=[(kind.value, kind.label) for kind in ReviewDecision.REVIEWER_KINDS],
+        error_messages={"required": DECISION_ERROR, "invalid_choice": DECISION_ERROR},
+    )
+    reply = forms.CharField(required=False, strip=False)
+    """The reply to send (edit)."""
+    rejection = forms.CharField(required=False, strip=False)
+    """The message to the customer (reject; empty for the default one)."""
+    action = forms.CharField(required=False)
+    """The actions as JSON (edit; empty for none)."""
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if cleaned.get("decision") == Kind.EDIT:
+            raw = cleaned.get("action", "")
+            try:
+                cleaned["action"] = json.loads(raw) if raw else None
+            except json.JSONDecodeError as exc:
+                self.add_error("action", f"The action is not valid JSON: {exc}")
+        return cleaned
+
+    def review_decide_arguments(self) -> dict[str, Any]:
+        """`decision`, `reply` and `action` for `review_decide`: approve sends neither reply nor action,
+        reject its rejection (or the default), edit both."""
+        kind = Kind(self.cleaned_data["decision"])
+        if kind == Kind.EDIT:
+            return {"decision": kind, "reply": self.cleaned_data["reply"], "action": self.cleaned_data["action"]}
+        if kind == Kind.REJECT:
+            return {"decision": kind, "reply": self.cleaned_data["rejection"] or REJECTION_DEFAULT}
+        return {"decision": kind}
+
+
 @admin.register(ReviewItem)
 class ReviewItemAdmin(admin.ModelAdmin):
     """The review queue: overdue first, then oldest first. Deciding needs the reviewers group."""
@@ -98,8 +161,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
     list_filter = ["status", "reason", AgeFilter, "overdue"]
     ordering = ["-overdue", "created_at"]
     search_fields = ["run__id", "run__trace_id"]
-    fields = ["reason", "status", "overdue", "created_at", "detail", "decided_at", "decided_by"]
-    readonly_fields = fields
+    fields = REVIEW_ITEM_FIELDS
+    readonly_fields = REVIEW_ITEM_FIELDS
     actions = ["approve_as_proposed"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -136,7 +199,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
         if item is not None:
             context.update(
                 item=item,
-                transcript=Message.objects.filter(conversation_id=item.run.conversation_id).order_by("created_at"),
+                transcript=conversation_transcript(conversation_id=item.run.conversation_id),
                 timeline=run_timeline(item.run),
                 action_json=json.dumps(item.proposed_action, indent=2) if item.proposed_action else "",
                 action_text=action_text(item.proposed_action),
@@ -151,24 +214,14 @@ class ReviewItemAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not user_is_reviewer(request.user):
             raise PermissionDenied("Only staff in the reviewers group may decide review items.")
-        decision = request.POST.get("decision", "")
-        reply: Any = UNSET
-        if decision == "edit":
-            reply = request.POST.get("reply", "")
-        elif decision == "reject":
-            reply = request.POST.get("rejection", "") or REJECTION_DEFAULT
-        action: Any = UNSET
-        if decision == "edit":
-            raw = request.POST.get("action", "").strip()
-            try:
-                action = json.loads(raw) if raw else None
-            except json.JSONDecodeError as exc:
-                self.message_user(request, f"The action is not valid JSON: {exc}", messages.ERROR)
-                return redirect("admin:orchestration_reviewitem_change", object_id)
+        form = ReviewDecisionForm(request.POST)
+        if not form.is_valid():
+            for errors in form.errors.values():
+                for error in errors:
+                    self.message_user(request, str(error), messages.ERROR)
+            return redirect("admin:orchestration_reviewitem_change", object_id)
         try:
-            item = review_decide(
-                item_id=object_id, reviewer=request.user, decision=decision, reply=reply, action=action
-            )
+            item = review_decide(item_id=object_id, reviewer=request.user, **form.review_decide_arguments())
         except SwitchboardError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:

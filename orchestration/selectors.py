@@ -1,13 +1,15 @@
-"""Reads of runs and steps."""
+"""Reads of runs, steps and review items."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
-from conversations.models import Customer
-from orchestration.models import ReviewItem, Run, Step
+from conversations.models import Customer, Message
+from conversations.selectors import conversation_transcript
+from orchestration.models import ReviewDecision, ReviewItem, Run, Step
 from project.errors import NotFound
 from project.ids import uuid_or_none
 
@@ -15,9 +17,16 @@ from project.ids import uuid_or_none
 def run_get(*, customer: Customer, run_id: object) -> Run:
     """The customer's run, or NotFound (also for another customer's run)."""
     run_uuid = uuid_or_none(run_id)
-    run = run_uuid and Run.objects.filter(id=run_uuid, conversation__customer=customer).first()
+    run = Run.objects.filter(id=run_uuid, conversation__customer=customer).first() if run_uuid else None
     if run is None:
         raise NotFound("Run not found.")
+    return run
+
+
+def run_detail_get(*, customer: Customer, run_id: object) -> Run:
+    """The customer's run with its steps in order (`run.steps.all()`, one query), or NotFound."""
+    run = run_get(customer=customer, run_id=run_id)
+    prefetch_related_objects([run], Prefetch("steps", queryset=Step.objects.order_by("hop", "id")))
     return run
 
 
@@ -31,18 +40,41 @@ def review_list_open() -> QuerySet[ReviewItem]:
 
 
 def review_get(item_id: object) -> ReviewItem:
-    """A review item by id, or NotFound."""
+    """A review item (with its run, the run's conversation and who decided it) by id, or NotFound."""
     item_uuid = uuid_or_none(item_id)
-    item = item_uuid and ReviewItem.objects.select_related("run").filter(id=item_uuid).first()
+    items = ReviewItem.objects.select_related("run__conversation", "decided_by")
+    item = items.filter(id=item_uuid).first() if item_uuid else None
     if item is None:
         raise NotFound("Review item not found.")
+    return item
+
+
+def review_detail_get(item_id: object) -> ReviewItem:
+    """A review item with what its detail shows (see `review_detail_load`), or NotFound."""
+    return review_detail_load(review_get(item_id))
+
+
+def review_detail_load(item: ReviewItem) -> ReviewItem:
+    """Load what an item's detail shows, in the same few queries however many steps, messages and
+    decisions there are: who decided it, the run's steps in order (`item.run.steps.all()`), the
+    decisions with their reviewers (`item.decisions.all()`) and the conversation's transcript
+    (`item.run.conversation.messages.all()`, oldest first). What is already loaded is kept."""
+    prefetch_related_objects(
+        [item],
+        "decided_by",
+        Prefetch("run__steps", queryset=Step.objects.order_by("hop", "id")),
+        Prefetch("decisions", queryset=ReviewDecision.objects.select_related("reviewer").order_by("created_at")),
+        Prefetch(
+            "run__conversation__messages", queryset=conversation_transcript(conversation_id=item.run.conversation_id)
+        ),
+    )
     return item
 
 
 def runs_for_trace(identifier: str) -> list[Run]:
     """The runs a trace id names, or the run a run id names (newest first)."""
     run_uuid = uuid_or_none(identifier)
-    run = run_uuid and Run.objects.filter(id=run_uuid).first()
+    run = Run.objects.filter(id=run_uuid).first() if run_uuid else None
     if run is not None:
         return [run]
     return list(Run.objects.filter(trace_id=identifier).order_by("-created_at"))
@@ -56,16 +88,13 @@ def run_timeline(run: Run) -> list[dict]:
     return rows
 
 
-def run_events(run_id: object) -> tuple[list[tuple[tuple[int, str], str, dict]], str]:
+def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str, dict]], str]:
     """What has happened in a run, as (order key, event type, data), oldest first, and its status now.
 
     Events: `run` (each status it reached), `step` (started, finished, failed — with attempts),
     `review` (a person is checking), `message` (replies and notices in the conversation since the run began).
     The live-progress stream (SSE) sends each event once; order keys are (epoch ms, name).
     """
-    from conversations.models import Message
-    from orchestration.models import ReviewItem
-
     run = Run.objects.get(id=run_id)
     events: list[tuple[tuple[int, str], str, dict]] = []
 
@@ -96,8 +125,12 @@ def run_events(run_id: object) -> tuple[list[tuple[tuple[int, str], str, dict]],
         role=Message.Role.CUSTOMER
     )
     for message in replies.order_by("created_at", "id"):
-        data = {"id": str(message.id), "role": message.role, "content": message.content,
-                "created_at": message.created_at.isoformat()}  # fmt: skip
+        data = {
+            "id": str(message.id),
+            "role": message.role,
+            "content": message.content,
+            "created_at": message.created_at.isoformat(),
+        }
         add(message.created_at, f"message:{message.id}", "message", data)
     if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
         when = run.finished_at or run.last_progress_at

@@ -1,6 +1,6 @@
 """One base exception for Switchboard, with typed subclasses.
 
-The API maps them to responses in one handler (`api.errors`); the agent task
+The API maps them to HTTP statuses in one table (`api.errors`); the agent task
 wrapper decides from the type whether to retry (`TransientError`), stop the run
 (`RunHalted`) or dead-letter the message (`PermanentError`).
 """
@@ -13,8 +13,6 @@ class SwitchboardError(Exception):
 
     #: Machine-readable code, used in API error bodies and run reasons.
     code: str = "error"
-    #: HTTP status the API answers with when this error reaches a view.
-    http_status: int = 500
 
     def __init__(self, message: str = "", *, code: str | None = None) -> None:
         super().__init__(message or self.__class__.__doc__ or self.code)
@@ -28,28 +26,24 @@ class InvalidInput(SwitchboardError):
     """The request is not valid."""
 
     code = "invalid"
-    http_status = 400
 
 
 class NotFound(SwitchboardError):
     """No such object, or not yours."""
 
     code = "not_found"
-    http_status = 404
 
 
 class PermissionDenied(SwitchboardError):
     """The caller may not do this."""
 
     code = "permission_denied"
-    http_status = 403
 
 
 class Conflict(SwitchboardError):
     """The request conflicts with the current state."""
 
     code = "conflict"
-    http_status = 409
 
 
 # --- Agent execution -------------------------------------------------------------
@@ -57,7 +51,6 @@ class TransientError(SwitchboardError):
     """A failure that may pass: retried with backoff up to the agent's limit."""
 
     code = "transient"
-    http_status = 503
 
     def __init__(self, message: str = "", *, retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
@@ -81,7 +74,6 @@ class RunHalted(SwitchboardError):
     """A guard stopped the run; it is escalated to a person, not retried."""
 
     code = "halted"
-    http_status = 409
 
 
 class BudgetExceeded(RunHalted):

@@ -1,4 +1,4 @@
-"""Trace id for every HTTP request: accepted from the caller or generated."""
+"""Trace id for every HTTP request (accepted from the caller or generated), and the request size limit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import uuid
 from collections.abc import Callable
 
 import sentry_sdk
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from project.otel import current_trace_id
+from project.responses import error_response
 from project.tracing import trace_context
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -26,6 +29,11 @@ def trace_id_from_headers(traceparent: str | None, request_id: str | None) -> st
     return uuid.uuid4().hex
 
 
+def request_trace_id(request: HttpRequest) -> str:
+    """The trace id `TraceIdMiddleware` gave `request` (DRF's Request passes the attribute through)."""
+    return request.trace_id  # type: ignore[attr-defined]  # set by TraceIdMiddleware, unknown to Django's types
+
+
 class TraceIdMiddleware:
     """Sets `request.trace_id` and answers it as `X-Trace-Id` on every response."""
 
@@ -33,21 +41,16 @@ class TraceIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.trace_id = otel_trace_id() or trace_id_from_headers(
+        # With OpenTelemetry on, the current span's trace id (it already honours traceparent).
+        trace_id = current_trace_id() or trace_id_from_headers(
             request.headers.get("traceparent"), request.headers.get("X-Request-ID")
         )
-        sentry_sdk.set_tag("trace_id", request.trace_id)
-        with trace_context(trace_id=request.trace_id, run_id=None, agent=None, step=None, attempt=None):
+        request.trace_id = trace_id  # type: ignore[attr-defined]  # read back with request_trace_id
+        sentry_sdk.set_tag("trace_id", trace_id)
+        with trace_context(trace_id=trace_id, run_id=None, agent=None, step=None, attempt=None):
             response = self.get_response(request)
-        response["X-Trace-Id"] = request.trace_id
+        response["X-Trace-Id"] = trace_id
         return response
-
-
-def otel_trace_id() -> str | None:
-    """With OpenTelemetry on, the current span's trace id (it already honours traceparent)."""
-    from project.otel import current_trace_id
-
-    return current_trace_id()
 
 
 class RequestSizeLimitMiddleware:
@@ -57,16 +60,12 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from django.conf import settings
-
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
-            from api.errors import error_response
-
             return error_response(
                 request, 413, "request_too_large", f"The request body is {length} bytes; the limit is {limit}."
             )

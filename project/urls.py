@@ -1,3 +1,6 @@
+"""The root URLconf: the admin, the API and the chat page. Django's error handlers answer with the one
+error body (`project.responses`)."""
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -10,7 +13,7 @@ urlpatterns = [
 if settings.BENCH:
     urlpatterns.insert(0, path("bench/", include("bench.benchapp.urls")))
 
-handler400 = "api.errors.json_bad_request"
-handler403 = "api.errors.json_permission_denied"
-handler404 = "api.errors.json_not_found"
-handler500 = "api.errors.json_server_error"
+handler400 = "project.responses.json_bad_request"
+handler403 = "project.responses.json_permission_denied"
+handler404 = "project.responses.json_not_found"
+handler500 = "project.responses.json_server_error"
