@@ -38,8 +38,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+# `python bench/run.py` works as well as `python -m bench.run`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
+from harness.processes import ServerProcess, WorkerProcess, free_port, redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 FULL = {
     "hops": 10,
@@ -61,8 +66,6 @@ WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 def bench_environment() -> tuple[dict[str, str], Any]:
     """Settings for every process of the bench: its own database and Redis database."""
-    from tests.workers import redis_server
-
     owned_redis = None
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:
@@ -110,8 +113,6 @@ def postgres_database(url: str, name: str) -> str:
 
 @contextmanager
 def celery_worker(env: dict[str, str], *, app: str, queues: str, pool: str, concurrency: int, name: str):
-    from tests.workers import WorkerProcess
-
     worker = WorkerProcess(env["DATABASE_URL"], queues=queues, concurrency=concurrency, pool=pool, env=env, name=name)
     worker.args[worker.args.index("project")] = app
     worker.start()
@@ -136,8 +137,6 @@ def switchboard_workers(env: dict[str, str]):
 
 @contextmanager
 def web_server(env: dict[str, str]):
-    from tests.workers import ServerProcess, free_port
-
     port = free_port()
     args = [
         sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
@@ -352,7 +351,6 @@ def replies_done(run_ids: list[str]) -> bool:
 
 def bench_io(env: dict[str, str], conversations: int) -> dict[str, Any]:
     from orchestration.models import Run
-    from tests.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
 
     fake = FakeOpenAI(answers=dict(SHIPPING_ANSWERS)).start()
     llm_env = {

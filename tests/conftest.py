@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
+from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
+from harness.processes import WorkerProcess, web_server
 from tests.agents_for_tests import PATHS as TEST_AGENT_PATHS
 from tests.http import ApiClient
-from tests.workers import WorkerProcess
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 (ROOT_DIR / ".run").mkdir(exist_ok=True)
@@ -43,8 +44,6 @@ def throttle_counters_reset() -> None:
 def stack(request: Any, database_url: str) -> Iterator[tuple[Any, WorkerProcess]]:
     """The web app under uvicorn (ASGI, as `make run` serves it) and a worker, for one module
     (extra settings from the module's STACK_ENV)."""
-    from tests.workers import web_server
-
     broker_reset()
     env = {**WORKER_ENV, **getattr(request.module, "STACK_ENV", {})}
     web = web_server(database_url, env=env).start()
@@ -218,9 +217,7 @@ def run_wait(run_id: object, timeout: float = 30.0, statuses: tuple[str, ...] = 
 
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[Any]:
-    """A local OpenAI-compatible server (tests/fake_openai.py) for a module's tests."""
-    from tests.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
-
+    """A local OpenAI-compatible server (harness/fake_openai.py) for a module's tests."""
     server = FakeOpenAI(answers=dict(SHIPPING_ANSWERS)).start()
     yield server
     server.stop()
@@ -230,8 +227,6 @@ def fake_server() -> Iterator[Any]:
 def fake(fake_server: Any) -> Any:
     """The fake LLM with default answers, no faults, no recorded calls, and closed breakers."""
     import redis
-
-    from tests.fake_openai import SHIPPING_ANSWERS
 
     fake_server.reset()
     fake_server.answers = dict(SHIPPING_ANSWERS)

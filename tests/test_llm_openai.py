@@ -10,9 +10,9 @@ import redis
 from django.conf import settings
 
 from conversations.models import Message, Order
+from harness.fake_openai import SHIPPING_ANSWERS, refund_answers
 from orchestration.models import DeadLetter, ReviewItem, Step
 from tests.conftest import llm_env, order_add, run_wait
-from tests.fake_openai import SHIPPING_ANSWERS, refund_answers
 
 pytestmark = [pytest.mark.e2e]
 

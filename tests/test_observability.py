@@ -17,14 +17,14 @@ import pytest
 from django.core.management import call_command
 
 from conversations.models import Message
+from harness.fake_openai import refund_answers
+from harness.fake_sentry import FakeSentry
+from harness.processes import ServerProcess, WorkerProcess, free_port, redis_server, web_server
 from orchestration.models import Run, Step
 from project.middleware import trace_id_from_headers
 from project.tracing import RedactSecretsFilter, TraceContextFilter, trace_context
 from tests.agents_for_tests import fault_set
 from tests.conftest import WORKER_ENV, llm_env, order_add, run_wait, wait_for
-from tests.fake_openai import refund_answers
-from tests.fake_sentry import FakeSentry
-from tests.workers import ServerProcess, WorkerProcess, free_port, redis_server, web_server
 
 pytestmark = [pytest.mark.e2e]
 

@@ -11,6 +11,8 @@ from typing import Any
 
 
 class FakeSentry:
+    """Listens on a free port from construction on; `dsn` points the sentry-sdk at it."""
+
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
         self._lock = threading.Lock()

