@@ -7,13 +7,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from orchestration.services import run_start
 
 from api.services import api_token_get_or_create
 from conversations.models import Message
 from conversations.services import conversation_create, customer_create, message_create
 from orchestration.models import ReviewDecision, ReviewItem, Run, Step
 from orchestration.permissions import reviewers_group
+from orchestration.runs import run_start
 
 
 def run_in_review(*, steps: int, messages: int, decisions: int = 0) -> tuple[Run, ReviewItem, str]:
