@@ -37,7 +37,7 @@ def main() -> None:
 
     from agents.envelope import Envelope
     from agents.registry import agent_get
-    from bench.run import make_customer
+    from bench.stack import make_customer
     from conversations.services import conversation_create, message_create
     from orchestration import steps
     from orchestration.runner import envelope_after

@@ -183,9 +183,13 @@ def order_add(customer: Any, order_id: str, description: str, total: str, status
     from conversations.models import Order
 
     return Order.objects.create(
-        id=order_id, customer=customer, description=description, total=Decimal(total), status=status,
+        id=order_id,
+        customer=customer,
+        description=description,
+        total=Decimal(total),
+        status=status,
         placed_at=timezone.now() - timedelta(days=5),
-    )  # fmt: skip
+    )
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:

@@ -155,10 +155,14 @@ def test_the_openapi_schema_and_docs_are_served(transactional_db, api) -> None:
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
     for path in (
-        "/api/v1/conversations/", "/api/v1/conversations/{conversation_id}/messages/", "/api/v1/runs/{run_id}/",
-        "/api/v1/runs/{run_id}/events/", "/api/v1/orders/", "/api/v1/reviews/{item_id}/decision/",
+        "/api/v1/conversations/",
+        "/api/v1/conversations/{conversation_id}/messages/",
+        "/api/v1/runs/{run_id}/",
+        "/api/v1/runs/{run_id}/events/",
+        "/api/v1/orders/",
+        "/api/v1/reviews/{item_id}/decision/",
         "/api/v1/health/",
-    ):  # fmt: skip
+    ):
         assert path in paths, path
     post = paths["/api/v1/conversations/{conversation_id}/messages/"]["post"]
     assert {"202", "400", "401", "404", "409", "413", "415", "429"} <= set(post["responses"])
@@ -177,11 +181,19 @@ def test_production_settings_pass_the_deploy_check() -> None:
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     missing = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT_DIR, capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**env, "DJANGO_SECRET_KEY": ""},
-    )  # fmt: skip
+    )
     assert missing.returncode != 0 and "DJANGO_SECRET_KEY" in missing.stderr

@@ -19,8 +19,12 @@ def test_the_benchmark_runs_end_to_end_in_a_tiny_configuration(tmp_path) -> None
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--json", str(out)],
-        cwd=ROOT_DIR, env=os.environ.copy(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=ROOT_DIR,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] == os.cpu_count()

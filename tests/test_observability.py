@@ -155,10 +155,20 @@ def test_an_agent_failure_is_one_sentry_event_with_the_trace_id_and_no_pii(worke
 def test_flower_requires_basic_auth_and_serves_metrics(transactional_db) -> None:
     port = free_port()
     flower = ServerProcess(
-        [sys.executable, "-m", "celery", "-A", "project", "flower", "--address=127.0.0.1", f"--port={port}",
-         "--basic-auth=ops:s3cret-flower"],
-        port=port, name="flower",
-    ).start()  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "project",
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={port}",
+            "--basic-auth=ops:s3cret-flower",
+        ],
+        port=port,
+        name="flower",
+    ).start()
     try:
         assert http_get(flower.url + "/")[0] == 401
         good = {"Authorization": "Basic " + base64.b64encode(b"ops:s3cret-flower").decode()}
@@ -178,8 +188,11 @@ def test_health_is_503_while_redis_is_down_and_nothing_is_lost(database_url, tra
     redis_process = redis_server().start()
     redis_url = f"redis://127.0.0.1:{redis_process.port}/0"
     env = {
-        **WORKER_ENV, "REDIS_URL": redis_url, "SUPERVISOR_SWEEP_SECONDS": "1", "SUPERVISOR_STALL_SECONDS": "2",
-    }  # fmt: skip
+        **WORKER_ENV,
+        "REDIS_URL": redis_url,
+        "SUPERVISOR_SWEEP_SECONDS": "1",
+        "SUPERVISOR_STALL_SECONDS": "2",
+    }
     web = web_server(database_url, env=env).start()
     worker = WorkerProcess(database_url, name="private", env=env)
     worker.args.append("--beat")  # the supervisor's sweep, on the private broker

@@ -118,9 +118,10 @@ def test_an_agent_hanging_past_the_deadline_is_timed_out(worker, start_run) -> N
     assert hang.status == "failed"
     assert [a.status for a in hang.attempts.all()] == ["abandoned"]
     # The hung task was terminated: the worker has no task running for this run.
-    wait_for(lambda: not (app.control.inspect(destination=[worker.hostname], timeout=2).active() or {}).get(
-        worker.hostname
-    ), timeout=20)  # fmt: skip
+    wait_for(
+        lambda: not (app.control.inspect(destination=[worker.hostname], timeout=2).active() or {}).get(worker.hostname),
+        timeout=20,
+    )
     assert not Step.objects.filter(run=run, agent="deliver").exists()
 
 

@@ -33,12 +33,26 @@ def schemathesis(url: str, token: str, *extra: str) -> subprocess.CompletedProce
     st = Path(sys.executable).with_name("st")
     return subprocess.run(
         [
-            str(st), "run", f"{url}/api/v1/schema/", "--header", f"Authorization: Token {token}",
-            "--checks", CHECKS, "--max-examples", "30", "--request-timeout", "10", "--generation-deterministic",
-            "--exclude-path-regex", "/events/$", *extra,
+            str(st),
+            "run",
+            f"{url}/api/v1/schema/",
+            "--header",
+            f"Authorization: Token {token}",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "30",
+            "--request-timeout",
+            "10",
+            "--generation-deterministic",
+            "--exclude-path-regex",
+            "/events/$",
+            *extra,
         ],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_the_api_survives_fuzzing_as_a_customer(stack, make_customer) -> None:

@@ -41,8 +41,10 @@ class Command(BaseCommand):
             f"${float(budget.get('max_cost_usd', 0)):.2f}  hops {run.hops_used}/{budget.get('max_hops')}"
             f"  recoveries {run.recoveries}"
         )
-        write(f"  {'hop':>3}  {'agent':<10} {'ver':<4} {'status':<10} {'try':>3}  {'started':<12} {'ms':>7} "
-              f"{'tokens':>6}  {'model / prompt':<32} error")  # fmt: skip
+        write(
+            f"  {'hop':>3}  {'agent':<10} {'ver':<4} {'status':<10} {'try':>3}  {'started':<12} {'ms':>7} "
+            f"{'tokens':>6}  {'model / prompt':<32} error"
+        )
         for row in run_timeline(run):
             step = row["step"]
             model = f"{step.model} {step.prompt_version}".strip() or "-"
