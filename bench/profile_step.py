@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=50)
     args = parser.parse_args()
-    from bench.run import bench_environment
+    from bench.stack import bench_environment
 
     env, owned_redis = bench_environment()
     os.environ.update(env)
@@ -40,6 +40,7 @@ def main() -> None:
     from bench.stack import make_customer
     from conversations.services import conversation_create, message_create
     from orchestration import steps
+    from orchestration.claims import Proceed
     from orchestration.runner import envelope_after
     from orchestration.runs import run_start
 
@@ -68,7 +69,7 @@ def main() -> None:
 
     def leased(envelope: Envelope) -> None:
         start = steps.step_begin(envelope=envelope, agent=agent, task_id="p", worker="w")
-        assert isinstance(start, steps.Proceed)
+        assert isinstance(start, Proceed)
         result, after, control = handle(envelope)
         steps.step_succeed(attempt=start.attempt, result=result, envelope=after, control=control)
 

@@ -28,11 +28,22 @@ from agents.envelope import Envelope, SlipEntry, envelopes_merge
 from agents.payload import payload_write_problems
 from agents.registry import agent_get
 from orchestration import steps
-from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
+from orchestration.claims import (
+    AtomicTryFailed,
+    Attempt,
+    Busy,
+    Done,
+    Duplicate,
+    Exhausted,
+    Proceed,
+    Recorded,
+    Skip,
+    exhausted_error,
+    step_key,
+)
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from orchestration.pipeline import FlowControl, canvas_for
-from orchestration.steps import AtomicTryFailed, Attempt, Done, Proceed, exhausted_error, step_key
 from project.errors import InvalidEnvelope, PermanentError, RunHalted, TransientError
 from project.ids import uuid_or_none
 from project.tracing import trace_set
@@ -209,24 +220,24 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
     task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
     if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         if attempt.tries <= agent.max_retries:
-            steps.step_fail(attempt=attempt, error=exc, will_retry=True)
+            steps.step_fail(attempt=attempt, error=exc, will_retry=True, envelope=envelope, agent=agent)
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
             countdown = retry_countdown(attempt.tries, retry_after)
             logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", attempt.tries, countdown, exc)
             raise task.retry(countdown=countdown, exc=exc)
         logger.error("step failed after %d attempts: %s", attempt.tries, exc)
         with transaction.atomic():
-            steps.step_fail(attempt=attempt, error=exc, will_retry=False)
+            steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope, agent=agent)
             _dead_letter(task, delivery.incoming, "retries_exhausted", exc, envelope, delivery.step_key)
         raise PermanentError(f"{agent.name} gave up after {attempt.number} attempts: {exc}") from exc
     if isinstance(exc, RunHalted):
         # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
-        steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope)
+        steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope, agent=agent)
         logger.warning("run halted by %s: %s", agent.name, exc.message)
         return _stop(task, envelope.to_dict())
     # Anything else is permanent: retrying the same input cannot fix it.
     with transaction.atomic():
-        steps.step_fail(attempt=attempt, error=exc, will_retry=False)
+        steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope, agent=agent)
         _dead_letter(task, delivery.incoming, "permanent_error", exc, envelope, delivery.step_key)
     raise exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, assert_never, cast
@@ -24,80 +24,31 @@ from agents.base import Agent, AgentResult
 from agents.envelope import Envelope
 from orchestration.budgets import RunBudget, budget_snapshot, guard_check
 from orchestration.claims import (
+    AtomicTryFailed,
+    Attempt,
     Busy,
     ClaimAgain,
     ClaimDecision,
     ClaimNew,
+    Done,
     Duplicate,
     Exhausted,
     Halt,
+    Proceed,
     Recorded,
     Skip,
+    StepStart,
     StepState,
     claim_decide,
+    exhausted_error,
+    step_key,
 )
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
 from orchestration.runs import run_after_step, run_fail, run_halt, run_mark_started
-from project.errors import PermanentError, RunHalted
+from project.errors import RunHalted
 
 logger = logging.getLogger(__name__)
-
-
-def step_key(hop: int, agent_name: str) -> str:
-    """A step's key within its run: the same for every delivery of the same message."""
-    return f"{hop:03d}.{agent_name}"
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One claimed try of a step: what its end is recorded on."""
-
-    run_id: str
-    step_id: int | None
-    """None for an atomic agent's new step: it is written once, with its result."""
-    attempt_id: int | None
-    """The StepAttempt row (None likewise)."""
-    number: int
-    """1 for the first try."""
-    started_at: datetime
-    retry_base: int
-    """Tries made before the last dead-letter replay: retries are counted from here."""
-    task_id: str
-    worker: str
-
-    @property
-    def tries(self) -> int:
-        """Tries since the last dead-letter replay, this one included."""
-        return self.number - self.retry_base
-
-
-@dataclass(frozen=True)
-class Proceed:
-    """Run the agent; record the try's end on `attempt`."""
-
-    attempt: Attempt
-
-
-@dataclass(frozen=True)
-class Done:
-    """The agent ran and its result is recorded (`step_run_atomic`)."""
-
-    output: dict[str, Any]
-
-
-#: What a delivery does, as the task wrapper sees it. `Exhausted` has already failed the step and the run.
-StepStart = Proceed | Done | Recorded | Skip | Duplicate | Busy | Exhausted
-
-
-class AtomicTryFailed(Exception):
-    """An atomic agent raised: its writes were rolled back, its step and attempt rows written (running); the caller
-    records the failure on `attempt` as for any other try."""
-
-    def __init__(self, attempt: Attempt, error: Exception) -> None:
-        super().__init__(str(error))
-        self.attempt = attempt
-        self.error = error
 
 
 def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
@@ -123,29 +74,23 @@ def step_run_atomic(
 
     A crash anywhere leaves nothing behind (the redelivered message starts afresh) and the agent's own writes commit
     with its step, exactly once. Concurrent deliveries wait on the run's row lock and then find the recorded step.
-    A new step's rows are written once, after the agent ran, already final. If the agent raises, its writes are
-    rolled back (a savepoint), the try is written as running and AtomicTryFailed carries it, for the caller to
-    record the failure on as for any other try.
+    The try's rows are written once, after the agent ran, already final. If the agent raises, everything rolls back
+    and AtomicTryFailed carries the try (with no ids: nothing of it was written) to the wrapper, whose `step_fail`
+    writes it as failed.
     """
     with transaction.atomic():
         run, step, decision = _claim(envelope, agent, task_id)
         if not isinstance(decision, ClaimNew | ClaimAgain):
             return _settle(run, step, decision, envelope, agent)
         step = step or _step_new(run, envelope, agent)
-        attempt, run_started = _try_start(run, step, decision, agent, task_id, worker)
-        if step.pk is not None:
-            attempt = _try_save(run, step, attempt, run_started=run_started)
-        # Otherwise the new step is claimed in memory only: its rows are written with its result.
+        # Claimed in memory only: the try's rows are written once, with its result.
+        attempt, _ = _try_start(run, step, decision, agent, task_id, worker)
         try:
-            with transaction.atomic():
-                result, after, control = execute()
-        except Exception as exc:  # noqa: BLE001  (re-raised below, after the commit, for the wrapper to classify)
-            failure = exc
-            if attempt.attempt_id is None:
-                attempt = _try_save(run, step, attempt, run_started=run_started)
-        else:
-            return Done(_step_record_success(run, step, attempt, result, after, control, timezone.now()))
-    raise AtomicTryFailed(attempt, failure) from failure
+            result, after, control = execute()
+        except Exception as exc:
+            # Leaving the transaction rolls back the agent's writes with the claim.
+            raise AtomicTryFailed(attempt, exc) from exc
+        return Done(_step_record_success(run, step, attempt, result, after, control, timezone.now()))
 
 
 def _claim(envelope: Envelope, agent: Agent, task_id: str) -> tuple[Run, Step | None, ClaimDecision]:
@@ -255,7 +200,8 @@ def _settle(run: Run, step: Step | None, decision: ClaimDecision, envelope: Enve
             now = timezone.now()
             step.attempts.abandon(now)
             gave_up = exhausted_error(agent.name, attempts)
-            _step_mark_failed(step, gave_up, now)
+            _step_set_failed(step, gave_up, now)
+            step.save()
             run.last_progress_at = now
             run.save(update_fields=["last_progress_at"])
             run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {_error_text(gave_up)}")
@@ -264,11 +210,6 @@ def _settle(run: Run, step: Step | None, decision: ClaimDecision, envelope: Enve
             raise AssertionError("a claim runs the agent; it is not settled here")
         case _:
             assert_never(decision)
-
-
-def exhausted_error(agent_name: str, attempts: int) -> PermanentError:
-    """Why a step whose every try died mid-step was given up (its step's error and the dead letter's)."""
-    return PermanentError(f"{agent_name} died mid-step on every one of {attempts} tries.")
 
 
 def step_succeed(*, attempt: Attempt, result: AgentResult, envelope: Envelope, control: FlowControl) -> dict[str, Any]:
@@ -314,19 +255,10 @@ def _step_record_success(
     run.save(update_fields=["tokens_used", "cost_usd", "hops_used", "last_progress_at", "status", "started_at"])
     output = {"envelope": envelope.evolve(budget=budget_snapshot(run)).to_dict(), "control": control.value}
     step.output = output
-    if step.pk is None:
-        # Claimed and finished in one transaction: the step and its one attempt are written once, final.
-        step.save(force_insert=True)
-        StepAttempt.objects.create(
-            step=step,
-            number=attempt.number,
-            status=StepAttempt.Status.SUCCEEDED,
-            task_id=attempt.task_id,
-            worker=attempt.worker,
-            started_at=attempt.started_at,
-            finished_at=now,
-            duration_ms=_ms(now - attempt.started_at),
-        )
+    if attempt.attempt_id is None:
+        # An atomic try: claimed and finished in one transaction, its rows written once, final.
+        _step_save_taking_over(step, now)
+        _attempt_create(step, attempt, StepAttempt.Status.SUCCEEDED, now)
     else:
         _attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
         step.save()
@@ -334,45 +266,95 @@ def _step_record_success(
     return output
 
 
-def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope | None = None) -> None:
-    """Record a failed try. Without a retry the step fails, and so does the run — or, when a guard
-    or the agent stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a
-    person (`envelope`: what the review resumes from)."""
+def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope, agent: Agent) -> None:
+    """Record a failed try. Without a retry the step fails, and so does the run — or, when a guard or the agent
+    stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a person, resuming from
+    `envelope`. An atomic agent's try (no rows yet: they rolled back with it) is written here, unless another
+    delivery has meanwhile moved its step on."""
     now = timezone.now()
     with transaction.atomic():
         run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
-        step = _step_of(attempt)
-        _attempt_finish(attempt, StepAttempt.Status.FAILED, now, error=error)
+        if attempt.attempt_id is None:
+            step = _step_for_atomic_try(run, attempt, envelope, agent)
+            if step is None:
+                return
+        else:
+            step = _step_of(attempt)
         if will_retry:
             step.error = _error_text(error)
             step.lease_expires_at = None
             step.status = Step.Status.RETRYING
-            step.save()
         else:
-            _step_mark_failed(step, error, now)
+            _step_set_failed(step, error, now)
+        if attempt.attempt_id is None:
+            _step_save_taking_over(step, now)
+            _attempt_create(step, attempt, StepAttempt.Status.FAILED, now, error=error)
+        else:
+            step.save()
+            _attempt_finish(attempt, StepAttempt.Status.FAILED, now, error=error)
+        run_mark_started(run, attempt.started_at)
         run.last_progress_at = now
-        run.save(update_fields=["last_progress_at"])
+        run.save(update_fields=["status", "started_at", "last_progress_at"])
         if will_retry or run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
             return
-        if isinstance(error, RunHalted) and envelope is not None:
+        if isinstance(error, RunHalted):
             run_halt(run, error, envelope)
         else:
             run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {_error_text(error)}")
 
 
+def _step_for_atomic_try(run: Run, attempt: Attempt, envelope: Envelope, agent: Agent) -> Step | None:
+    """The step an atomic agent's failed try belongs to, as it stood when claimed (not saved); None when another
+    delivery has meanwhile made a newer try of it or finished it (this try then leaves no trace)."""
+    step = Step.objects.filter(run=run, key=step_key(envelope.hop + 1, agent.name)).first()
+    if step is None:
+        step = _step_new(run, envelope, agent)
+        step.started_at = attempt.started_at
+    elif step.attempt >= attempt.number or step.status in (Step.Status.COMPLETED, Step.Status.FAILED):
+        return None
+    step.attempt = attempt.number
+    return step
+
+
 def _step_of(attempt: Attempt) -> Step:
     if attempt.step_id is None:
-        raise AssertionError("a try is recorded on a step that was written when the try started")
+        raise AssertionError("a leased try is recorded on the step written when it started")
     return Step.objects.get(id=attempt.step_id)
 
 
-def _step_mark_failed(step: Step, error: BaseException, now: datetime) -> None:
+def _step_save_taking_over(step: Step, now: datetime) -> None:
+    """Write an atomic try's step: a new one, or one it took over (tries still marked running are abandoned)."""
+    if step.pk is None:
+        step.save(force_insert=True)
+    else:
+        step.attempts.abandon(now)
+        step.save()
+
+
+def _step_set_failed(step: Step, error: BaseException, now: datetime) -> None:
     step.error = _error_text(error)
     step.lease_expires_at = None
     step.status = Step.Status.FAILED
     step.finished_at = now
     step.duration_ms = _ms(now - step.started_at)
-    step.save()
+
+
+def _attempt_create(
+    step: Step, attempt: Attempt, status: StepAttempt.Status, now: datetime, error: BaseException | None = None
+) -> None:
+    """The attempt row of an atomic try, written once, as it ended."""
+    StepAttempt.objects.create(
+        step=step,
+        number=attempt.number,
+        status=status,
+        task_id=attempt.task_id,
+        worker=attempt.worker,
+        started_at=attempt.started_at,
+        finished_at=now,
+        duration_ms=_ms(now - attempt.started_at),
+        error_type=type(error).__name__ if error is not None else "",
+        error=str(error)[:4000] if error is not None else "",
+    )
 
 
 def _attempt_finish(attempt: Attempt, status: str, now: datetime, error: BaseException | None = None) -> None:
