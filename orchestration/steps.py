@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, assert_never, cast
@@ -54,12 +54,10 @@ logger = logging.getLogger(__name__)
 def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
     """Claim the step this delivery is for (a lease, for agents that wait on an LLM), or say why not."""
     with transaction.atomic():
-        run, step, decision = _claim(envelope, agent, task_id)
-        if not isinstance(decision, ClaimNew | ClaimAgain):
-            return _settle(run, step, decision, envelope, agent)
-        step = step or _step_new(run, envelope, agent)
-        attempt, run_started = _try_start(run, step, decision, agent, task_id, worker)
-        return Proceed(_try_save(run, step, attempt, run_started=run_started))
+        claimed = _claim_try(envelope, agent, task_id, worker)
+        if not isinstance(claimed, _Claimed):
+            return claimed
+        return Proceed(_try_save(claimed.run, claimed.step, claimed.attempt, run_started=claimed.run_started))
 
 
 def step_run_atomic(
@@ -79,18 +77,39 @@ def step_run_atomic(
     writes it as failed.
     """
     with transaction.atomic():
-        run, step, decision = _claim(envelope, agent, task_id)
-        if not isinstance(decision, ClaimNew | ClaimAgain):
-            return _settle(run, step, decision, envelope, agent)
-        step = step or _step_new(run, envelope, agent)
+        claimed = _claim_try(envelope, agent, task_id, worker)
+        if not isinstance(claimed, _Claimed):
+            return claimed
         # Claimed in memory only: the try's rows are written once, with its result.
-        attempt, _ = _try_start(run, step, decision, agent, task_id, worker)
         try:
             result, after, control = execute()
         except Exception as exc:
             # Leaving the transaction rolls back the agent's writes with the claim.
-            raise AtomicTryFailed(attempt, exc) from exc
-        return Done(_step_record_success(run, step, attempt, result, after, control, timezone.now()))
+            raise AtomicTryFailed(claimed.attempt, exc) from exc
+        now = timezone.now()
+        return Done(_step_record_success(claimed.run, claimed.step, claimed.attempt, result, after, control, now))
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A delivery whose claim runs the agent: the locked run, its step and the try, started in memory."""
+
+    run: Run
+    step: Step
+    attempt: Attempt
+    run_started: bool
+    """The run went from queued to running with this try."""
+
+
+def _claim_try(envelope: Envelope, agent: Agent, task_id: str, worker: str) -> _Claimed | StepStart:
+    """Inside the caller's transaction: claim the step; start a try in memory when the decision runs the agent,
+    else apply the decision and return what the wrapper does instead."""
+    run, step, decision = _claim(envelope, agent, task_id)
+    if not isinstance(decision, ClaimNew | ClaimAgain):
+        return _settle(run, step, decision, envelope, agent)
+    step = step or _step_new(run, envelope, agent)
+    attempt, run_started = _try_start(run, step, decision, agent, task_id, worker)
+    return _Claimed(run, step, attempt, run_started)
 
 
 def _claim(envelope: Envelope, agent: Agent, task_id: str) -> tuple[Run, Step | None, ClaimDecision]:
