@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import ClassVar
 
 from agents.envelope import Envelope, SlipEntry
@@ -17,6 +18,10 @@ class Queue(enum.StrEnum):
     """Agents that wait on an LLM: served by a pool with many calls in flight."""
     DEFAULT = "default"
     """Short, CPU-light agents and bookkeeping."""
+
+
+#: Costs are kept to the millionth of a US dollar (the steps' and runs' `cost_usd` columns).
+MICRO_USD = Decimal("0.000001")
 
 
 class Outcome(enum.StrEnum):
@@ -38,8 +43,8 @@ class Usage:
     """Prompt tokens, summed over the agent's LLM calls."""
     output_tokens: int = 0
     """Completion tokens, summed over the agent's LLM calls."""
-    cost_usd: float = 0.0
-    """Cost in US dollars from the price table."""
+    cost_usd: Decimal = Decimal(0)
+    """Cost in US dollars from the price table, to the millionth (`MICRO_USD`), as steps store it."""
     model: str = ""
     """Model of the last call ('' when the agent made none)."""
     prompt_version: str = ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from agents.base import Agent, AgentResult, Outcome
 from agents.envelope import Envelope
 from agents.ledger import ledger_once
-from agents.payload import approval_lifts_limit
+from agents.payload import approval_lifts_limit, payload_approval
 from agents.tools.refunds import refund_execute
 from conversations.models import Message
 from conversations.services import message_create
@@ -40,7 +40,7 @@ class Deliver(Agent):
                 run_id=envelope.run_id,
                 index=index,
                 conversation_id=envelope.conversation_id,
-                approved_by_person=approval_lifts_limit(payload.get("approval")),
+                approved_by_person=approval_lifts_limit(payload_approval(payload)),
             )
             executed.append(result)
 

@@ -113,13 +113,29 @@ class Payload(TypedDict, total=False):
         Key("The actions deliver executes.", ("validator", REVIEW_DECISION), ("deliver",), protected=True),
     ]
     approval: Annotated[
-        Approval, Key("Who decided, when a person or the supervisor did.", (REVIEW_DECISION,), ("deliver",), True)
+        Approval,
+        Key("Who decided, when a person or the supervisor did.", (REVIEW_DECISION,), ("deliver",), protected=True),
+    ]
+    approved_by: Annotated[
+        str,
+        Key(
+            "Before `approval`: the reviewer's username, or 'supervisor'. Written by nobody now; read by deliver "
+            "(`payload_approval`) for envelopes stored or queued before `approval` existed.",
+            (),
+            ("deliver",),
+            protected=True,
+        ),
     ]
     reply_role: Annotated[
         str,
-        Key("The message role of the reply (assistant, human_agent, system).", (REVIEW_DECISION,), ("deliver",), True),
+        Key(
+            "The message role of the reply (assistant, human_agent, system).",
+            (REVIEW_DECISION,),
+            ("deliver",),
+            protected=True,
+        ),
     ]
-    review_item_id: Annotated[str, Key("The review item a decision came from.", (REVIEW_DECISION,), (), True)]
+    review_item_id: Annotated[str, Key("The review item a decision came from.", (REVIEW_DECISION,), (), protected=True)]
     reply_message_id: Annotated[str, Key("The stored reply.", ("deliver",))]
     executed_actions: Annotated[list[dict[str, Any]], Key("What deliver executed (ledger results).", ("deliver",))]
 
@@ -140,6 +156,19 @@ def payload_write_problems(writer: str, keys: typing.Iterable[str]) -> list[str]
         for key in keys
         if (spec := PAYLOAD_KEYS.get(key)) is not None and spec.protected and writer not in spec.writers
     )
+
+
+def payload_approval(payload: Payload) -> Approval | None:
+    """Who approved what deliver executes: `approval`, or for an envelope written before it existed, `approved_by`
+    (a reviewer's username, or "supervisor" when a review expired)."""
+    if "approval" in payload:
+        return payload["approval"]
+    legacy = payload.get("approved_by")
+    if not legacy:
+        return None
+    if legacy == "supervisor":
+        return Approval(by=Approver.SUPERVISOR, name=legacy)
+    return Approval(by=Approver.REVIEWER, name=legacy)
 
 
 def approval_lifts_limit(approval: Approval | None) -> bool:

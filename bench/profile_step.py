@@ -25,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=50)
     args = parser.parse_args()
-    from bench.stack import bench_environment
+    # Django and the project are imported once the bench's database and Redis are chosen (bench_environment).
+    from bench.stack import bench_environment, make_customer
 
     env, owned_redis = bench_environment()
     os.environ.update(env)
@@ -37,10 +38,9 @@ def main() -> None:
 
     from agents.envelope import Envelope
     from agents.registry import agent_get
-    from bench.stack import make_customer
     from conversations.services import conversation_create, message_create
     from orchestration import steps
-    from orchestration.claims import Proceed
+    from orchestration.attempts import Proceed
     from orchestration.runner import envelope_after
     from orchestration.runs import run_start
 

@@ -14,6 +14,9 @@ baseline this script starts itself on the same broker, database and machine:
 4. API: POST message and GET conversation under wrk vs a bare DRF endpoint that
    validates a body and writes one row, served the same way.
 
+Django and the project's modules are imported inside the functions that need them: `main` first chooses the
+bench's own database and Redis (`bench.stack.bench_environment`), then sets Django up.
+
 Usage: python -m bench.run [--quick] [--json PATH]. It uses DATABASE_URL's server
 with a database of its own (switchboard_bench; SQLite otherwise) and REDIS_URL's
 server with database 5 (an embedded redis-server otherwise).

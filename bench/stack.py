@@ -1,6 +1,8 @@
 """The bench's stack: its own database and Redis database, Celery workers, the web server, wrk, memory sampling.
 
-Used by `bench/run.py` and `bench/profile_step.py`; the managed processes come from `harness/`.
+Used by `bench/run.py` and `bench/profile_step.py`; the managed processes come from `harness/`. Django and the
+project's modules are imported inside the functions that use them: they run after `bench_environment` has chosen the
+database and Redis and Django is set up; psycopg and psutil only where they are needed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from django import forms
 from django.contrib import admin, messages
@@ -146,11 +146,17 @@ class ReviewDecisionForm(forms.Form):
         """`decision`, `reply` and `action` for `review_decide`: approve sends neither reply nor action,
         reject its rejection (or the default), edit both."""
         kind = Kind(self.cleaned_data["decision"])
-        if kind == Kind.EDIT:
-            return {"decision": kind, "reply": self.cleaned_data["reply"], "action": self.cleaned_data["action"]}
-        if kind == Kind.REJECT:
-            return {"decision": kind, "reply": self.cleaned_data["rejection"] or REJECTION_DEFAULT}
-        return {"decision": kind}
+        match kind:
+            case Kind.APPROVE:
+                return {"decision": kind}
+            case Kind.EDIT:
+                return {"decision": kind, "reply": self.cleaned_data["reply"], "action": self.cleaned_data["action"]}
+            case Kind.REJECT:
+                return {"decision": kind, "reply": self.cleaned_data["rejection"] or REJECTION_DEFAULT}
+            case Kind.EXPIRE:
+                raise AssertionError("the form's choices are the reviewers' kinds")
+            case _:
+                assert_never(kind)
 
 
 @admin.register(ReviewItem)
@@ -234,7 +240,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
             raise PermissionDenied("Only staff in the reviewers group may decide review items.")
         for item in queryset:
             try:
-                review_decide(item_id=item.id, reviewer=request.user, decision="approve")
+                review_decide(item_id=item.id, reviewer=request.user, decision=Kind.APPROVE)
             except SwitchboardError as exc:
                 self.message_user(request, f"{item.id}: {exc.message}", messages.ERROR)
             else:

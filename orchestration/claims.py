@@ -1,5 +1,4 @@
-"""The step claim as a pure function — what one delivery of an agent message may do with its step — and the
-claimed try and outcomes the task wrapper switches on.
+"""The step claim as a pure function: what one delivery of an agent message may do with its step.
 
 Every delivery of an agent message (first send, redelivery after a crash, a duplicate, a retry) asks
 `claim_decide` under the run's row lock. It is a function of the facts alone — the run's status, the step's
@@ -15,9 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestration.models import Run, Step
-from project.errors import PermanentError, RunHalted
-
-ACTIVE = (Run.Status.QUEUED, Run.Status.RUNNING)
+from project.errors import RunHalted
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ def claim_decide(
     `guard` is what a new step would break (`budgets.guard_check`); it matters only when there is no step yet.
     `max_retries` is the agent's: a step whose tries since `retry_base` exceed it is exhausted.
     """
-    if run_status not in ACTIVE:
+    if run_status not in Run.ACTIVE:
         return Skip(reason=f"run is {run_status}")
     if step is None:
         return Halt(error=guard) if guard is not None else ClaimNew()
@@ -134,67 +131,3 @@ def claim_decide(
     if step.attempt - step.retry_base > max_retries:
         return Exhausted(attempts=step.attempt)
     return ClaimAgain(attempt=step.attempt + 1)
-
-
-# --- What the task wrapper sees (`orchestration.steps` applies a decision and returns one of these) ------------
-
-
-def step_key(hop: int, agent_name: str) -> str:
-    """A step's key within its run: the same for every delivery of the same message."""
-    return f"{hop:03d}.{agent_name}"
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One claimed try of a step: what its end is recorded on."""
-
-    run_id: str
-    step_id: int | None
-    """None for an atomic agent's new step: it is written once, with its result."""
-    attempt_id: int | None
-    """The StepAttempt row (None likewise)."""
-    number: int
-    """1 for the first try."""
-    started_at: datetime
-    retry_base: int
-    """Tries made before the last dead-letter replay: retries are counted from here."""
-    task_id: str
-    worker: str
-
-    @property
-    def tries(self) -> int:
-        """Tries since the last dead-letter replay, this one included."""
-        return self.number - self.retry_base
-
-
-@dataclass(frozen=True)
-class Proceed:
-    """Run the agent; record the try's end on `attempt`."""
-
-    attempt: Attempt
-
-
-@dataclass(frozen=True)
-class Done:
-    """The agent ran and its result is recorded (`step_run_atomic`)."""
-
-    output: dict[str, Any]
-
-
-#: What a delivery does, as the task wrapper sees it. `Exhausted` has already failed the step and the run.
-StepStart = Proceed | Done | Recorded | Skip | Duplicate | Busy | Exhausted
-
-
-class AtomicTryFailed(Exception):
-    """An atomic agent raised: its writes and its claim were rolled back; the caller records the failure of
-    `attempt` (`step_fail` writes its rows) as for any other try."""
-
-    def __init__(self, attempt: Attempt, error: Exception) -> None:
-        super().__init__(str(error))
-        self.attempt = attempt
-        self.error = error
-
-
-def exhausted_error(agent_name: str, attempts: int) -> PermanentError:
-    """Why a step whose every try died mid-step was given up (its step's error and the dead letter's)."""
-    return PermanentError(f"{agent_name} died mid-step on every one of {attempts} tries.")

@@ -74,7 +74,7 @@ def dead_letter_replay(dead_letter_id: int) -> str:
         run = Run.objects.select_for_update().filter(id=dead_letter.run_id).first() if dead_letter.run_id else None
         if run is not None and run.status == Run.Status.COMPLETED:
             return f"dead letter {dead_letter.id}: run {run.id} is already completed; nothing to do."
-        if run is not None and run.status not in (Run.Status.FAILED, Run.Status.QUEUED, Run.Status.RUNNING):
+        if run is not None and run.status not in (Run.Status.FAILED, *Run.ACTIVE):
             return f"dead letter {dead_letter.id}: run {run.id} is {run.status}; a person is handling it, not replayed."
         dead_letter.status = DeadLetter.Status.REPLAYED
         dead_letter.replayed_at = timezone.now()

@@ -29,6 +29,8 @@ class Run(models.Model):
         CANCELLED = "cancelled"
 
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
+    #: Agents are at work on it (or about to be); every step claim requires it.
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="runs")

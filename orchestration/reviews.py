@@ -154,7 +154,6 @@ def review_decide(
     """Record a reviewer's decision and resume the run. A second decision on the same item
     (another reviewer, a second click) is refused with Conflict; the first one stands."""
     reviewer_require(reviewer)
-    kind = decision_kind_parse(decision)
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().select_related("run").get(id=review_get(item_id).id)
         if item.status != ReviewItem.Status.OPEN:
@@ -162,7 +161,7 @@ def review_decide(
             raise Conflict(
                 f"This item was already decided ({item.status}{by} at {item.decided_at:%Y-%m-%d %H:%M:%S} UTC)."
             )
-        normalised = decision_normalise(item, kind, reply, action)
+        normalised = decision_normalise(item, decision_kind_parse(decision), reply, action)
         _decision_apply(item, normalised, reviewer)
     logger.info(
         "review %s: %s by %s",

@@ -28,19 +28,15 @@ from agents.envelope import Envelope, SlipEntry, envelopes_merge
 from agents.payload import payload_write_problems
 from agents.registry import agent_get
 from orchestration import steps
-from orchestration.claims import (
+from orchestration.attempts import (
     AtomicTryFailed,
     Attempt,
-    Busy,
     Done,
-    Duplicate,
-    Exhausted,
     Proceed,
-    Recorded,
-    Skip,
     exhausted_error,
     step_key,
 )
+from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from orchestration.pipeline import FlowControl, canvas_for
@@ -145,8 +141,13 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         _dead_letter(task, incoming, "unknown_run", exc, envelope, key)
         raise InvalidEnvelope(f"no run {envelope.run_id}.") from exc
     match start:
-        case Skip(reason=reason) | Duplicate(holder_task_id=reason):
-            logger.info("step %s: %s", "skipped" if isinstance(start, Skip) else "duplicate dropped", reason)
+        case Skip(reason=reason):
+            logger.info("step skipped: %s", reason)
+            # Ignore, not a result: in a chord, a result would count as this branch's output and let a
+            # duplicate chord join without it. The message is acknowledged; nothing follows from it.
+            raise Ignore()
+        case Duplicate(holder_task_id=holder):
+            logger.info("step duplicate dropped: step is under way as task %s", holder)
             # Ignore, not a result: in a chord, a result would count as this branch's output and let a
             # duplicate chord join without it. The message is acknowledged; nothing follows from it.
             raise Ignore()
@@ -157,11 +158,14 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
             logger.info("step already done; returning its recorded output")
             return _follow(task, output)
         case Exhausted(attempts=attempts):
-            # The claim failed the step and the run; the message goes to the dead letters.
+            trace_set(attempt=attempts)
             error = exhausted_error(agent_name, attempts)
-            _dead_letter(task, incoming, "attempts_exhausted", error, envelope, key)
+            with transaction.atomic():
+                steps.step_give_up(run_id=envelope.run_id, key=key, error=error)
+                _dead_letter(task, incoming, "attempts_exhausted", error, envelope, key)
             raise error
-        case Done(output=output):
+        case Done(output=output, attempt=number):
+            trace_set(attempt=number)
             return _completed(task, output, started)
         case Proceed(attempt=attempt):
             trace_set(attempt=attempt.number)
@@ -215,30 +219,38 @@ def _completed(task: Task, recorded: dict[str, Any], started: float) -> Any:
 
 
 def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
-    """A try failed: retry it, hand the run to a person, or dead-letter the message.
-    A step that fails for good and its dead letter are written in one transaction."""
+    """A try failed: retry it, hand the run to a person, or dead-letter the message. A step that fails for good and
+    its dead letter are written in one transaction. An atomic agent's try that no longer holds its claim (another
+    delivery has the step, the run stopped) leaves no trace: the error is raised as it is."""
     task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
+
+    def fail(will_retry: bool, reason: str = "") -> None:
+        with transaction.atomic():
+            recorded = steps.step_fail(
+                attempt=attempt, error=exc, will_retry=will_retry, envelope=envelope, agent=agent
+            )
+            if recorded and reason:
+                _dead_letter(task, delivery.incoming, reason, exc, envelope, delivery.step_key)
+        if not recorded:
+            raise exc
+
     if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         if attempt.tries <= agent.max_retries:
-            steps.step_fail(attempt=attempt, error=exc, will_retry=True, envelope=envelope, agent=agent)
+            fail(will_retry=True)
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
             countdown = retry_countdown(attempt.tries, retry_after)
             logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", attempt.tries, countdown, exc)
             raise task.retry(countdown=countdown, exc=exc)
         logger.error("step failed after %d attempts: %s", attempt.tries, exc)
-        with transaction.atomic():
-            steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope, agent=agent)
-            _dead_letter(task, delivery.incoming, "retries_exhausted", exc, envelope, delivery.step_key)
+        fail(will_retry=False, reason="retries_exhausted")
         raise PermanentError(f"{agent.name} gave up after {attempt.number} attempts: {exc}") from exc
     if isinstance(exc, RunHalted):
         # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
-        steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope, agent=agent)
+        fail(will_retry=False)
         logger.warning("run halted by %s: %s", agent.name, exc.message)
         return _stop(task, envelope.to_dict())
     # Anything else is permanent: retrying the same input cannot fix it.
-    with transaction.atomic():
-        steps.step_fail(attempt=attempt, error=exc, will_retry=False, envelope=envelope, agent=agent)
-        _dead_letter(task, delivery.incoming, "permanent_error", exc, envelope, delivery.step_key)
+    fail(will_retry=False, reason="permanent_error")
     raise exc
 
 

@@ -195,8 +195,9 @@ def run_time_out(run: Run, *, detail: str, envelope: Envelope | None = None) -> 
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
     running = StepAttempt.objects.filter(step__run=run, status=StepAttempt.Status.RUNNING)
     task_ids = [task_id for task_id in running.values_list("task_id", flat=True) if task_id]
-    running.abandon(now)
-    run.steps.filter(status__in=[Step.Status.RUNNING, Step.Status.RETRYING]).update(
+    unfinished = [Step.Status.RUNNING, Step.Status.RETRYING]
+    running.filter(step__status__in=unfinished).abandon(now)
+    run.steps.filter(status__in=unfinished).update(
         status=Step.Status.FAILED, error="the run timed out", finished_at=now, lease_expires_at=None
     )
     if task_ids:

@@ -132,7 +132,7 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
             "created_at": message.created_at.isoformat(),
         }
         add(message.created_at, f"message:{message.id}", "message", data)
-    if run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
+    if run.status not in Run.ACTIVE:
         when = run.finished_at or run.last_progress_at
         add(when, f"run:{run.status}", "run", {"status": run.status, "reason": run.reason})
     events.sort(key=lambda event: event[0])

@@ -13,40 +13,44 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, assert_never, cast
 
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from agents.base import Agent, AgentResult
+from agents.base import MICRO_USD, Agent, AgentResult
 from agents.envelope import Envelope
-from orchestration.budgets import RunBudget, budget_snapshot, guard_check
-from orchestration.claims import (
+from orchestration.attempts import (
     AtomicTryFailed,
     Attempt,
+    Done,
+    Proceed,
+    StepStart,
+    attempt_create,
+    attempt_finish,
+    error_text,
+    ms,
+    step_key,
+)
+from orchestration.budgets import RunBudget, budget_snapshot, guard_check
+from orchestration.claims import (
     Busy,
     ClaimAgain,
     ClaimDecision,
     ClaimNew,
-    Done,
     Duplicate,
     Exhausted,
     Halt,
-    Proceed,
     Recorded,
     Skip,
-    StepStart,
     StepState,
     claim_decide,
-    exhausted_error,
-    step_key,
 )
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
 from orchestration.runs import run_after_step, run_fail, run_halt, run_mark_started
-from project.errors import RunHalted
+from project.errors import PermanentError, RunHalted
 
 logger = logging.getLogger(__name__)
 
@@ -72,22 +76,25 @@ def step_run_atomic(
 
     A crash anywhere leaves nothing behind (the redelivered message starts afresh) and the agent's own writes commit
     with its step, exactly once. Concurrent deliveries wait on the run's row lock and then find the recorded step.
-    The try's rows are written once, after the agent ran, already final. If the agent raises, everything rolls back
-    and AtomicTryFailed carries the try (with no ids: nothing of it was written) to the wrapper, whose `step_fail`
-    writes it as failed.
+    The try's rows are written once, after the agent ran, already final. If anything fails once the step is claimed
+    (the agent, recording its result, the commit), everything rolls back and AtomicTryFailed carries the try (with no
+    ids: nothing of it was written) to the wrapper, whose `step_fail` writes it as failed if the claim still holds.
     """
-    with transaction.atomic():
-        claimed = _claim_try(envelope, agent, task_id, worker)
-        if not isinstance(claimed, _Claimed):
-            return claimed
-        # Claimed in memory only: the try's rows are written once, with its result.
-        try:
+    claimed: _Claimed | StepStart | None = None
+    try:
+        with transaction.atomic():
+            claimed = _claim_try(envelope, agent, task_id, worker)
+            if not isinstance(claimed, _Claimed):
+                return claimed
+            # Claimed in memory only: the try's rows are written once, with its result.
             result, after, control = execute()
-        except Exception as exc:
-            # Leaving the transaction rolls back the agent's writes with the claim.
-            raise AtomicTryFailed(claimed.attempt, exc) from exc
-        now = timezone.now()
-        return Done(_step_record_success(claimed.run, claimed.step, claimed.attempt, result, after, control, now))
+            now = timezone.now()
+            output = _step_record_success(claimed.run, claimed.step, claimed.attempt, result, after, control, now)
+        return Done(output, claimed.attempt.number)
+    except Exception as exc:
+        if not isinstance(claimed, _Claimed):
+            raise  # before the claim, or committing a decision that runs no agent: as for any delivery
+        raise AtomicTryFailed(claimed.attempt, exc) from exc
 
 
 @dataclass(frozen=True)
@@ -214,16 +221,9 @@ def _settle(run: Run, step: Step | None, decision: ClaimDecision, envelope: Enve
         case Halt(error=error):
             run_halt(run, error, envelope)
             return Skip(reason=f"run halted: {error.code}: {error.message}")
-        case Exhausted(attempts=attempts):
+        case Exhausted():
             assert step is not None
-            now = timezone.now()
-            step.attempts.abandon(now)
-            gave_up = exhausted_error(agent.name, attempts)
-            _step_set_failed(step, gave_up, now)
-            step.save()
-            run.last_progress_at = now
-            run.save(update_fields=["last_progress_at"])
-            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {_error_text(gave_up)}")
+            step.attempts.abandon(timezone.now())  # the wrapper gives the step up (`step_give_up`)
             return decision
         case ClaimNew() | ClaimAgain():
             raise AssertionError("a claim runs the agent; it is not settled here")
@@ -257,10 +257,10 @@ def _step_record_success(
     usage = result.usage
     step.status = Step.Status.COMPLETED
     step.finished_at = now
-    step.duration_ms = _ms(now - step.started_at)
+    step.duration_ms = ms(now - step.started_at)
     step.input_tokens = usage.input_tokens
     step.output_tokens = usage.output_tokens
-    step.cost_usd = Decimal(str(round(usage.cost_usd, 6)))
+    step.cost_usd = usage.cost_usd.quantize(MICRO_USD)
     step.model = usage.model
     step.prompt_version = usage.prompt_version
     step.llm_latency_ms = usage.latency_ms
@@ -277,62 +277,93 @@ def _step_record_success(
     if attempt.attempt_id is None:
         # An atomic try: claimed and finished in one transaction, its rows written once, final.
         _step_save_taking_over(step, now)
-        _attempt_create(step, attempt, StepAttempt.Status.SUCCEEDED, now)
+        attempt_create(step, attempt, StepAttempt.Status.SUCCEEDED, now)
     else:
-        _attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
+        attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
         step.save()
     run_after_step(run, agent=step.agent, result=result, envelope=envelope, stop=control == FlowControl.STOP)
     return output
 
 
-def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope, agent: Agent) -> None:
-    """Record a failed try. Without a retry the step fails, and so does the run — or, when a guard or the agent
-    stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a person, resuming from
-    `envelope`. An atomic agent's try (no rows yet: they rolled back with it) is written here, unless another
-    delivery has meanwhile moved its step on."""
+def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope, agent: Agent) -> bool:
+    """Record a failed try; True if it was recorded. Without a retry the step fails, and so does the run — or, when a
+    guard or the agent stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a person,
+    resuming from `envelope`.
+
+    An atomic agent's try (no rows yet: they rolled back with it, and so did its claim and the run's lock) is written
+    here only if the claim still holds, decided again under the lock: False when another delivery has meanwhile taken
+    or finished the step, the run has stopped, or a guard now stops a new step (the run is halted as at a claim).
+    """
     now = timezone.now()
     with transaction.atomic():
-        run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
         if attempt.attempt_id is None:
-            step = _step_for_atomic_try(run, attempt, envelope, agent)
-            if step is None:
-                return
+            claim = _claim_again(attempt, envelope, agent)
+            if claim is None:
+                return False
+            run, step = claim
         else:
+            run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
             step = _step_of(attempt)
         if will_retry:
-            step.error = _error_text(error)
+            step.error = error_text(error)
             step.lease_expires_at = None
             step.status = Step.Status.RETRYING
         else:
             _step_set_failed(step, error, now)
         if attempt.attempt_id is None:
             _step_save_taking_over(step, now)
-            _attempt_create(step, attempt, StepAttempt.Status.FAILED, now, error=error)
+            attempt_create(step, attempt, StepAttempt.Status.FAILED, now, error=error)
         else:
             step.save()
-            _attempt_finish(attempt, StepAttempt.Status.FAILED, now, error=error)
+            attempt_finish(attempt, StepAttempt.Status.FAILED, now, error=error)
         run_mark_started(run, attempt.started_at)
         run.last_progress_at = now
         run.save(update_fields=["status", "started_at", "last_progress_at"])
-        if will_retry or run.status not in (Run.Status.QUEUED, Run.Status.RUNNING):
-            return
+        if will_retry or run.status not in Run.ACTIVE:
+            return True
         if isinstance(error, RunHalted):
             run_halt(run, error, envelope)
         else:
-            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {_error_text(error)}")
+            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {error_text(error)}")
+    return True
 
 
-def _step_for_atomic_try(run: Run, attempt: Attempt, envelope: Envelope, agent: Agent) -> Step | None:
-    """The step an atomic agent's failed try belongs to, as it stood when claimed (not saved); None when another
-    delivery has meanwhile made a newer try of it or finished it (this try then leaves no trace)."""
-    step = Step.objects.filter(run=run, key=step_key(envelope.hop + 1, agent.name)).first()
-    if step is None:
-        step = _step_new(run, envelope, agent)
-        step.started_at = attempt.started_at
-    elif step.attempt >= attempt.number or step.status in (Step.Status.COMPLETED, Step.Status.FAILED):
+def _claim_again(attempt: Attempt, envelope: Envelope, agent: Agent) -> tuple[Run, Step] | None:
+    """The run (locked) and the step an atomic try that rolled back belongs to, as the try claimed it (not saved);
+    None when the claim no longer holds (a guard that now stops a new step halts the run, as at a claim)."""
+    run, step, decision = _claim(envelope, agent, attempt.task_id)
+    if isinstance(decision, Halt):
+        run_halt(run, decision.error, envelope)
         return None
+    match decision:
+        case ClaimNew():
+            number = 1
+        case ClaimAgain(attempt=number):
+            pass
+        case _:
+            return None  # the step moved on (taken, done, failed for good) or the run stopped
+    if number != attempt.number:
+        return None  # another delivery made a try meanwhile
+    step = step or _step_new(run, envelope, agent)
+    if step.pk is None:
+        step.started_at = attempt.started_at
     step.attempt = attempt.number
-    return step
+    return run, step
+
+
+def step_give_up(*, run_id: str, key: str, error: PermanentError) -> None:
+    """Fail a step whose every try died mid-step (`Exhausted`), and its run; the caller writes the dead letter in the
+    same transaction."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().defer("start_envelope").get(id=run_id)
+        step = Step.objects.get(run=run, key=key)
+        _step_set_failed(step, error, now)
+        step.save()
+        run.last_progress_at = now
+        run.save(update_fields=["last_progress_at"])
+        if run.status in Run.ACTIVE:
+            run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {error_text(error)}")
 
 
 def _step_of(attempt: Attempt) -> Step:
@@ -351,43 +382,8 @@ def _step_save_taking_over(step: Step, now: datetime) -> None:
 
 
 def _step_set_failed(step: Step, error: BaseException, now: datetime) -> None:
-    step.error = _error_text(error)
+    step.error = error_text(error)
     step.lease_expires_at = None
     step.status = Step.Status.FAILED
     step.finished_at = now
-    step.duration_ms = _ms(now - step.started_at)
-
-
-def _attempt_create(
-    step: Step, attempt: Attempt, status: StepAttempt.Status, now: datetime, error: BaseException | None = None
-) -> None:
-    """The attempt row of an atomic try, written once, as it ended."""
-    StepAttempt.objects.create(
-        step=step,
-        number=attempt.number,
-        status=status,
-        task_id=attempt.task_id,
-        worker=attempt.worker,
-        started_at=attempt.started_at,
-        finished_at=now,
-        duration_ms=_ms(now - attempt.started_at),
-        error_type=type(error).__name__ if error is not None else "",
-        error=str(error)[:4000] if error is not None else "",
-    )
-
-
-def _attempt_finish(attempt: Attempt, status: str, now: datetime, error: BaseException | None = None) -> None:
-    if attempt.attempt_id is None:
-        return
-    fields: dict[str, Any] = {"status": status, "finished_at": now, "duration_ms": _ms(now - attempt.started_at)}
-    if error is not None:
-        fields.update(error_type=type(error).__name__, error=str(error)[:4000])
-    StepAttempt.objects.filter(id=attempt.attempt_id).update(**fields)
-
-
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def _ms(delta: timedelta) -> int:
-    return max(0, int(delta.total_seconds() * 1000))
+    step.duration_ms = ms(now - step.started_at)

@@ -25,7 +25,6 @@ from orchestration.runs import run_escalate, run_time_out
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (Run.Status.QUEUED, Run.Status.RUNNING)
 SWEEP_BATCH = 200
 
 
@@ -48,7 +47,7 @@ def run_deadline_enforce(run_id: UUID | str, now: datetime | None = None) -> boo
     with transaction.atomic():
         run = (
             Run.objects.select_for_update(skip_locked=True)
-            .filter(id=run_id, status__in=ACTIVE, deadline_at__lte=now)
+            .filter(id=run_id, status__in=Run.ACTIVE, deadline_at__lte=now)
             .first()
         )
         if run is None:
@@ -67,7 +66,7 @@ def run_recover(run_id: UUID | str, now: datetime | None = None) -> str | None:
     with transaction.atomic():
         run = (
             Run.objects.select_for_update(skip_locked=True)
-            .filter(id=run_id, status__in=ACTIVE, last_progress_at__lt=stalled_since)
+            .filter(id=run_id, status__in=Run.ACTIVE, last_progress_at__lt=stalled_since)
             .first()
         )
         if run is None:
@@ -95,12 +94,12 @@ def supervisor_sweep(now: datetime | None = None) -> SweepReport:
     """One pass: run deadlines, stuck runs, then review deadlines."""
     now = now or timezone.now()
     report = SweepReport()
-    overdue = Run.objects.filter(status__in=ACTIVE, deadline_at__lte=now).values_list("id", flat=True)
+    overdue = Run.objects.filter(status__in=Run.ACTIVE, deadline_at__lte=now).values_list("id", flat=True)
     for run_id in list(overdue[:SWEEP_BATCH]):
         if run_deadline_enforce(run_id, now):
             report.timed_out.append(str(run_id))
     stalled_since = now - timedelta(seconds=settings.SUPERVISOR_STALL_SECONDS)
-    stalled = Run.objects.filter(status__in=ACTIVE, last_progress_at__lt=stalled_since).values_list("id", flat=True)
+    stalled = Run.objects.filter(status__in=Run.ACTIVE, last_progress_at__lt=stalled_since).values_list("id", flat=True)
     for run_id in list(stalled[:SWEEP_BATCH]):
         outcome = run_recover(run_id, now)
         if outcome == "recovered":

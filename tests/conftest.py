@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings as django_settings
+from django.db import connection, transaction
+from django.utils import timezone
 
+from api.services import api_token_get_or_create
+from conversations.models import Message, Order
+from conversations.services import conversation_create, customer_create, message_create, order_create_demo
 from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
 from harness.processes import WorkerProcess, web_server
+from orchestration.models import Run
+from orchestration.runs import run_start
+from project.celery import app
 from tests.agents_for_tests import PATHS as TEST_AGENT_PATHS
 from tests.http import ApiClient
 
@@ -33,7 +44,6 @@ RUN_SETTLED = ("completed", "failed", "timed_out", "cancelled", "awaiting_review
 @pytest.fixture(autouse=True)
 def throttle_counters_reset() -> None:
     """Every test starts with fresh throttle counters (they live in Redis, like in production)."""
-    import redis
 
     client = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
     for key in client.scan_iter("switchboard:*throttle_*"):
@@ -56,7 +66,6 @@ def stack(request: Any, database_url: str) -> Iterator[tuple[Any, WorkerProcess]
 @pytest.fixture(scope="session")
 def database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
     """A URL for the test database pytest-django created, for worker subprocesses."""
-    from django.db import connection
 
     settings = connection.settings_dict
     if settings["ENGINE"].endswith("sqlite3"):
@@ -69,7 +78,6 @@ def database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
 
 def broker_reset() -> None:
     """Drop queued and unacknowledged messages left by earlier tests (killed workers)."""
-    from project.celery import app
 
     with app.connection_for_write() as connection:
         channel = connection.default_channel
@@ -106,8 +114,6 @@ def worker_factory(database_url: str) -> Iterator[Callable[..., WorkerProcess]]:
 
 @pytest.fixture
 def make_customer(transactional_db: Any) -> Iterator[Callable[..., tuple[Any, str]]]:
-    from api.services import api_token_get_or_create
-    from conversations.services import customer_create, order_create_demo
 
     counter = iter(range(1000))
 
@@ -124,7 +130,6 @@ def make_customer(transactional_db: Any) -> Iterator[Callable[..., tuple[Any, st
 def runs_settle(timeout: float = 30.0) -> None:
     """Before the test database is flushed, let workers finish the runs they are working on: a flush
     (TRUNCATE) racing a step's row locks can deadlock and leave the next test with this one's data."""
-    from orchestration.models import Run
 
     deadline = time.monotonic() + timeout
     while Run.objects.filter(status=Run.Status.RUNNING).exists() and time.monotonic() < deadline:
@@ -143,11 +148,6 @@ def api(live_server: Any) -> Callable[[str | None], ApiClient]:
 def start_run(make_customer: Callable[..., tuple[Any, str]]) -> Callable[..., Any]:
     """Start a run the way the API does (stored message, dispatch after commit), with an
     optional routing slip and budget."""
-    from django.db import transaction
-
-    from conversations.models import Message
-    from conversations.services import conversation_create, message_create
-    from orchestration.runs import run_start
 
     def start(
         content: str = "How long does shipping take?",
@@ -175,12 +175,6 @@ def start_run(make_customer: Callable[..., tuple[Any, str]]) -> Callable[..., An
 
 def order_add(customer: Any, order_id: str, description: str, total: str, status: str = "delivered") -> Any:
     """A demo order of the customer's, placed five days ago."""
-    from datetime import timedelta
-    from decimal import Decimal
-
-    from django.utils import timezone
-
-    from conversations.models import Order
 
     return Order.objects.create(
         id=order_id,
@@ -206,7 +200,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 def run_wait(run_id: object, timeout: float = 30.0, statuses: tuple[str, ...] = RUN_SETTLED) -> Any:
     """Poll the database until the run reaches one of `statuses` (bounded)."""
-    from orchestration.models import Run
 
     deadline = time.monotonic() + timeout
     while True:
@@ -230,7 +223,6 @@ def fake_server() -> Iterator[Any]:
 @pytest.fixture
 def fake(fake_server: Any) -> Any:
     """The fake LLM with default answers, no faults, no recorded calls, and closed breakers."""
-    import redis
 
     fake_server.reset()
     fake_server.answers = dict(SHIPPING_ANSWERS)

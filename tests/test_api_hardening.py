@@ -8,7 +8,9 @@ import sys
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
 
+from api.services import api_token_get_or_create
 from conversations.models import Message
 from orchestration.models import Run
 from tests.conftest import ROOT_DIR, order_add
@@ -137,9 +139,6 @@ def test_every_customer_endpoint_is_isolated(make_customer, api) -> None:
     assert b.get("/conversations/").json["results"] == []
     assert b.get("/orders/").json == []
     assert_error_shape(b.post(f"/conversations/{conversation_id}/messages/", {"content": "x"}), 404)
-    from django.contrib.auth import get_user_model
-
-    from api.services import api_token_get_or_create
 
     staff = get_user_model().objects.create_user("staff@example.com", is_staff=True)
     staff_client = api(api_token_get_or_create(user=staff))

@@ -11,6 +11,7 @@ from agents.payload import (
     Approval,
     Approver,
     approval_lifts_limit,
+    payload_approval,
     payload_write_problems,
 )
 from agents.registry import agents_all
@@ -23,14 +24,16 @@ def test_every_key_says_what_it_is_and_who_writes_it() -> None:
     agents = set(agents_all())
     for name, key in PAYLOAD_KEYS.items():
         assert key.doc.strip(), name
-        assert key.writers, name
+        # A key nobody writes any more (kept to read old envelopes) must be protected: nobody may write it.
+        assert key.writers or key.protected, name
         # Writers are registered agents or one of the two writers that are not agents.
         assert set(key.writers) <= agents | {REVIEW_DECISION, "run start"}, name
 
 
 def test_the_security_relevant_keys_are_protected() -> None:
     protected = {name for name, key in PAYLOAD_KEYS.items() if key.protected}
-    assert protected == {"approved_actions", "approval", "reply_role", "review_item_id"}
+    assert protected == {"approved_actions", "approval", "approved_by", "reply_role", "review_item_id"}
+    assert PAYLOAD_KEYS["approved_by"].writers == ()
     assert PAYLOAD_KEYS["approved_actions"].writers == ("validator", REVIEW_DECISION)
     for name in ("approval", "reply_role", "review_item_id"):
         assert PAYLOAD_KEYS[name].writers == (REVIEW_DECISION,), name
@@ -45,6 +48,8 @@ def test_the_security_relevant_keys_are_protected() -> None:
         ("validator", "approval", False),
         ("tools", "reply_role", False),
         ("responder", "review_item_id", False),
+        ("validator", "approved_by", False),
+        ("tools", "approved_by", False),
         ("responder", "draft", True),
         ("responder", "not_a_documented_key", True),
     ],
@@ -59,6 +64,19 @@ def test_an_agent_writing_a_key_it_may_not_write_fails_its_step(agent: str, key:
     else:
         with pytest.raises(PermanentError, match=f"{agent} may not write \\['{key}'\\]"):
             envelope_after(envelope, agent, result)
+
+
+def test_envelopes_from_before_approval_keep_their_meaning() -> None:
+    # Stored (a run's start envelope) or queued before `approval` existed: `approved_by` said who decided.
+    assert payload_approval({"approved_by": "rita@example.com"}) == {
+        "by": Approver.REVIEWER,
+        "name": "rita@example.com",
+    }
+    assert approval_lifts_limit(payload_approval({"approved_by": "rita@example.com"})) is True
+    assert approval_lifts_limit(payload_approval({"approved_by": "supervisor"})) is False
+    assert payload_approval({}) is None and payload_approval({"approved_by": ""}) is None
+    new = Approval(by=Approver.SUPERVISOR, name="supervisor")
+    assert payload_approval({"approval": new, "approved_by": "rita@example.com"}) == new
 
 
 def test_only_a_reviewers_approval_lifts_the_refund_limit() -> None:

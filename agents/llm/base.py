@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
 
-from agents.base import Usage
+from agents.base import MICRO_USD, Usage
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,12 @@ class LLMProvider(Protocol):
     def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse: ...
 
 
-def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float:
-    """Cost of a call from the price table (`settings.LLM_PRICES`); unknown models cost 0."""
+def cost_usd(model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    """Cost of a call in US dollars from the price table (`settings.LLM_PRICES`, per million tokens); unknown models
+    cost 0. Exact (Decimal), rounded to the cent's ten-thousandth as steps and runs store it."""
     input_price, output_price = settings.LLM_PRICES.get(model, (0.0, 0.0))
-    return (input_tokens * input_price + output_tokens * output_price) / 1_000_000
+    cost = input_tokens * Decimal(str(input_price)) + output_tokens * Decimal(str(output_price))
+    return (cost / 1_000_000).quantize(MICRO_USD)
 
 
 def estimate_tokens(text: str) -> int:
