@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -73,9 +74,15 @@ def sse(kind: str, data: dict, event_id: str | None = None) -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+#: An event id as `sse` writes it: epoch milliseconds (ASCII digits), "|", a name of printable ASCII.
+EVENT_ID = re.compile(r"([0-9]{1,16})\|([!-~]{1,200})")
+
+
 def parse_event_id(value: str) -> tuple[int, str] | None:
-    ms, _, name = value.partition("|")
-    return (int(ms), name) if ms.isdigit() and name else None
+    """The order key of a Last-Event-ID, or None (the stream starts from the beginning) for anything
+    that is not an id this stream wrote. Never raises."""
+    match = EVENT_ID.fullmatch(value)
+    return (int(match.group(1)), match.group(2)) if match else None
 
 
 async def event_stream(run: Run, last_event_id: str) -> AsyncIterator[str]:

@@ -2,7 +2,9 @@
 
 Rates are settings (THROTTLE_IP_RATE, THROTTLE_CUSTOMER_RATE, THROTTLE_MESSAGE_RATE);
 counters live in Redis (the cache), shared by every web process. A throttled
-request gets 429 with Retry-After.
+request gets 429 with Retry-After. Throttles that need no caller (`needs_caller`
+False: per IP) run before authentication, so a request they refuse costs no
+database query (`api.views.APIView`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from project.caching import redis_client
 
@@ -32,6 +34,11 @@ def counter_hit(key: str, window_seconds: int) -> tuple[int, int]:
     return int(count), int(ttl)
 
 
+def throttle_needs_caller(throttle: BaseThrottle) -> bool:
+    """Whether `throttle` reads the authenticated caller (any throttle not of ours is assumed to)."""
+    return getattr(throttle, "needs_caller", True)
+
+
 class SettingsRateThrottle(SimpleRateThrottle):
     """A fixed-window counter per caller in Redis: one round trip per request whatever the rate.
 
@@ -43,6 +50,9 @@ class SettingsRateThrottle(SimpleRateThrottle):
     """
 
     scope: str
+    #: Whether the throttle reads the authenticated caller (request.user): if not, it runs before
+    #: authentication.
+    needs_caller: bool = True
     # Set by SimpleRateThrottle.__init__ from the rate (used only when there is one).
     num_requests: int
     duration: int
@@ -73,6 +83,7 @@ class SettingsRateThrottle(SimpleRateThrottle):
 
 class PerIPThrottle(SettingsRateThrottle):
     scope = "ip"
+    needs_caller = False
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
@@ -30,7 +32,7 @@ from api.serializers import (
     RunSerializer,
     RunSummarySerializer,
 )
-from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle
+from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle, throttle_needs_caller
 from conversations.models import Conversation, Customer
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
@@ -44,28 +46,50 @@ from project.middleware import request_trace_id
 IDEMPOTENCY_KEY_MAX = 200
 
 
+def idempotency_key_digest(key: str) -> str:
+    """What the service stores for a client's Idempotency-Key: its SHA-256 in hex, 64 characters whatever
+    the key's length, so that the key scoped per customer (`customer:<uuid>:<digest>`) always fits the
+    message's key column, and two different keys stay different."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def id_parameter(name: str) -> OpenApiParameter:
     """A UUID in the path."""
     return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 class APIView(BaseAPIView):
-    """Throttle before checking permissions, so floods of anonymous or bad-token requests are
-    throttled too (DRF checks permissions first, and a 401 would end the request before it)."""
+    """Throttles run first: those that need no caller (per IP) before authentication, so that a flood of
+    bad tokens is refused before each costs a database lookup; those per caller (per customer) right after
+    it, before permissions, so that floods of anonymous requests are throttled too (DRF authenticates, then
+    checks permissions, then throttles: a 401 would end the request before any throttle ran)."""
 
     # drf-spectacular documents each operation with the first docstring in its view's MRO: views
     # below this one carry comments, not docstrings.
 
-    throttles_checked = False
+    def perform_authentication(self, request: Request) -> None:
+        self.throttles_check(request, caller_needed=False)
+        super().perform_authentication(request)
 
     def check_permissions(self, request: Request) -> None:
-        self.check_throttles(request)
-        self.throttles_checked = True
+        self.throttles_check(request, caller_needed=True)
         super().check_permissions(request)
 
     def check_throttles(self, request: Request) -> None:
-        if not self.throttles_checked:
-            super().check_throttles(request)
+        pass  # done by the two methods above, before authentication and before permissions
+
+    def throttles_check(self, request: Request, *, caller_needed: bool) -> None:
+        """DRF's check_throttles over this view's throttles that need (or do not need) the caller: every
+        such throttle counts the request; if any refuses it, 429 with the longest wait."""
+        waits = [
+            throttle.wait()
+            for throttle in self.get_throttles()
+            if throttle_needs_caller(throttle) == caller_needed and not throttle.allow_request(request, self)
+        ]
+        if waits:
+            # None: no throttle knows the wait (DRF accepts it, as its own check_throttles passes; its stubs say float).
+            wait = max((wait for wait in waits if wait is not None), default=None)
+            self.throttled(request, wait)  # type: ignore[arg-type]
 
 
 class ListAPIView(APIView, BaseListAPIView):
@@ -157,7 +181,7 @@ class MessageListView(CustomerView):
             conversation_id=conversation_id,
             content=body.validated_data["content"],
             trace_id=request_trace_id(request),
-            idempotency_key=key,
+            idempotency_key=None if key is None else idempotency_key_digest(key),
         )
         data = {"message": MessageSerializer(message).data, "run": RunSummarySerializer(run).data}
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.id}/"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -47,13 +48,25 @@ def conversation_create(*, customer: Customer) -> Conversation:
     return Conversation.objects.create(customer=customer)
 
 
+#: Unicode categories of characters that show nothing on their own: format characters (zero-width spaces
+#: and joiners, the BOM, bidi and tag characters), controls, spaces and separators, combining marks (with
+#: nothing to combine with), surrogates, private-use and unassigned code points.
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
+#: Letters and symbols that render blank although their category says otherwise: the Hangul fillers and
+#: the blank Braille pattern.
+BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
 def message_content_clean(content: object) -> str:
-    """The customer's message as stored, or InvalidInput saying what is wrong."""
+    """The customer's message as stored, or InvalidInput saying what is wrong (not a string, empty,
+    nothing visible — only spaces, zero-width or other invisible characters — or too long)."""
     if not isinstance(content, str):
         raise InvalidInput("content must be a string.")
     content = content.strip()
     if not content:
         raise InvalidInput("content must not be empty.")
+    if all(unicodedata.category(char) in INVISIBLE_CATEGORIES or char in BLANK_CHARACTERS for char in content):
+        raise InvalidInput("content has nothing visible: only spaces, zero-width or other invisible characters.")
     if len(content) > settings.MESSAGE_MAX_CHARS:
         raise InvalidInput(f"content is {len(content)} characters; the limit is {settings.MESSAGE_MAX_CHARS}.")
     return content

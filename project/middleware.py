@@ -1,17 +1,20 @@
-"""Trace id for every HTTP request (accepted from the caller or generated), and the request size limit."""
+"""Trace id for every HTTP request (accepted from the caller or generated), the request size limit, and
+the API's errors in the one JSON shape in every mode."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import sentry_sdk
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from project.otel import current_trace_id
-from project.responses import error_response
+from project.responses import error_response, status_error_response
 from project.tracing import trace_context
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -70,3 +73,50 @@ class RequestSizeLimitMiddleware:
                 request, 413, "request_too_large", f"The request body is {length} bytes; the limit is {limit}."
             )
         return self.get_response(request)
+
+
+#: Headers an error response keeps when it is put into the JSON shape.
+KEPT_ERROR_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def api_error_as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """`response`, or, when it is an error under /api/ that is not JSON, the JSON error for its status."""
+    if (
+        response.status_code < 400
+        or not request.path.startswith("/api/")
+        or response.get("Content-Type", "").startswith("application/json")
+    ):
+        return response
+    replaced = status_error_response(request, response.status_code)
+    for header in KEPT_ERROR_HEADERS:
+        if header in response:
+            replaced[header] = response[header]
+    return replaced
+
+
+class ApiJsonErrorsMiddleware:
+    """Every error answered under /api/ is the JSON error shape, DEBUG on or off.
+
+    The views and handlers answer JSON already, but with DEBUG on Django answers some errors itself with
+    HTML pages: the technical 404 page (unknown paths), the 500 page with its traceback, settings and
+    request (any unexpected error, or a 400 for a suspicious request). Such a response is replaced by the
+    error for its status (`project.responses.STATUS_ERRORS`). Django has logged the error, and told Sentry,
+    before this runs: developers still find the traceback in the log, never in a response. Sync and async
+    (it reads no body): it makes no async view run in a thread.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return api_error_as_json(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        return api_error_as_json(request, await self.get_response(request))

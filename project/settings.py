@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.TraceIdMiddleware",
+    "project.middleware.ApiJsonErrorsMiddleware",
     "project.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -170,18 +171,26 @@ REST_FRAMEWORK: dict[str, Any] = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, DEBUG on or off: no browsable API (it answered browsers, errors included, with HTML pages,
+    # unlike production); /api/v1/docs/ is the API to browse.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a nesting limit (REQUEST_JSON_MAX_DEPTH).
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["api.throttles.PerIPThrottle", "api.throttles.PerCustomerThrottle"],
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # DRF's limit/offset with a maximum page size (API_PAGE_MAX_SIZE).
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Clients behind a proxy: how many proxies to trust in X-Forwarded-For (0: use the socket's address).
     "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
-if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+# The largest page a list endpoint answers (`?limit=` above it gives this many): a larger page is fewer
+# round trips for a client, and more rows read and serialised by one request.
+API_PAGE_MAX_SIZE = env_int("API_PAGE_MAX_SIZE", 100)
+# How deeply a JSON request body may nest arrays and objects (400 beyond): the API's bodies nest 3 levels
+# at most; a higher limit allows richer bodies, and costs more to walk in every layer that reads them.
+REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 20)
 # Requests allowed per client IP (everyone), per customer (signed in) and messages posted per customer.
 THROTTLE_RATES = {
     "ip": env_str("THROTTLE_IP_RATE", "300/min"),
