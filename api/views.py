@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
@@ -44,13 +42,6 @@ from project.errors import InvalidInput
 from project.middleware import request_trace_id
 
 IDEMPOTENCY_KEY_MAX = 200
-
-
-def idempotency_key_digest(key: str) -> str:
-    """What the service stores for a client's Idempotency-Key: its SHA-256 in hex, 64 characters whatever
-    the key's length, so that the key scoped per customer (`customer:<uuid>:<digest>`) always fits the
-    message's key column, and two different keys stay different."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def id_parameter(name: str) -> OpenApiParameter:
@@ -181,7 +172,7 @@ class MessageListView(CustomerView):
             conversation_id=conversation_id,
             content=body.validated_data["content"],
             trace_id=request_trace_id(request),
-            idempotency_key=None if key is None else idempotency_key_digest(key),
+            idempotency_key=key,
         )
         data = {"message": MessageSerializer(message).data, "run": RunSummarySerializer(run).data}
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.id}/"})

@@ -7,6 +7,7 @@ happens after the commit (`orchestration.pipeline.run_dispatch`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
 from typing import Any, assert_never
@@ -95,7 +96,9 @@ def conversation_message_post(
     """
     content = message_content_clean(content)
     conversation = conversation_get(customer=customer, conversation_id=conversation_id)
-    key = f"customer:{customer.id}:{idempotency_key}" if idempotency_key else None
+    # Scoped per customer, and stored as a digest: any key length fits the message's key column, and two different
+    # keys stay different.
+    key = f"customer:{customer.id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}" if idempotency_key else None
     with transaction.atomic():
         message, created = message_create(
             conversation_id=conversation.id, role=Message.Role.CUSTOMER, content=content, idempotency_key=key
