@@ -61,8 +61,9 @@ PROMPT = llm.Prompt(
 #: All a sentence may say about an order that is not the customer's: that it was not found.
 NOT_FOUND_TERMS = frozenset(
     tokenize(
-        "I could not find, locate or see that order number on your account; it is not in our records, it does "
-        "not exist or is unknown: please check the number."
+        "Sorry, unfortunately I'm afraid I cannot, can't, couldn't or was unable to find, locate, see or look up "
+        "that order number on your account or in our system; it is not in our records, does not exist or is "
+        "unknown: please check the number and try again."
     )
 )
 

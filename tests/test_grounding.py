@@ -12,6 +12,7 @@ from agents.grounding import commitment_check, reply_check
 from agents.knowledge import internal_notes
 from agents.registry import agent_get
 from agents.responder import PROMPT as RESPONDER_PROMPT
+from agents.validator import leak_check
 from conversations.services import conversation_create, customer_create
 from tests.conftest import order_add
 from tests.test_envelope import make_envelope
@@ -166,3 +167,22 @@ def test_a_compensation_promise_goes_to_review(shop: dict[str, Any]) -> None:
     assert result.outcome == Outcome.ESCALATE and result.reason == "validation_failed"
     assert "approved_actions" not in result.payload
     assert any(reason.startswith("commitment:") for reason in reasons), reasons
+
+
+@pytest.mark.parametrize(
+    ("sentence", "flagged"),
+    [
+        ("Sorry, I couldn't find order {id} in our system.", False),
+        ("Order {id} does not exist; please check the number.", False),
+        ("Order {id} was delivered.", True),
+        ("Order {id} is 329.00 EUR.", True),
+    ],
+)
+def test_about_an_order_not_the_customers_only_not_found_may_be_said(
+    shop: dict[str, Any], sentence: str, flagged: bool
+) -> None:
+    for order_id in ("SB-30001", "SB-39999"):
+        reasons = leak_check(sentence.format(id=order_id), shop["conversation_id"])
+        assert bool(reasons) == flagged, (order_id, reasons)
+    own = "Your order SB-20001 (Set of 4 enamel camping mugs) was delivered."
+    assert leak_check(own, shop["conversation_id"]) == []
