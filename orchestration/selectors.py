@@ -111,12 +111,12 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
         add(run.started_at, "run:running", "run", {"status": "running"})
     for step in run.steps.order_by("hop", "started_at", "id"):
         base = {"agent": step.agent, "hop": step.hop}
-        add(step.started_at, f"step:{step.id}:started", "step", {**base, "status": "running"})
+        add(step.started_at, f"step:{step.key}:started", "step", {**base, "status": "running"})
         if step.status in (Step.Status.COMPLETED, Step.Status.FAILED) and step.finished_at:
             data = {**base, "status": step.status, "duration_ms": step.duration_ms}
-            add(step.finished_at, f"step:{step.id}:{step.status}", "step", data)
+            add(step.finished_at, f"step:{step.key}:{step.status}", "step", data)
         elif step.status == Step.Status.RETRYING:
-            add(step.started_at, f"step:{step.id}:retrying:{step.attempt}", "step", {**base, "status": "retrying"})
+            add(step.started_at, f"step:{step.key}:retrying:{step.attempt}", "step", {**base, "status": "retrying"})
     for item in ReviewItem.objects.filter(run=run).order_by("created_at"):
         add(
             item.created_at,

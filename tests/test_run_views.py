@@ -102,6 +102,9 @@ def test_the_events_of_a_run_carry_public_reasons_and_no_details() -> None:
     text = repr(events)
     for needle in ("Tallow", "goodwill", "validation_failed", "LLMMalformedOutput", "fake-model", "tokens", "version"):
         assert needle not in text, needle
+    # Event ids name steps by their key in the run, not by database ids (which count every customer's steps).
+    names = [name for (_, name), kind, _ in events if kind == "step"]
+    assert names and all(name.startswith(("step:0.agent0:", "step:1.agent1:")) for name in names), names
 
 
 def test_the_message_post_answers_a_public_run_summary() -> None:
