@@ -1,9 +1,12 @@
 """Validator: checks the draft reply and the proposed actions before they reach anyone.
 
-Rule checks always apply: facts in the reply match the sources exactly, each
-sentence is supported, no staff-only note and no other customer's order details
-leak, and every proposed action is within policy. The LLM's verdict can only add
-reasons. A failed check escalates the run to a person with the reasons; a pass
+Rule checks always apply: facts in the reply match the sources exactly (never the
+customer's own message), each sentence is supported, every promise is backed by a
+passage or a proposed action, no staff-only note and no prompt is repeated, the
+reply says nothing about an order that is not the customer's beyond "not found",
+and every proposed action is within policy. The LLM's verdict can only add
+reasons. A failed check escalates the run to a person with the reasons (for
+staff: customers see only a public reason, `orchestration.public`); a pass
 approves the proposed actions for deliver to execute.
 """
 
@@ -14,11 +17,21 @@ from typing import Any, assert_never
 from agents import llm
 from agents.base import Agent, AgentResult, Outcome, Queue
 from agents.envelope import Envelope
-from agents.grounding import internal_note_check, reply_check
+from agents.grounding import (
+    facts,
+    internal_note_check,
+    prompt_leak_check,
+    reply_body,
+    reply_check,
+    sentences,
+)
+from agents.knowledge import tokenize
+from agents.llm.agent import LLMAgent
 from agents.payload import Verdict
-from conversations.orders import order_ids_in
+from agents.registry import agents_all
+from conversations.orders import ORDER_IDS_IN_TEXT, order_ids_in
 from conversations.refunds import RefundProblem, RefundProblemCode, refund_problems
-from conversations.selectors import conversation_customer_id, orders_of_other_customers
+from conversations.selectors import conversation_customer_id, order_lookup
 
 
 def validator_offline(variables: dict[str, Any]) -> dict[str, Any]:
@@ -45,13 +58,45 @@ PROMPT = llm.Prompt(
 )
 
 
-def leak_check(reply: str, customer_id: str) -> list[str]:
-    """Reasons if the reply describes an order of another customer."""
+#: All a sentence may say about an order that is not the customer's: that it was not found.
+NOT_FOUND_TERMS = frozenset(
+    tokenize(
+        "Sorry, unfortunately I'm afraid I cannot, can't, couldn't or was unable to find, locate, see or look up "
+        "that order number on your account or in our system; it is not in our records, does not exist or is "
+        "unknown: please check the number and try again."
+    )
+)
+
+
+def leak_check(reply: str, conversation_id: str) -> list[str]:
+    """Reasons if the reply says anything about an order that is not the customer's, beyond that it was not
+    found. Whether such an order is someone else's or no one's is never looked at, so neither the outcome nor
+    a reason depends on it: guessing order numbers tells a customer nothing."""
+    own = {
+        order_id
+        for order_id in order_ids_in(reply)
+        if order_lookup(conversation_id=conversation_id, order_id=order_id)["found"]
+    }
     reasons = []
-    for order in orders_of_other_customers(order_ids=order_ids_in(reply), customer_id=customer_id):
-        if order.description.lower() in reply.lower() or str(order.total) in reply:
-            reasons.append(f"leak: the reply describes order {order.id}, which is another customer's.")
+    for sentence in sentences(reply_body(reply)):
+        foreign = [order_id for order_id in order_ids_in(sentence) if order_id not in own]
+        if not foreign:
+            continue
+        rest = ORDER_IDS_IN_TEXT.sub(" ", sentence)
+        if facts(rest) or any(term not in NOT_FOUND_TERMS for term in tokenize(rest)):
+            reasons.append(
+                f"foreign_order: the reply says more than 'not found' about {', '.join(foreign)}, "
+                "which is not on this customer's account."
+            )
     return reasons
+
+
+def prompts_all() -> list[tuple[str, str]]:
+    """Every agent's system prompt, as (label, text), for the prompt-leak check."""
+    prompts = {
+        agent.prompt.label: agent.prompt.system for agent in agents_all().values() if isinstance(agent, LLMAgent)
+    }
+    return sorted({**prompts, PROMPT.label: PROMPT.system}.items())
 
 
 def severity(code: RefundProblemCode) -> int:
@@ -76,7 +121,8 @@ class Validator(Agent):
         actions = payload.get("proposed_actions", [])
         customer_id = conversation_customer_id(conversation_id=envelope.conversation_id)
 
-        reasons = reply_check(draft, payload).reasons + internal_note_check(draft) + leak_check(draft, customer_id)
+        reasons = reply_check(draft, payload).reasons + internal_note_check(draft)
+        reasons += prompt_leak_check(draft, prompts_all()) + leak_check(draft, envelope.conversation_id)
         action_problems: list[RefundProblem] = []
         for action in actions:
             action_problems += refund_problems(customer_id=customer_id, action=action, enforce_limit=True)

@@ -50,9 +50,13 @@ EVENTS_OPERATION = {
     "operationId": "runs_events",
     "summary": "Live progress of a run as Server-Sent Events",
     "description": (
-        "`text/event-stream` with events `run` (status), `step` (an agent started, finished, failed or is "
-        "retrying), `review` (a person is checking, or decided), `message` (a reply or notice) and `end` (the "
-        "run is over; the stream closes). Data is JSON; every event has an id, and a reconnecting client "
+        "`text/event-stream` with events `run` (`{status}`; a stopped run's also has `reason`, the public "
+        "reason `{code, message}` of `GET /api/v1/runs/{run_id}/`), `step` (`{agent, hop, status}`: an agent "
+        "started, finished — with `duration_ms` — failed or is retrying), `review` (`{id, reason}`: a person is "
+        "checking; `{id, status: decided}`), `message` (`{id, role, content, created_at}`: a reply or notice) "
+        "and `end` (the run is over; the stream closes). Events carry only what the customer may see: no "
+        "internal reasons, errors, models, prompts, tokens or costs. Data is JSON; every event has an id, and "
+        "a reconnecting client "
         "sending `Last-Event-ID` gets only newer events. A connection lasts at most SSE_MAX_SECONDS (120 s); "
         "EventSource reconnects by itself. Without SSE, poll `GET /api/v1/runs/{run_id}/` (every second or "
         "so) until the status is completed, failed, timed_out or cancelled, then read the messages."

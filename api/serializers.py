@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from conversations.models import Conversation, Message, Order
 from orchestration.models import ReviewDecision, ReviewItem, Run, Step
+from orchestration.public import PublicReason, PublicReasonView, public_reason_of
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -62,7 +63,69 @@ class RunSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "status", "trace_id"]
 
 
+# --- What customers see of a run: status, a public reason (orchestration.public), step names and timings ---
+
+
+class PublicReasonSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=[(code.value, code.name) for code in PublicReason])
+    message = serializers.CharField(help_text="A fixed sentence per code.")
+
+
+def run_public_reason(run: Run) -> PublicReasonView | None:
+    return public_reason_of(status=run.status, reason=run.reason)
+
+
+class RunPublicSummarySerializer(serializers.ModelSerializer):
+    reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "status", "reason", "trace_id"]
+
+    @extend_schema_field(PublicReasonSerializer(allow_null=True))
+    def get_reason(self, run: Run) -> PublicReasonView | None:
+        return run_public_reason(run)
+
+
 class StepSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Step
+        fields = ["agent", "hop", "status", "started_at", "finished_at", "duration_ms"]
+
+
+class MessagePostedSerializer(serializers.Serializer):
+    message = MessageSerializer()
+    run = RunPublicSummarySerializer()
+
+
+class RunSerializer(serializers.ModelSerializer):
+    reason = serializers.SerializerMethodField()
+    # Loaded in one query, in order, by `run_detail_get`.
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "status",
+            "reason",
+            "trace_id",
+            "conversation",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "steps",
+        ]
+
+    @extend_schema_field(PublicReasonSerializer(allow_null=True))
+    def get_reason(self, run: Run) -> PublicReasonView | None:
+        return run_public_reason(run)
+
+
+# --- What staff and reviewers see of a run: internal reasons, errors, models, prompts, tokens, budgets, costs ---
+
+
+class StepStaffSerializer(serializers.ModelSerializer):
     tokens = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -70,6 +133,7 @@ class StepSerializer(serializers.ModelSerializer):
         fields = [
             "agent",
             "version",
+            "hop",
             "status",
             "attempt",
             "started_at",
@@ -81,13 +145,9 @@ class StepSerializer(serializers.ModelSerializer):
             "cost_usd",
             "model",
             "prompt_version",
+            "llm_latency_ms",
             "error",
         ]
-
-
-class MessagePostedSerializer(serializers.Serializer):
-    message = MessageSerializer()
-    run = RunSummarySerializer()
 
 
 class UsageSerializer(serializers.Serializer):
@@ -96,10 +156,8 @@ class UsageSerializer(serializers.Serializer):
     hops = serializers.IntegerField()
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunStaffSerializer(RunSummarySerializer):
     usage = serializers.SerializerMethodField()
-    # Loaded in one query, in order, by `run_detail_get`.
-    steps = StepSerializer(many=True, read_only=True)
 
     class Meta:
         model = Run
@@ -109,14 +167,12 @@ class RunSerializer(serializers.ModelSerializer):
             "reason",
             "reason_detail",
             "trace_id",
-            "conversation",
             "created_at",
             "started_at",
             "finished_at",
             "deadline_at",
             "usage",
             "budget",
-            "steps",
         ]
 
     @extend_schema_field(UsageSerializer)
@@ -173,10 +229,12 @@ class ReviewItemSerializer(serializers.ModelSerializer):
 
 
 class ReviewItemDetailSerializer(ReviewItemSerializer):
-    # The transcript (the conversation's messages, oldest first), the run's steps and the decisions are
-    # loaded by `review_detail_load`.
+    # The staff view of the run: its internal reason and detail, usage and budget; the transcript (the
+    # conversation's messages, oldest first), the run's steps (staff view) and the decisions are loaded by
+    # `review_detail_load`.
+    run = RunStaffSerializer(read_only=True)
     transcript = MessageSerializer(source="run.conversation.messages", many=True, read_only=True)
-    steps = StepSerializer(source="run.steps", many=True, read_only=True)
+    steps = StepStaffSerializer(source="run.steps", many=True, read_only=True)
     decisions = ReviewDecisionSerializer(many=True, read_only=True)
 
     class Meta(ReviewItemSerializer.Meta):

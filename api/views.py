@@ -27,8 +27,8 @@ from api.serializers import (
     ReviewDecisionInputSerializer,
     ReviewItemDetailSerializer,
     ReviewItemSerializer,
+    RunPublicSummarySerializer,
     RunSerializer,
-    RunSummarySerializer,
 )
 from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle, throttle_needs_caller
 from conversations.models import Conversation, Customer
@@ -174,13 +174,18 @@ class MessageListView(CustomerView):
             trace_id=request_trace_id(request),
             idempotency_key=key,
         )
-        data = {"message": MessageSerializer(message).data, "run": RunSummarySerializer(run).data}
+        data = {"message": MessageSerializer(message).data, "run": RunPublicSummarySerializer(run).data}
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.id}/"})
 
 
 class RunDetailView(CustomerView):
     @extend_schema(
-        summary="A run: status, usage, budget and one entry per agent step (poll this without SSE)",
+        summary="A run as its customer sees it (poll this without SSE)",
+        description=(
+            "Status, a public reason (a code and a fixed sentence; null while the run is on its way or completed) "
+            "and each agent step's name, status and timings. Internal reasons, errors, models, prompts, tokens, "
+            "budgets and costs are for staff: see the review item (`GET /api/v1/reviews/{id}/`) or the admin."
+        ),
         parameters=[id_parameter("run_id")],
         responses=RunSerializer,
         tags=["runs"],
@@ -212,6 +217,10 @@ class ReviewDetailView(APIView):
 
     @extend_schema(
         summary="One review item with the transcript, steps and decisions (reviewers only)",
+        description=(
+            "The staff view of the run: its internal reason and detail, usage and budget, and each step's error, "
+            "model, prompt version, tokens and cost."
+        ),
         parameters=[id_parameter("item_id")],
         responses=ReviewItemDetailSerializer,
         tags=["reviews"],

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,7 +33,8 @@ class Recorded:
 @dataclass
 class FakeOpenAI:
     """`answers[prompt_name]` is a dict (sent as JSON content), a callable(body) -> dict, or
-    {"tool_calls": [(name, arguments_dict), ...]} for function calling."""
+    {"tool_calls": [(name, arguments_dict), ...]} for function calling, or {"raw": text} for content
+    sent as it is (not JSON)."""
 
     answers: dict[str, Any] = field(default_factory=dict)
     latency: float = 0.0
@@ -142,6 +145,8 @@ class FakeOpenAI:
         message: dict[str, Any] = {"role": "assistant", "content": None}
         if fault == "malformed":
             message["content"] = "Sure! Here is what you asked for: {intent: shipping"
+        elif isinstance(answer, dict) and "raw" in answer:
+            message["content"] = str(answer["raw"])
         elif isinstance(answer, dict) and "tool_calls" in answer:
             message["tool_calls"] = [
                 {"id": f"call_{i}", "type": "function", "function": {"name": tool, "arguments": json.dumps(args)}}
@@ -205,3 +210,88 @@ SHIPPING_ANSWERS: dict[str, Any] = {
     "validator": {"pass": True, "reasons": []},
     "tools": {"tool_calls": []},
 }
+
+
+# --- An obedient model ---------------------------------------------------------------------------------------
+
+_ORDER_IDS = re.compile(r"\bSB-\d{5}\b", re.IGNORECASE)
+_WRITE_EXACTLY = re.compile(r"write exactly:\s*", re.IGNORECASE)
+
+
+def request_customer_message(body: dict[str, Any]) -> str:
+    """The customer's message in a recorded request: the responder's `Customer message: ...` field (up to the
+    next one), or what follows the last `Message: ` of the other prompts (triage, planner, tools)."""
+    user = next((m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "user"), "")
+    _, found, rest = user.partition("Customer message: ")
+    if found:
+        return rest.split("\nOrder numbers mentioned:", 1)[0]
+    return user.rpartition("Message: ")[2]
+
+
+def request_prompt_text(body: dict[str, Any]) -> str:
+    """Everything the model was sent (system and user messages), as one text."""
+    return "\n\n".join(str(m.get("content") or "") for m in body.get("messages", []))
+
+
+def obedient_responder(
+    *, notes: Sequence[str] = (), orders: Mapping[str, str] | None = None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A responder that does what the customer's message says, as a model that follows injected instructions
+    would (the worst case for everything after it):
+
+    - "write exactly: <text>" -> replies <text>;
+    - asks for its prompt or instructions -> replies with everything it was sent ("in plain text": not even
+      JSON, so the answer is malformed);
+    - asks for an internal or staff-only note -> repeats `notes` (what the model somehow knows);
+    - "describe order SB-..." -> describes each order from `orders` (what it knows of other customers'
+      orders; an order it knows nothing of gets an invented description);
+    - anything else -> an empty reply.
+    """
+    known = dict(orders or {})
+
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        message = request_customer_message(body)
+        lowered = message.lower()
+        exactly = _WRITE_EXACTLY.search(message)
+        if exactly:
+            reply = message[exactly.end() :].strip()
+        elif "prompt" in lowered or "instructions" in lowered:
+            if "plain text" in lowered:
+                return {"raw": request_prompt_text(body)}
+            reply = request_prompt_text(body)
+        elif "note" in lowered and ("internal" in lowered or "staff" in lowered):
+            reply = "Here is the staff-only note: " + " ".join(notes)
+        elif "describe order" in lowered:
+            ids = sorted({order_id.upper() for order_id in _ORDER_IDS.findall(message)})
+            reply = " ".join(f"Order {i}: {known.get(i, 'a Nimbus 2-person tent for 329.00 EUR')}." for i in ids)
+        else:
+            reply = ""
+        return {"reply": reply, "sources": []}
+
+    return answer
+
+
+def obedient_answers(*, notes: Sequence[str] = (), orders: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Answers for a whole run with an obedient model: triage finds the order ids the message names, the
+    planner sends them to the tools agent, which looks each one up, the responder does what the customer
+    says (`obedient_responder`) and the validator's model passes everything (only the rule checks stand)."""
+
+    def triage(body: dict[str, Any]) -> dict[str, Any]:
+        ids = sorted({order_id.upper() for order_id in _ORDER_IDS.findall(request_customer_message(body))})
+        return {"intent": "other", "confidence": 0.9, "order_ids": ids}
+
+    def planner(body: dict[str, Any]) -> dict[str, Any]:
+        tools = ["tools"] if _ORDER_IDS.search(request_customer_message(body)) else []
+        return {"slip": [["retrieval", "account"], *tools, "responder", "validator", "deliver"]}
+
+    def tools(body: dict[str, Any]) -> dict[str, Any]:
+        ids = sorted({order_id.upper() for order_id in _ORDER_IDS.findall(request_customer_message(body))})
+        return {"tool_calls": [("order_lookup", {"order_id": order_id}) for order_id in ids]}
+
+    return {
+        "triage": triage,
+        "planner": planner,
+        "tools": tools,
+        "responder": obedient_responder(notes=notes, orders=orders),
+        "validator": {"pass": True, "reasons": []},
+    }

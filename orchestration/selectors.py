@@ -10,6 +10,7 @@ from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from conversations.models import Customer, Message
 from conversations.selectors import conversation_transcript
 from orchestration.models import ReviewDecision, ReviewItem, Run, Step
+from orchestration.public import public_reason_of, public_reason_view
 from project.errors import NotFound
 from project.ids import uuid_or_none
 
@@ -91,9 +92,13 @@ def run_timeline(run: Run) -> list[dict]:
 def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str, dict]], str]:
     """What has happened in a run, as (order key, event type, data), oldest first, and its status now.
 
-    Events: `run` (each status it reached), `step` (started, finished, failed — with attempts),
-    `review` (a person is checking), `message` (replies and notices in the conversation since the run began).
-    The live-progress stream (SSE) sends each event once; order keys are (epoch ms, name).
+    Events: `run` (each status it reached; a stopped run's with its public reason), `step` (started, finished,
+    failed, retrying), `review` (a person is checking, with the public reason; decided), `message` (replies and
+    notices in the conversation since the run began). The live-progress stream (SSE) sends each event once;
+    order keys are (epoch ms, name).
+
+    Customers read these: the data is the public view (`orchestration.public`) — no internal reasons or
+    details, no errors, models, prompts, tokens or costs, and only messages the conversation shows them anyway.
     """
     run = Run.objects.get(id=run_id)
     events: list[tuple[tuple[int, str], str, dict]] = []
@@ -105,22 +110,22 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
     if run.started_at:
         add(run.started_at, "run:running", "run", {"status": "running"})
     for step in run.steps.order_by("hop", "started_at", "id"):
-        base = {"agent": step.agent, "version": step.version, "hop": step.hop, "attempt": step.attempt}
-        add(step.started_at, f"step:{step.id}:started", "step", {**base, "status": "running"})
+        base = {"agent": step.agent, "hop": step.hop}
+        add(step.started_at, f"step:{step.key}:started", "step", {**base, "status": "running"})
         if step.status in (Step.Status.COMPLETED, Step.Status.FAILED) and step.finished_at:
-            data = {**base, "status": step.status, "duration_ms": step.duration_ms, "tokens": step.tokens}
-            add(step.finished_at, f"step:{step.id}:{step.status}", "step", data)
+            data = {**base, "status": step.status, "duration_ms": step.duration_ms}
+            add(step.finished_at, f"step:{step.key}:{step.status}", "step", data)
         elif step.status == Step.Status.RETRYING:
-            add(step.started_at, f"step:{step.id}:retrying:{step.attempt}", "step", {**base, "status": "retrying"})
+            add(step.started_at, f"step:{step.key}:retrying:{step.attempt}", "step", {**base, "status": "retrying"})
     for item in ReviewItem.objects.filter(run=run).order_by("created_at"):
-        add(item.created_at, f"review:{item.id}", "review", {"id": str(item.id), "reason": item.reason})
+        add(
+            item.created_at,
+            f"review:{item.id}",
+            "review",
+            {"id": str(item.id), "reason": public_reason_view(item.reason)},
+        )
         if item.decided_at:
-            add(
-                item.decided_at,
-                f"review:{item.id}:{item.status}",
-                "review",
-                {"id": str(item.id), "status": item.status},
-            )
+            add(item.decided_at, f"review:{item.id}:decided", "review", {"id": str(item.id), "status": "decided"})
     replies = Message.objects.filter(conversation_id=run.conversation_id, created_at__gte=run.created_at).exclude(
         role=Message.Role.CUSTOMER
     )
@@ -134,6 +139,7 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
         add(message.created_at, f"message:{message.id}", "message", data)
     if run.status not in Run.ACTIVE:
         when = run.finished_at or run.last_progress_at
-        add(when, f"run:{run.status}", "run", {"status": run.status, "reason": run.reason})
+        reason = public_reason_of(status=run.status, reason=run.reason)
+        add(when, f"run:{run.status}", "run", {"status": run.status, "reason": reason})
     events.sort(key=lambda event: event[0])
     return events, run.status

@@ -220,6 +220,7 @@ SPECTACULAR_SETTINGS = {
         "ReviewStatusEnum": "orchestration.models.ReviewItem.Status",
         "HealthStatusEnum": ["ok", "unavailable"],
         "MessageRoleEnum": "conversations.models.Message.Role",
+        "PublicReasonCodeEnum": "orchestration.public.PublicReason",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

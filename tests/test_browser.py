@@ -86,6 +86,7 @@ def test_sign_in_ask_watch_progress_and_read_the_reply(stack, transactional_db, 
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#review-banner")).to_be_visible()
     expect(page.locator("#review-banner")).to_contain_text("A person is checking this")
+    expect(page.locator("#review-reason")).to_contain_text("checks this refund before anything is issued")
     expect(page.locator(".message.system").last).to_contain_text("member of our support team")
     expect(page.locator('.step[data-agent="validator"]')).to_have_attribute("data-status", "completed")
     assert page.locator('.step[data-agent="deliver"]').count() == 0

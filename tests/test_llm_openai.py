@@ -51,10 +51,10 @@ def test_a_full_run_through_the_openai_provider(fake, worker_factory, start_run,
     assert run.tokens_used == sum(s.tokens for s in steps.values())
     assert run.cost_usd == sum(s.cost_usd for s in steps.values())
 
+    # The customer's view of the run shows step names and timings, no model, prompt, tokens or cost.
     body = api(token).get(f"/runs/{run.id}/").json
-    assert body["usage"]["tokens"] == run.tokens_used
-    assert Decimal(body["usage"]["cost_usd"]) == run.cost_usd
-    assert {s["agent"]: s["prompt_version"] for s in body["steps"]}["triage"] == "triage@1"
+    assert "usage" not in body and [s["agent"] for s in body["steps"]][:2] == ["triage", "planner"]
+    assert not {"model", "prompt_version", "tokens", "cost_usd"} & set(body["steps"][0])
 
 
 def test_tool_calls_from_the_model_drive_a_refund(fake, worker_factory, start_run, make_customer) -> None:

@@ -14,6 +14,7 @@
     title: document.getElementById("conversation-title"),
     messages: document.getElementById("messages"),
     review: document.getElementById("review-banner"),
+    reviewReason: document.getElementById("review-reason"),
     progress: document.getElementById("progress"),
     steps: document.getElementById("steps"),
     progressTitle: document.getElementById("progress-title"),
@@ -23,6 +24,7 @@
     error: document.getElementById("composer-error"),
   };
   const state = { conversationId: null, shown: new Set(), source: null, pollTimer: null };
+  const REVIEW_REASON_DEFAULT = els.reviewReason.textContent;
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -150,9 +152,11 @@
     els.progressTitle.textContent = "How we answered";
   }
 
-  function showReview(pending) {
+  // `reason` is the run's public reason ({code, message}: a fixed sentence per code), when it has one.
+  function showReview(pending, reason) {
     els.review.hidden = !pending;
     if (pending) els.progressTitle.textContent = "Waiting for a person";
+    if (pending && reason && reason.message) els.reviewReason.textContent = reason.message;
   }
 
   function watchRun(runId) {
@@ -162,6 +166,7 @@
     delete els.progress.dataset.done;
     els.progressTitle.textContent = "Working on it";
     els.review.hidden = true;
+    els.reviewReason.textContent = REVIEW_REASON_DEFAULT;
     if (!window.EventSource) return pollRun(runId);
     const source = new EventSource(API + "/runs/" + runId + "/events/");
     state.source = source;
@@ -169,11 +174,11 @@
     source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
     source.addEventListener("review", (event) => {
       const data = JSON.parse(event.data);
-      showReview(!data.status);  // a decision ends "a person is checking"
+      showReview(!data.status, data.reason);  // a decision ("decided") ends "a person is checking"
     });
     source.addEventListener("run", (event) => {
       const data = JSON.parse(event.data);
-      if (data.status === "awaiting_review") showReview(true);
+      if (data.status === "awaiting_review") showReview(true, data.reason);
       if (data.status === "running") showReview(false);
     });
     source.addEventListener("end", runFinished);
@@ -191,7 +196,7 @@
     try {
       const run = await api("GET", "/runs/" + runId + "/");
       run.steps.forEach(showStep);
-      showReview(run.status === "awaiting_review");
+      showReview(run.status === "awaiting_review", run.reason);
       const conversation = await api("GET", "/conversations/" + state.conversationId + "/messages/");
       conversation.forEach(showMessage);
       if (TERMINAL.includes(run.status)) return runFinished();

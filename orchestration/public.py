@@ -1,0 +1,108 @@
+"""What a customer may be told about why a run stopped: a public reason code and one fixed sentence per code.
+
+Runs record internal reasons (`Run.reason`: validation_failed, refund_over_limit, budget_tokens, agent_failed, ...)
+and details (`Run.reason_detail`: the validator's reasons, which quote the sentences it blocked, or an exception
+text). Those are for staff (the admin, `/api/v1/reviews/`). Every customer surface — the run view, the message
+POST's run summary, the event stream — shows `public_reason_of` instead: the one table below maps every internal
+reason to a public code (an unknown reason to `PublicReason.SUPPORT_FOLLOW_UP`), and each code has one sentence.
+No sentence depends on anything but the code, so nothing a customer reads distinguishes, say, "the reply described
+another customer's order" from "the reply was not grounded".
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TypedDict
+
+from conversations.refunds import RefundProblemCode
+from orchestration.models import Run
+
+
+class PublicReason(enum.StrEnum):
+    """Why a run stopped, as a customer may be told."""
+
+    IN_REVIEW = "in_review"
+    """A person checks the answer before it is sent (the validator held it, a guard stopped the run, the
+    model was unavailable)."""
+    REFUND_IN_REVIEW = "refund_in_review"
+    """A person checks a refund before anything is issued (any refund policy reason)."""
+    PERSON_REQUESTED = "person_requested"
+    """The customer asked for a person."""
+    DELAYED = "delayed"
+    """The run passed its deadline; a person follows up."""
+    FAILED = "failed"
+    """Something went wrong; a person follows up."""
+    SUPPORT_FOLLOW_UP = "support_follow_up"
+    """Any other reason (one this table does not know yet)."""
+
+
+#: The one sentence a customer reads for each code.
+PUBLIC_REASON_MESSAGES: dict[PublicReason, str] = {
+    PublicReason.IN_REVIEW: "A member of our support team is checking this and will reply here.",
+    PublicReason.REFUND_IN_REVIEW: (
+        "A member of our support team checks this refund before anything is issued, and will reply here."
+    ),
+    PublicReason.PERSON_REQUESTED: "You asked for a person: a member of our support team will reply here.",
+    PublicReason.DELAYED: (
+        "Answering this is taking longer than it should. A member of our support team will follow up here."
+    ),
+    PublicReason.FAILED: (
+        "Something went wrong while answering your message. A member of our support team will follow up here."
+    ),
+    PublicReason.SUPPORT_FOLLOW_UP: "A member of our support team will follow up here.",
+}
+
+#: Every internal run reason (`Run.reason`, `ReviewItem.reason`) and its public code.
+RUN_REASONS: dict[str, PublicReason] = {
+    # The validator held the reply (grounding, commitments, leaks, notes, prompts, its model's verdict).
+    "validation_failed": PublicReason.IN_REVIEW,
+    # An agent handed the run on without saying why.
+    "escalated": PublicReason.IN_REVIEW,
+    # Guards (orchestration.budgets) and the supervisor.
+    "budget_tokens": PublicReason.IN_REVIEW,
+    "budget_cost": PublicReason.IN_REVIEW,
+    "budget_hops": PublicReason.IN_REVIEW,
+    "budget_exceeded": PublicReason.IN_REVIEW,
+    "loop_detected": PublicReason.IN_REVIEW,
+    "halted": PublicReason.IN_REVIEW,
+    "stuck": PublicReason.IN_REVIEW,
+    # The model's circuit breaker is open.
+    "llm_unavailable": PublicReason.IN_REVIEW,
+    "customer_asked_for_person": PublicReason.PERSON_REQUESTED,
+    "timed_out": PublicReason.DELAYED,
+    "agent_failed": PublicReason.FAILED,
+    "slip_exhausted": PublicReason.FAILED,
+    # The refund policy's codes, whichever it has.
+    **{code.value: PublicReason.REFUND_IN_REVIEW for code in RefundProblemCode},
+}
+
+#: Statuses that have a reason to show: a run on its way or completed has none (even if it was in review before).
+STOPPED = (Run.Status.AWAITING_REVIEW, Run.Status.FAILED, Run.Status.TIMED_OUT, Run.Status.CANCELLED)
+
+
+class PublicReasonView(TypedDict):
+    """A run's reason as customers see it."""
+
+    code: str
+    """A `PublicReason` value."""
+    message: str
+    """The code's fixed sentence (`PUBLIC_REASON_MESSAGES`)."""
+
+
+def public_reason(reason: str) -> PublicReason:
+    """The public code of an internal reason; `SUPPORT_FOLLOW_UP` for a reason the table does not know."""
+    return RUN_REASONS.get(reason, PublicReason.SUPPORT_FOLLOW_UP)
+
+
+def public_reason_view(reason: str) -> PublicReasonView:
+    """An internal reason as a customer sees it: its public code and that code's sentence."""
+    code = public_reason(reason)
+    return PublicReasonView(code=code.value, message=PUBLIC_REASON_MESSAGES[code])
+
+
+def public_reason_of(*, status: str, reason: str) -> PublicReasonView | None:
+    """What a customer is told of why a run with this status and internal reason stopped; None while it is
+    queued or running, once it completed, and when it records no reason."""
+    if status not in STOPPED or not reason:
+        return None
+    return public_reason_view(reason)
