@@ -176,7 +176,9 @@ def run_escalate(run: Run, *, reason: str, detail: str = "", envelope: Envelope 
     run.reason_detail = detail
     run.save(update_fields=["status", "reason", "reason_detail"])
     _customer_notice(run, f"escalated:{run.review_items.count()}", CUSTOMER_NOTICE_ESCALATED)
-    logger.warning("run escalated: %s: %s", reason, detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    # The reason code only: the detail may quote what the validator blocked (customer text, a prompt); it stays on
+    # the run and the review item, for staff.
+    logger.warning("run escalated: %s", reason, extra={"run_id": str(run.id), "trace_id": run.trace_id})
     return review_item_open(run, reason=reason, detail=detail, envelope=envelope or run_latest_envelope(run))
 
 
@@ -222,7 +224,8 @@ def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
     _customer_notice(run, "failed", CUSTOMER_NOTICE_FAILED)
-    logger.warning("run failed: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+    # The reason code only: the detail carries the error's text, which may quote a model's answer; it stays on the run.
+    logger.warning("run failed: %s", reason, extra={"run_id": str(run.id), "trace_id": run.trace_id})
 
 
 def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) -> ReviewItem:

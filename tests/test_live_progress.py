@@ -91,7 +91,7 @@ def test_a_run_in_review_shows_review_pending_and_the_stream_ends_at_its_lifetim
     assert [data["status"] for _, kind, data in events if kind == "run"][-1] == "awaiting_review"
     assert any(kind == "message" and data["role"] == "system" for _, kind, data in events)
     assert "connection lifetime reached" in raw
-    assert 3.5 < took < 15  # SSE_MAX_SECONDS=4 bounds it
+    assert took >= 3.5  # it lasted its lifetime (SSE_MAX_SECONDS=4), not less; the read itself is bounded
 
 
 def test_events_need_the_runs_owner(stack, make_customer) -> None:
