@@ -1,4 +1,5 @@
-"""Trace id for every HTTP request (accepted from the caller or generated), and the request size limit."""
+"""Trace id for every HTTP request (accepted from the caller or generated), the request size limit, and
+the Content-Security-Policy's relaxation for the admin and the API docs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import uuid
 from collections.abc import Callable
 
 import sentry_sdk
+from csp.constants import UNSAFE_INLINE
+from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from project.otel import current_trace_id
 from project.responses import error_response
@@ -70,3 +73,18 @@ class RequestSizeLimitMiddleware:
                 request, 413, "request_too_large", f"The request body is {length} bytes; the limit is {limit}."
             )
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware (settings.CONTENT_SECURITY_POLICY), extended where django-csp says to
+    extend it: under CSP_INLINE_STYLE_PATHS (the admin, the API docs) inline <style> is allowed, which
+    Django's admin templates and drf-spectacular's docs pages carry, and Redoc's search worker (blob:).
+    Script stays 'self' everywhere."""
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
+    ) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        if parts.update is None and request.path_info.startswith(settings.CSP_INLINE_STYLE_PATHS):
+            parts.update = {"style-src": [UNSAFE_INLINE], "worker-src": ["blob:"]}
+        return parts
