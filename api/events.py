@@ -65,9 +65,11 @@ class StreamOpened:
 
 def db_connections_release() -> None:
     """Give this thread's database connections back (to the pool, or closed without one): a waiting
-    stream holds none. The next read takes one again."""
+    stream holds none. The next read takes one again. (Not inside a transaction: never under a view,
+    where ATOMIC_REQUESTS is off; only under a test's.)"""
     for connection in connections.all(initialized_only=True):
-        connection.close()
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def stream_open(request: HttpRequest, run_id: str) -> StreamOpened | HttpResponse:

