@@ -12,7 +12,7 @@ stream holds no thread, and no database connection either: it waits on Redis for
 a ping that its run changed (`api.streams`, sent by `api.signals`) and reads the
 database only then — and every SSE_POLL_SECONDS in case a ping was lost — giving
 the connection back after each read. Streams are limited per customer and in
-total (`api.streams.stream_admit`: 429 with Retry-After). Same rules as the rest
+total (`api.streams`: 429 with Retry-After). Same rules as the rest
 of the API: it authenticates with the API's authenticators (token, then session)
 and finds the customer as the API views do (`api.authentication`); a customer
 sees only their own runs (404 otherwise).
@@ -35,7 +35,16 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from api.authentication import customer_from_request
-from api.streams import Refused, Slot, Wakeups, conversation_channel, run_channel, stream_admit, stream_release
+from api.streams import (
+    Refused,
+    Slot,
+    Wakeups,
+    conversation_channel,
+    run_channel,
+    stream_opening_count,
+    stream_release,
+    stream_slot_take,
+)
 from orchestration.models import Run
 from orchestration.selectors import run_events, run_get
 from project.errors import NotFound
@@ -82,18 +91,25 @@ def stream_open(request: HttpRequest, run_id: str) -> StreamOpened | HttpRespons
         customer = customer_from_request(caller)
         if customer is None:
             return error_response(request, 403, "permission_denied", "This endpoint is for customers.")
+        throttled = stream_opening_count(customer_id=customer.pk)
+        if throttled is not None:
+            return refused_response(request, throttled)
         try:
             run = run_get(customer=customer, run_id=run_id)
         except NotFound as exc:
             return error_response(request, 404, exc.code, exc.message)
-        admitted = stream_admit(customer_id=customer.pk)
-        if isinstance(admitted, Refused):
-            response = error_response(request, admitted.status, admitted.code, admitted.message)
-            response["Retry-After"] = str(admitted.retry_after)
-            return response
-        return StreamOpened(run=run, slot=admitted)
+        slot = stream_slot_take(customer_id=customer.pk)
+        if isinstance(slot, Refused):
+            return refused_response(request, slot)
+        return StreamOpened(run=run, slot=slot)
     finally:
         db_connections_release()
+
+
+def refused_response(request: HttpRequest, refused: Refused) -> HttpResponse:
+    response = error_response(request, refused.status, refused.code, refused.message)
+    response["Retry-After"] = str(refused.retry_after)
+    return response
 
 
 def run_events_read(run_id: uuid.UUID) -> tuple[list[tuple[tuple[int, str], str, dict]], str] | None:

@@ -2,10 +2,11 @@
 wake an open stream when its run changes, so that a waiting stream holds no database connection.
 
 Admission is counted in Redis, shared by every web process: per customer, SSE_OPENS_PER_MINUTE
-openings (a fixed window, `api.throttles.counter_hit`) and SSE_MAX_STREAMS_PER_CUSTOMER streams open at
-once; SSE_MAX_STREAMS open in total. An open stream holds a slot: a member of two sorted sets (the
-customer's and everyone's) scored by when it expires — its lifetime plus a margin — so the slot of a
-stream whose process died frees itself. Without Redis no stream opens (503: poll instead).
+openings (a fixed window, `api.throttles.counter_hit`, counted before the run is looked up) and
+SSE_MAX_STREAMS_PER_CUSTOMER streams open at once; SSE_MAX_STREAMS open in total. An open stream holds a
+slot: a member of two sorted sets (the customer's and everyone's) scored by when it expires — its
+lifetime plus a margin — and gives it back when it ends; the slot of a stream that never started (its
+client left at once) or whose process died frees itself. Without Redis no stream opens (503: poll instead).
 
 Wake-ups: `changed_publish` sends a "changed" ping on a run's or a conversation's channel (see
 api/signals.py); `Wakeups` is one stream's subscription (redis.asyncio: waiting holds no thread).
@@ -87,18 +88,33 @@ def everyone_key() -> str:
     return f"{STREAMS_KEY}:all"
 
 
-def stream_admit(*, customer_id: uuid.UUID) -> Slot | Refused:
-    """A slot for a new stream of the customer's, or why not. One or two Redis round trips."""
+def unavailable(exc: RedisError) -> Refused:
+    logger.warning("event stream refused: its counters are unreachable (%s)", exc)
+    message = "Live progress is unavailable right now; poll GET /api/v1/runs/{id}/ instead."
+    return Refused(503, "unavailable", message, UNAVAILABLE_RETRY_SECONDS)
+
+
+def stream_opening_count(*, customer_id: uuid.UUID) -> Refused | None:
+    """Count an opening of the customer's (every one, even of a run that is not theirs): refused past
+    SSE_OPENS_PER_MINUTE. One Redis round trip, before any lookup."""
     try:
         opened, window_left = counter_hit(f"throttle_stream_open_{customer_id}", 60)
-        if opened > settings.SSE_OPENS_PER_MINUTE:
-            message = f"More than {settings.SSE_OPENS_PER_MINUTE} event streams opened in a minute."
-            return Refused(429, "throttled", message, max(1, window_left))
-        now = time.time()
-        expires = now + settings.SSE_MAX_SECONDS + SLOT_MARGIN_SECONDS
-        member = uuid.uuid4().hex
-        client = redis_client(settings.CACHES["default"]["LOCATION"], 1.0)
-        full, oldest = client.eval(
+    except RedisError as exc:
+        return unavailable(exc)
+    if opened > settings.SSE_OPENS_PER_MINUTE:
+        message = f"More than {settings.SSE_OPENS_PER_MINUTE} event streams opened in a minute."
+        return Refused(429, "throttled", message, max(1, window_left))
+    return None
+
+
+def stream_slot_take(*, customer_id: uuid.UUID) -> Slot | Refused:
+    """A slot for a new stream of the customer's, or refused: their streams or everyone's are at the limit.
+    One Redis round trip."""
+    now = time.time()
+    expires = now + settings.SSE_MAX_SECONDS + SLOT_MARGIN_SECONDS
+    member = uuid.uuid4().hex
+    try:
+        full, oldest = redis_client(settings.CACHES["default"]["LOCATION"], 1.0).eval(
             ADMIT_SCRIPT,
             2,
             customer_key(customer_id),
@@ -110,9 +126,7 @@ def stream_admit(*, customer_id: uuid.UUID) -> Slot | Refused:
             settings.SSE_MAX_STREAMS,
         )
     except RedisError as exc:
-        logger.warning("event stream refused: its counters are unreachable (%s)", exc)
-        message = "Live progress is unavailable right now; poll GET /api/v1/runs/{id}/ instead."
-        return Refused(503, "unavailable", message, UNAVAILABLE_RETRY_SECONDS)
+        return unavailable(exc)
     if int(full) == 0:
         return Slot(customer_id=customer_id, member=member)
     # The oldest stream ends by its lifetime at the latest, freeing a slot.

@@ -157,6 +157,7 @@ def test_opening_streams_is_throttled_per_customer(stack, make_customer, streams
     assert throttled.status == 429 and 1 <= int(throttled.response.getheader("Retry-After")) <= 60
     assert throttled.response.getheader("Content-Type") == "application/json"
     assert throttled.json()["error"]["code"] == "throttled"
+    assert stream_open(streams, web.url, "no-such-run", token).status == 429  # counted before any lookup
 
 
 def test_a_waiting_stream_is_woken_by_pings_and_beats_its_heart(stack, make_customer, streams) -> None:
