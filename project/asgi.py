@@ -1,20 +1,23 @@
 """ASGI entry point (uvicorn, as started by `make run` and docker-compose).
 
-Two paths into the same Django project: the live-progress streams
-(`/api/v1/runs/<id>/events/`) go to Django's ASGI handler, where a waiting stream
-holds no thread; every other request goes to the WSGI handler on a thread pool
-(a2wsgi), which serves Django's synchronous views about twice as fast as the ASGI
-handler does (see docs/performance.md).
+Every request first meets the limits of `project.request_limits` (header count and size, body size
+and time), read asynchronously: a slow or oversized request is answered (408, 413, 431) before it
+takes a thread. Then two paths into the same Django project: the live-progress streams
+(`/api/v1/runs/<id>/events/`) go to Django's ASGI handler, where a waiting stream holds no thread;
+every other request goes to the WSGI handler on a thread pool (a2wsgi), which serves Django's
+synchronous views about twice as fast as the ASGI handler does (see docs/performance.md).
 """
 
 import os
 import re
+from typing import Any
 
 from a2wsgi import WSGIMiddleware
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
 from project.otel import otel_web_init
+from project.request_limits import limited
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 otel_web_init()  # before Django loads its middleware
@@ -27,7 +30,11 @@ django_asgi = get_asgi_application()
 django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=WSGI_THREADS)  # type: ignore[arg-type]
 
 
-async def application(scope, receive, send):
+async def routed(scope: Any, receive: Any, send: Any) -> None:
+    """To the WSGI or the ASGI handler (their ASGI types differ from each other's; both take what uvicorn gives)."""
     if scope["type"] == "http" and not STREAMING_PATH.match(scope["path"]):
         return await django_wsgi(scope, receive, send)
     return await django_asgi(scope, receive, send)
+
+
+application = limited(routed)

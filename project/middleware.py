@@ -1,5 +1,6 @@
 """Trace id for every HTTP request (accepted from the caller or generated), the request size limit, and
-the API's errors in the one JSON shape in every mode."""
+the API's errors in the one JSON shape in every mode; the Content-Security-Policy's relaxation for the admin
+and the API docs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import sentry_sdk
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from csp.constants import UNSAFE_INLINE
+from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
@@ -120,3 +123,18 @@ class ApiJsonErrorsMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         return api_error_as_json(request, await self.get_response(request))
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware (settings.CONTENT_SECURITY_POLICY), extended where django-csp says to
+    extend it: under CSP_INLINE_STYLE_PATHS (the admin, the API docs) inline <style> is allowed, which
+    Django's admin templates and drf-spectacular's docs pages carry, and Redoc's search worker (blob:).
+    Script stays 'self' everywhere."""
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
+    ) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        if parts.update is None and request.path_info.startswith(settings.CSP_INLINE_STYLE_PATHS):
+            parts.update = {"style-src": [UNSAFE_INLINE], "worker-src": ["blob:"]}
+        return parts

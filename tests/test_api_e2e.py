@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from api.services import api_token_get_or_create
 from conversations.models import Message
+from conversations.services import user_create
 from orchestration.models import Run, Step
 from tests.conftest import run_wait
 
@@ -166,4 +168,5 @@ def test_health_reports_database_broker_and_workers(worker, api) -> None:
     assert response.status == 200, response.body
     checks = response.json["checks"]
     assert checks["database"]["ok"] and checks["broker"]["ok"] and checks["workers"]["ok"]
-    assert worker.hostname in checks["workers"]["workers"]
+    staff_token = api_token_get_or_create(user=user_create(email="ops@example.com", is_staff=True))
+    assert worker.hostname in api(staff_token).get("/health/").json["checks"]["workers"]["workers"]  # staff only
