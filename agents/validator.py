@@ -2,22 +2,23 @@
 
 Rule checks always apply: facts in the reply match the sources exactly, each
 sentence is supported, no staff-only note and no other customer's order details
-leak, and every proposed action is within policy. The LLM's verdict can only add
+leak, and the proposed actions together are within the refund policy. The LLM's verdict can only add
 reasons. A failed check escalates the run to a person with the reasons; a pass
 approves the proposed actions for deliver to execute.
 """
 
 from __future__ import annotations
 
-from typing import Any, assert_never
+from typing import Any
 
 from agents import llm
 from agents.base import Agent, AgentResult, Outcome, Queue
 from agents.envelope import Envelope
 from agents.grounding import internal_note_check, reply_check
 from agents.payload import Verdict
+from agents.tools.refunds import refund_check
 from conversations.orders import order_ids_in
-from conversations.refunds import RefundProblem, RefundProblemCode, refund_problems
+from conversations.refunds import RefundAuthority, problems_gravest
 from conversations.selectors import conversation_customer_id, orders_of_other_customers
 
 
@@ -54,17 +55,6 @@ def leak_check(reply: str, customer_id: str) -> list[str]:
     return reasons
 
 
-def severity(code: RefundProblemCode) -> int:
-    """How grave a refund problem is: a person may approve a refund over the limit, never one not allowed."""
-    match code:
-        case RefundProblemCode.NOT_ALLOWED:
-            return 2
-        case RefundProblemCode.OVER_LIMIT:
-            return 1
-        case _:
-            assert_never(code)
-
-
 class Validator(Agent):
     name = "validator"
     version = "2"
@@ -77,9 +67,8 @@ class Validator(Agent):
         customer_id = conversation_customer_id(conversation_id=envelope.conversation_id)
 
         reasons = reply_check(draft, payload).reasons + internal_note_check(draft) + leak_check(draft, customer_id)
-        action_problems: list[RefundProblem] = []
-        for action in actions:
-            action_problems += refund_problems(customer_id=customer_id, action=action, enforce_limit=True)
+        # The refund policy over all of the run's refunds together, as agents may execute them (no person).
+        action_problems = refund_check(customer_id=customer_id, actions=actions, authority=RefundAuthority.AUTOMATIC)
         usage = None
         if not reasons:
             response = llm.complete(
@@ -107,6 +96,6 @@ class Validator(Agent):
         if reasons:
             result.reason = "validation_failed"
         else:
-            # The gravest problem's code is the run's reason: refund_not_allowed or refund_over_limit.
-            result.reason = max((problem.code for problem in action_problems), key=severity).value
+            # The gravest problem's code is the run's reason (conversations.refunds.RefundProblemCode).
+            result.reason = problems_gravest(action_problems).value
         return result

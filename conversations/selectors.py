@@ -101,6 +101,11 @@ def order_lookup(*, conversation_id: str, order_id: str) -> dict[str, Any]:
     return {"order_id": order.id, "found": True, **fields, "refundable": str(order.refundable)}
 
 
+def order_currency(*, order_id: str) -> str | None:
+    """The currency of an order, or None if there is no such order."""
+    return Order.objects.filter(id=order_id).values_list("currency", flat=True).first()
+
+
 def orders_of_other_customers(*, order_ids: Iterable[str], customer_id: str) -> list[Order]:
     """The orders with these ids that belong to anyone but this customer, by id (for the leak check)."""
     return list(Order.objects.filter(id__in=list(order_ids)).exclude(customer_id=customer_id).order_by("id"))
