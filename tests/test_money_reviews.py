@@ -90,3 +90,63 @@ def test_the_admin_refuses_a_decision_that_cannot_be_executed_with_400(worker, s
     item.refresh_from_db()
     assert item.status == "open" and refund_rows() == 0
     assert not DeadLetter.objects.filter(run=run).exists()
+
+
+def test_a_large_refund_needs_a_second_different_reviewer(worker, shop, api, settings) -> None:
+    settings.REFUND_SECOND_APPROVAL_ABOVE = Decimal("200.00")
+    run, item = in_review(api, shop, "Please refund order SB-42001.")
+    notices = [m.content for m in messages(run)]
+    (first_user, first), (_, second) = (make_staff(f"{n}@example.com", reviewer=True) for n in ("rita", "sam"))
+
+    response = api(first).post(f"/reviews/{item.id}/decision/", {"decision": "approve"})
+    assert response.status == 200, response.body
+    item.refresh_from_db()
+    assert item.status == "open" and response.json["pending_decision"] == item.pending_decision_id
+    pending = ReviewDecision.objects.get(item=item)
+    assert pending.needs_second_approval and pending.reviewer == first_user
+    # The first approval alone executes nothing, and the customer is told nothing new.
+    run.refresh_from_db()
+    assert run.status == "awaiting_review" and refund_rows() == 0
+    assert [m.content for m in messages(run)] == notices
+
+    again = api(first).post(f"/reviews/{item.id}/decision/", {"decision": "approve"})
+    assert again.status == 403 and "second, different reviewer" in again.json["error"]["message"]
+
+    confirmed = api(second).post(f"/reviews/{item.id}/decision/", {"decision": "approve"})
+    assert confirmed.status == 200, confirmed.body
+    run = run_wait(run.id, statuses=("completed", "failed"))
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert order_refunded_amount("SB-42001") == Decimal("249.00")
+    entry = LedgerEntry.objects.get(kind="refund")
+    assert (entry.approved_by, entry.approver) == ("reviewer", "rita@example.com + sam@example.com")
+    first_decision, second_decision = ReviewDecision.objects.filter(item=item).order_by("id")
+    assert second_decision.confirms == first_decision and second_decision.reviewer.username == "sam@example.com"
+    assert ReviewItem.objects.get(id=item.id).status == "approved"
+    assert len(messages(run, "assistant")) == 1
+
+
+def test_a_refund_at_or_below_the_second_threshold_needs_one_reviewer(worker, shop, api, settings) -> None:
+    settings.REFUND_SECOND_APPROVAL_ABOVE = Decimal("200.00")
+    run, item = in_review(api, shop, "Please refund order SB-42001.")
+    _, token = make_staff("rita@example.com", reviewer=True)
+    response = api(token).post(
+        f"/reviews/{item.id}/decision/",
+        {"decision": "edit", "reply": "We refunded 200.00 EUR.", "action": {"order_id": "SB-42001", "amount": "200"}},
+    )
+    assert response.status == 200 and response.json["pending_decision"] is None
+    run = run_wait(run.id, statuses=("completed", "failed"))
+    assert run.status == "completed" and order_refunded_amount("SB-42001") == Decimal("200.00")
+    assert LedgerEntry.objects.get(kind="refund").approver == "rita@example.com"
+
+
+def test_a_second_reviewer_may_reject_a_first_approval(worker, shop, api, settings) -> None:
+    settings.REFUND_SECOND_APPROVAL_ABOVE = Decimal("200.00")
+    run, item = in_review(api, shop, "Please refund order SB-42001.")
+    _, first = make_staff("rita@example.com", reviewer=True)
+    _, second = make_staff("sam@example.com", reviewer=True)
+    assert api(first).post(f"/reviews/{item.id}/decision/", {"decision": "approve"}).status == 200
+    assert api(second).post(f"/reviews/{item.id}/decision/", {"decision": "reject"}).status == 200
+    run = run_wait(run.id, statuses=("completed", "failed"))
+    assert run.status == "completed" and refund_rows() == 0
+    item.refresh_from_db()
+    assert item.status == "rejected" and item.pending_decision is None
