@@ -219,6 +219,7 @@ def money_invariants(customer: Any, initial_status: dict[str, str], runs: list[R
                 assert row.approved_by == "automatic" and not decisions.exists()
 
 
+@pytest.mark.timeout(300 + 30 * EXAMPLES)  # make fuzz-money runs hundreds of examples in this one test
 @hypothesis_settings(
     max_examples=EXAMPLES,
     deadline=None,
