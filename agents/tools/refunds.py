@@ -69,6 +69,8 @@ def refunds_execute(
     one after the other. `authority` is who approved them (a reviewer lifts the limits, never the rest);
     `approver` their username(s), recorded on each ledger row.
     """
+    if not actions:
+        return RefundsExecuted([])
     customer_id = conversation_customer_id(conversation_id=conversation_id)
     keys = [refund_key(run_id, index) for index in range(len(actions))]
     with transaction.atomic():
