@@ -29,6 +29,8 @@ REVIEWER_PERMISSIONS = [
     ("conversations", "view_message"),
     ("conversations", "view_order"),
 ]
+#: The Django group of the people who run the system (runs and dead letters); made by migration 0009.
+OPERATORS_GROUP = "operators"
 #: What the operators group may do (set by migration 0009, which keeps its own frozen copy): runs and dead
 #: letters, not the customers' conversations.
 OPERATOR_PERMISSIONS = [
@@ -62,7 +64,7 @@ def reviewers_group() -> Group:
 
 def operators_group() -> Group:
     """The operators group with its permissions (created if missing)."""
-    return _group(settings.OPERATORS_GROUP, OPERATOR_PERMISSIONS)
+    return _group(OPERATORS_GROUP, OPERATOR_PERMISSIONS)
 
 
 def _active_staff_with(user: Any, permission: str) -> bool:

@@ -370,21 +370,14 @@ SUPERVISOR_STALL_SECONDS = env_float("SUPERVISOR_STALL_SECONDS", 120.0)
 SUPERVISOR_MAX_RECOVERIES = env_int("SUPERVISOR_MAX_RECOVERIES", 2)
 
 # --- Refunds and human review ---------------------------------------------------------
-# The refund policy (conversations/refunds.py). Amounts are in the order's currency at face value (no exchange
-# rates): set them for the most valuable currency the shop sells in.
-# The most agents may refund on one order without a person, all their refunds of it together (the ledger's
-# earlier automatic refunds plus this run's). Higher: fewer reviews, more money paid out on an agent's word alone.
+# The refund policy (conversations/refunds.py); amounts at face value in the order's currency, no exchange rates.
+# Most agents refund on one order, all their refunds of it together: higher, fewer reviews, more paid on their word.
 REFUND_AUTO_LIMIT = env_decimal("REFUND_AUTO_LIMIT", "100.00")
-# The most agents may refund to one customer within REFUND_AUTO_WINDOW_DAYS, all orders and currencies together
-# (face value). It bounds what one account (or one stolen token) can draw automatically across many orders;
-# higher: fewer reviews for customers with many orders, more exposure per account.
+# Most agents refund to one customer in the window, all orders and currencies: bounds one account (or stolen token).
 REFUND_AUTO_CUSTOMER_LIMIT = env_decimal("REFUND_AUTO_CUSTOMER_LIMIT", "200.00")
-# The rolling window of the per-customer limit, in days. Longer: a tighter bound per account over time, and more
-# customers with several returns in a season sent to a person.
+# That window in days: longer, a tighter bound per account, and more customers with several returns sent to a person.
 REFUND_AUTO_WINDOW_DAYS = env_int("REFUND_AUTO_WINDOW_DAYS", 30)
-# A reviewer's approval of refunds above this total (one decision's refunds together) needs a second, different
-# reviewer before anything is executed. Lower: more four-eyes checks and slower large refunds; higher: one
-# person alone can pay out more.
+# A reviewer's refunds above this need a second reviewer too: lower, more four-eyes checks and slower large refunds.
 REFUND_SECOND_APPROVAL_ABOVE = env_decimal("REFUND_SECOND_APPROVAL_ABOVE", "500.00")
 # An open review item waiting longer than this is marked overdue (shown first).
 REVIEW_OVERDUE_SECONDS = env_float("REVIEW_OVERDUE_SECONDS", 15 * 60)
@@ -392,8 +385,6 @@ REVIEW_OVERDUE_SECONDS = env_float("REVIEW_OVERDUE_SECONDS", 15 * 60)
 REVIEW_EXPIRE_SECONDS = env_float("REVIEW_EXPIRE_SECONDS", 24 * 3600)
 # The Django group whose members may decide review items.
 REVIEWERS_GROUP = "reviewers"
-# The Django group of the people who run the system: runs and dead letters (and replaying them).
-OPERATORS_GROUP = "operators"
 
 if SENTRY_DSN:
     # Only with a DSN: importing sentry_sdk's Django and Celery integrations costs every process start.
