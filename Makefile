@@ -9,7 +9,7 @@ export FLOWER_BASIC_AUTH ?= flower:flower-local
 # The embedded redis-server runs only when no REDIS_URL is given.
 PROCESSES := web worker worker-llm beat flower $(if $(REDIS_URL),,redis)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean fuzz-money
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ $(CHROMIUM) $(WRK):
 
 test: install $(CHROMIUM) $(WRK)
 	CHROMIUM=$(CHROMIUM) bin/test
+
+# The refund policy's property-based test (tests/test_money_fuzz.py) with many random examples instead of the few
+# derandomized ones `make test` runs: FUZZ_MONEY_EXAMPLES (500 by default) sequences through the real pipeline.
+fuzz-money: install
+	FUZZ_MONEY_EXAMPLES=$${FUZZ_MONEY_EXAMPLES:-500} bin/test -q tests/test_money_fuzz.py --hypothesis-show-statistics
 
 # Switchboard against raw Celery and a bare DRF endpoint (not part of `make test`); see docs/performance.md.
 bench: install $(WRK)

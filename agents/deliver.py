@@ -2,25 +2,32 @@
 
 It executes exactly `approved_actions` — written by the validator when every
 check passed, or by a reviewer's decision — each through the ledger, so a
-redelivered message or a second click refunds nothing twice. Refunds above the
-automatic limit only when the payload's `approval` says a person approved them.
+redelivered message or a second click refunds nothing twice. Before anything is
+written the refund policy decides again, under the customer's and the orders'
+row locks, on the sum with everything refunded so far: if it refuses (another
+run refunded the order meanwhile, say), nothing is executed, no reply is sent,
+and the run goes to a person with the reason. Refunds above the automatic
+limits only when the payload's `approval` says a person approved them.
 """
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from agents.base import Agent, AgentResult, Outcome
 from agents.envelope import Envelope
 from agents.ledger import ledger_once
-from agents.payload import approval_lifts_limit, payload_approval
-from agents.tools.refunds import refund_execute
+from agents.payload import Verdict, approval_lifts_limit, payload_approval
+from agents.tools.refunds import RefundsExecuted, RefundsRefused, refunds_execute
 from conversations.models import Message
+from conversations.refunds import RefundAuthority, problems_gravest
 from conversations.services import message_create
 from project.errors import PermanentError
 
 
 class Deliver(Agent):
     name = "deliver"
-    version = "2"
+    version = "3"
     atomic = True
 
     def handle(self, envelope: Envelope) -> AgentResult:
@@ -33,16 +40,29 @@ class Deliver(Agent):
         if role not in Message.Role.values:
             raise PermanentError(f"unknown reply role {role!r}.")
 
-        executed = []
-        for index, action in enumerate(payload.get("approved_actions") or []):
-            result, _ = refund_execute(
-                action=action,
-                run_id=envelope.run_id,
-                index=index,
-                conversation_id=envelope.conversation_id,
-                approved_by_person=approval_lifts_limit(payload_approval(payload)),
-            )
-            executed.append(result)
+        actions = payload.get("approved_actions") or []
+        approval = payload_approval(payload)
+        by_person = approval_lifts_limit(approval)
+        outcome = refunds_execute(
+            actions=actions,
+            run_id=envelope.run_id,
+            conversation_id=envelope.conversation_id,
+            authority=RefundAuthority.REVIEWER if by_person else RefundAuthority.AUTOMATIC,
+            approver=approval["name"] if by_person and approval else "",
+        )
+        match outcome:
+            case RefundsRefused(problems=problems):
+                refused: Verdict = {"pass": False, "reasons": [f"{p.code.value}: {p.text}" for p in problems]}
+                # A person decides from here, with the actions deliver was asked to execute.
+                return AgentResult(
+                    payload={"verdict": refused, "proposed_actions": actions},
+                    outcome=Outcome.ESCALATE,
+                    reason=problems_gravest(problems).value,
+                )
+            case RefundsExecuted(results=executed):
+                pass
+            case _:
+                assert_never(outcome)
 
         def store_reply() -> dict[str, str]:
             message, _ = message_create(conversation_id=envelope.conversation_id, role=role, content=reply)

@@ -1,4 +1,5 @@
-"""Side effects happen once per idempotency key (`LedgerEntry`).
+"""Side effects happen once per idempotency key (`LedgerEntry`); the refunds recorded are what the refund
+policy counts.
 
 A database effect (storing a reply, recording a refund) runs in the same
 transaction as its ledger row: both happen or neither does, and a second call
@@ -7,28 +8,69 @@ with the key returns the first call's result without running the effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
 
 from agents.models import LedgerEntry
+from conversations.refunds import RefundAuthority, RefundHistory
+
+REFUND = "refund"
 
 
 def ledger_once(
-    *, key: str, kind: str, run_id: str, request: dict[str, Any], effect: Callable[[], dict[str, Any]]
+    *,
+    key: str,
+    kind: str,
+    run_id: str,
+    request: dict[str, Any],
+    effect: Callable[[], dict[str, Any]],
+    columns: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Run `effect` unless an effect with this key was recorded; return (result, executed)."""
+    """Run `effect` unless an effect with this key was recorded; return (result, executed).
+
+    `columns` are further fields of the row (a refund's order, amount and approver), written with it."""
     existing = LedgerEntry.objects.filter(key=key).first()
     if existing is not None:
         return existing.result, False
     with transaction.atomic():
         try:
             with transaction.atomic():
-                entry = LedgerEntry.objects.create(key=key, kind=kind, run_id=run_id, request=request)
+                entry = LedgerEntry.objects.create(
+                    key=key, kind=kind, run_id=run_id, request=request, **(columns or {})
+                )
         except IntegrityError:
             # A concurrent call with the same key committed first: its result stands.
             return LedgerEntry.objects.get(key=key).result, False
         entry.result = effect()
         entry.save(update_fields=["result"])
     return entry.result, True
+
+
+def ledger_results(keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The recorded results of the effects with these keys (those recorded)."""
+    return dict(LedgerEntry.objects.filter(key__in=list(keys)).values_list("key", "result"))
+
+
+def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: datetime | None = None) -> RefundHistory:
+    """What agents refunded automatically before: on each of these orders ever, and to the customer within the
+    last REFUND_AUTO_WINDOW_DAYS days (face value, every currency). Reviewer-approved refunds are not counted."""
+    automatic = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.AUTOMATIC)
+    by_order = (
+        automatic.filter(order_id__in=sorted(set(order_ids)))
+        .values("order_id")
+        .annotate(total=Sum("amount"))
+        .values_list("order_id", "total")
+    )
+    since = (now or timezone.now()) - timedelta(days=settings.REFUND_AUTO_WINDOW_DAYS)
+    window = automatic.filter(customer_id=str(customer_id), created_at__gte=since).aggregate(total=Sum("amount"))
+    return RefundHistory(
+        automatic_by_order={order_id: total or Decimal("0") for order_id, total in by_order},
+        automatic_for_customer=window["total"] or Decimal("0"),
+    )

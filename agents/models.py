@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from conversations.refunds import RefundAuthority
+
 
 class LedgerEntry(models.Model):
     """One side effect (a reply stored, a refund executed), keyed so it happens once."""
@@ -21,10 +23,23 @@ class LedgerEntry(models.Model):
     result = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Refunds only (blank otherwise): which order, whose, how much, and who approved it. The refund policy sums
+    # these (`agents.ledger.ledger_refund_history`): automatic refunds count against the agents' limits.
+    order_id = models.CharField(max_length=32, blank=True)
+    customer_id = models.CharField(max_length=64, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    approved_by = models.CharField(max_length=16, choices=RefundAuthority.choices, blank=True)
+    # The reviewer's username (two, "first + second", when a second approval was needed); blank for automatic.
+    approver = models.CharField(max_length=320, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["order_id", "approved_by"], name="ledger_refund_order"),
+            models.Index(fields=["customer_id", "approved_by", "created_at"], name="ledger_refund_customer"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}"

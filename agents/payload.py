@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from conversations.selectors import Turn
 
@@ -53,6 +53,8 @@ class RefundAction(TypedDict):
     amount: str | None
     """Decimal as a string in the order's currency ("30.00"); None when it could not be read."""
     currency: str
+    amount_note: NotRequired[str]
+    """Why `amount` is None: what the customer or the model said that was not understood (for the reviewer)."""
 
 
 Verdict = TypedDict(

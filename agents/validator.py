@@ -4,7 +4,7 @@ Rule checks always apply: facts in the reply match the sources exactly (never th
 customer's own message), each sentence is supported, every promise is backed by a
 passage or a proposed action, no staff-only note and no prompt is repeated, the
 reply says nothing about an order that is not the customer's beyond "not found",
-and every proposed action is within policy. The LLM's verdict can only add
+and the proposed actions together are within the refund policy. The LLM's verdict can only add
 reasons. A failed check escalates the run to a person with the reasons (for
 staff: customers see only a public reason, `orchestration.public`); a pass
 approves the proposed actions for deliver to execute.
@@ -12,7 +12,7 @@ approves the proposed actions for deliver to execute.
 
 from __future__ import annotations
 
-from typing import Any, assert_never
+from typing import Any
 
 from agents import llm
 from agents.base import Agent, AgentResult, Outcome, Queue
@@ -29,8 +29,9 @@ from agents.knowledge import tokenize
 from agents.llm.agent import LLMAgent
 from agents.payload import Verdict
 from agents.registry import agents_all
+from agents.tools.refunds import refund_check
 from conversations.orders import ORDER_IDS_IN_TEXT, order_ids_in
-from conversations.refunds import RefundProblem, RefundProblemCode, refund_problems
+from conversations.refunds import RefundAuthority, problems_gravest
 from conversations.selectors import conversation_customer_id, order_lookup
 
 
@@ -99,20 +100,9 @@ def prompts_all() -> list[tuple[str, str]]:
     return sorted({**prompts, PROMPT.label: PROMPT.system}.items())
 
 
-def severity(code: RefundProblemCode) -> int:
-    """How grave a refund problem is: a person may approve a refund over the limit, never one not allowed."""
-    match code:
-        case RefundProblemCode.NOT_ALLOWED:
-            return 2
-        case RefundProblemCode.OVER_LIMIT:
-            return 1
-        case _:
-            assert_never(code)
-
-
 class Validator(Agent):
     name = "validator"
-    version = "2"
+    version = "3"
     queue = Queue.LLM
 
     def handle(self, envelope: Envelope) -> AgentResult:
@@ -123,9 +113,8 @@ class Validator(Agent):
 
         reasons = reply_check(draft, payload).reasons + internal_note_check(draft)
         reasons += prompt_leak_check(draft, prompts_all()) + leak_check(draft, envelope.conversation_id)
-        action_problems: list[RefundProblem] = []
-        for action in actions:
-            action_problems += refund_problems(customer_id=customer_id, action=action, enforce_limit=True)
+        # The refund policy over all of the run's refunds together, as agents may execute them (no person).
+        action_problems = refund_check(customer_id=customer_id, actions=actions, authority=RefundAuthority.AUTOMATIC)
         usage = None
         if not reasons:
             response = llm.complete(
@@ -153,6 +142,6 @@ class Validator(Agent):
         if reasons:
             result.reason = "validation_failed"
         else:
-            # The gravest problem's code is the run's reason: refund_not_allowed or refund_over_limit.
-            result.reason = max((problem.code for problem in action_problems), key=severity).value
+            # The gravest problem's code is the run's reason (conversations.refunds.RefundProblemCode).
+            result.reason = problems_gravest(action_problems).value
         return result

@@ -191,7 +191,20 @@ class ReviewDecisionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReviewDecision
-        fields = ["decision", "reviewer", "created_at", "reply_before", "reply_after", "action_before", "action_after"]
+        # needs_second_approval: a first approval of a large refund, executing nothing until another reviewer
+        # approves it; confirms: the id of the first approval this decision is the second approval of.
+        fields = [
+            "id",
+            "decision",
+            "reviewer",
+            "created_at",
+            "reply_before",
+            "reply_after",
+            "action_before",
+            "action_after",
+            "needs_second_approval",
+            "confirms",
+        ]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_reviewer(self, decision: ReviewDecision) -> str | None:
@@ -221,6 +234,8 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "decided_by",
             "final_reply",
             "final_action",
+            # The id of a first approval waiting for a second, different reviewer (null when none is waiting).
+            "pending_decision",
         ]
 
     @extend_schema_field(serializers.CharField(allow_null=True))

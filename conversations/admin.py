@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from conversations.models import Conversation, Customer, Message, Order
 
@@ -24,7 +27,17 @@ class ConversationAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
 
 
+#: What no one edits here: money moves only through the ledger (a refund by the agents or a reviewer's
+#: decision), which also sets the refund status; the total and currency are what the refund policy counts against.
+ORDER_MONEY_FIELDS = ("total", "currency", "status", "refunded_amount", "status_before_refund")
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = ["id", "customer", "description", "total", "currency", "status", "refunded_amount"]
     list_filter = ["status"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is None:  # a new order: its price and first status, but nothing refunded yet
+            return ("refunded_amount", "status_before_refund")
+        return ("id", *ORDER_MONEY_FIELDS)

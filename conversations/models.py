@@ -79,6 +79,9 @@ class Order(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PROCESSING)
     refunded_amount = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
+    # The status before the first refund replaced it (processing, shipped or delivered): the refund policy reads
+    # it for partially refunded orders. Blank for orders never refunded (or refunded before it was recorded).
+    status_before_refund = models.CharField(max_length=24, choices=Status.choices, blank=True)
     placed_at = models.DateTimeField()
 
     class Meta:

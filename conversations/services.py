@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -18,7 +17,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.models import Conversation, Customer, Message, Order
-from conversations.refunds import refund_problems
 from project.errors import Conflict, InvalidInput, PermanentError
 
 
@@ -100,20 +98,35 @@ def message_create(
     return message, True
 
 
-def order_refund(*, action: Mapping[str, Any], customer_id: str, enforce_limit: bool) -> Order:
-    """Execute a refund action (see `refund_problems`) on its order and return the order.
+def refund_orders_lock(*, customer_id: str, order_ids: Iterable[str]) -> None:
+    """Lock the customer's row, then the customer's orders among `order_ids` (in id order), until the
+    transaction ends. Every refund of a customer is decided and written under these locks, always taken in
+    this order (customer, then orders by id), so that two runs refunding one order, or two orders of one
+    customer, at once are decided one after the other and cannot together exceed a limit."""
+    list(Customer.objects.select_for_update().filter(id=customer_id).values_list("id", flat=True))
+    ids = sorted(set(order_ids))
+    list(Order.objects.select_for_update().filter(id__in=ids, customer_id=customer_id).order_by("id").values("id"))
 
-    Call it inside a transaction: the order's row is locked until that ends, and the policy is
-    checked again under the lock, so two refunds of one order cannot together exceed what is
-    refundable. PermanentError, with nothing written, when the policy refuses the refund.
+
+def order_refund(*, order_id: str, customer_id: str, amount: Decimal, currency: str | None) -> Order:
+    """Write one refund that `conversations.refunds.refund_problems` allowed, and return the order.
+
+    The caller holds the locks (`refund_orders_lock`) and decided the policy under them; this checks again what
+    must never happen whatever was decided — another customer's order, another currency (None: the order's), a
+    non-positive amount, more than the refundable remainder — and raises PermanentError, with nothing written.
     """
-    order = Order.objects.select_for_update().get(id=action["order_id"])
-    problems = refund_problems(customer_id=customer_id, action=action, enforce_limit=enforce_limit)
-    if problems:
-        raise PermanentError("refund refused: " + " ".join(problem.text for problem in problems))
-    order.refunded_amount += Decimal(str(action["amount"]))
+    order = Order.objects.select_for_update().filter(id=order_id, customer_id=customer_id).first()
+    if order is None:
+        raise PermanentError(f"refund refused: order {order_id} is not on this customer's account.")
+    if (currency or order.currency) != order.currency or amount <= 0 or amount > order.refundable:
+        raise PermanentError(
+            f"refund refused: {amount} {currency} on order {order_id} ({order.refundable} {order.currency} left)."
+        )
+    if order.status not in (Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED):
+        order.status_before_refund = order.status
+    order.refunded_amount += amount
     order.status = Order.Status.REFUNDED if order.refunded_amount >= order.total else Order.Status.PARTIALLY_REFUNDED
-    order.save(update_fields=["refunded_amount", "status"])
+    order.save(update_fields=["refunded_amount", "status", "status_before_refund"])
     return order
 
 

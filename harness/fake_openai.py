@@ -295,3 +295,20 @@ def obedient_answers(*, notes: Sequence[str] = (), orders: Mapping[str, str] | N
         "responder": obedient_responder(notes=notes, orders=orders),
         "validator": {"pass": True, "reasons": []},
     }
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """Everything a request's messages say, joined: to script an answer by what the customer wrote."""
+    return "\n".join(str(message.get("content") or "") for message in body.get("messages", []))
+
+
+def scripted(script: Any) -> Any:
+    """An answer computed by `script(text)` from the request's text (`prompt_text`), e.g. chosen by a marker a
+    test put in the customer's message, so that runs in parallel each get their own answers."""
+    return lambda body: script(prompt_text(body))
+
+
+def refund_calls(calls: Any) -> dict[str, Any]:
+    """A tools answer with one refund tool call per (order id, amount); the amount is sent as given (a string,
+    a JSON number or null)."""
+    return {"tool_calls": [("refund", {"order_id": order_id, "amount": amount}) for order_id, amount in calls]}

@@ -20,10 +20,10 @@ from django.utils.timesince import timesince
 from conversations.selectors import conversation_transcript
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
-from orchestration.permissions import user_is_reviewer
+from orchestration.permissions import user_is_reviewer, user_may_replay
 from orchestration.reviews import REJECTION_DEFAULT, review_decide
 from orchestration.selectors import run_timeline
-from project.errors import SwitchboardError
+from project.errors import InvalidInput, SwitchboardError
 
 Kind = ReviewDecision.Kind
 RUN_FIELDS = (
@@ -89,8 +89,14 @@ class DeadLetterAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in DeadLetter._meta.fields]
     actions = ["replay"]
 
-    @admin.action(description="Replay selected dead letters (each at most once)")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        """Replaying needs `orchestration.replay_deadletter` (reviewers, operators), not only the view."""
+        return user_may_replay(request.user)
+
+    @admin.action(description="Replay selected dead letters (each at most once)", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        if not user_may_replay(request.user):  # the admin hides the action; a forged POST ends here
+            raise PermissionDenied("Only staff with the replay permission may replay dead letters.")
         for letter in queryset:
             self.message_user(request, dead_letter_replay(letter.id), messages.INFO)
 
@@ -210,6 +216,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 action_json=json.dumps(item.proposed_action, indent=2) if item.proposed_action else "",
                 action_text=action_text(item.proposed_action),
                 decisions=item.decisions.all(),
+                pending=item.pending_decision,
+                pending_action_text=action_text(item.pending_decision.action_after) if item.pending_decision else "",
                 can_decide=user_is_reviewer(request.user) and item.status == ReviewItem.Status.OPEN,
                 rejection_default=REJECTION_DEFAULT,
             )
@@ -228,10 +236,17 @@ class ReviewItemAdmin(admin.ModelAdmin):
             return redirect("admin:orchestration_reviewitem_change", object_id)
         try:
             item = review_decide(item_id=object_id, reviewer=request.user, **form.review_decide_arguments())
+        except InvalidInput as exc:
+            # A decision that could not be executed: refused now, with the reason, on the item's page (400).
+            self.message_user(request, exc.message, messages.ERROR)
+            request.method = "GET"
+            response = self.change_view(request, object_id)
+            response.status_code = 400
+            return response
         except SwitchboardError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
-            self.message_user(request, f"Decision recorded: {item.status}. The run is resuming.", messages.SUCCESS)
+            self.message_user(request, decision_recorded_text(item), messages.SUCCESS)
         return redirect("admin:orchestration_reviewitem_change", object_id)
 
     @admin.action(description="Approve selected items as proposed")
@@ -240,11 +255,20 @@ class ReviewItemAdmin(admin.ModelAdmin):
             raise PermissionDenied("Only staff in the reviewers group may decide review items.")
         for item in queryset:
             try:
-                review_decide(item_id=item.id, reviewer=request.user, decision=Kind.APPROVE)
+                decided = review_decide(item_id=item.id, reviewer=request.user, decision=Kind.APPROVE)
             except SwitchboardError as exc:
                 self.message_user(request, f"{item.id}: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"{item.id}: approved.", messages.SUCCESS)
+                self.message_user(request, f"{item.id}: {decision_recorded_text(decided)}", messages.SUCCESS)
+
+
+def decision_recorded_text(item: ReviewItem) -> str:
+    if item.pending_decision_id is not None:
+        return (
+            "First approval recorded: refunds above the second-approval threshold need another reviewer's "
+            "approval. Nothing is executed until then."
+        )
+    return f"Decision recorded: {item.status}. The run is resuming."
 
 
 def action_text(actions: Any) -> str:

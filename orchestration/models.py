@@ -183,6 +183,8 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Replaying restarts work (and can move money): it is not implied by view or change (orchestration.permissions).
+        permissions = [("replay_deadletter", "Can replay dead letters")]
 
     def __str__(self) -> str:
         return f"dead letter {self.id}: {self.task_name} ({self.reason})"
@@ -220,6 +222,11 @@ class ReviewItem(models.Model):
     # What was finally sent and done (after any edit).
     final_reply = models.TextField(blank=True)
     final_action = models.JSONField(null=True, blank=True)
+    # A first approval of a large refund (above REFUND_SECOND_APPROVAL_ABOVE) waiting for a second, different
+    # reviewer; nothing is executed, and the customer told nothing new, until then. Null otherwise.
+    pending_decision = models.ForeignKey(
+        "ReviewDecision", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-overdue", "created_at"]
@@ -267,6 +274,10 @@ class ReviewDecision(models.Model):
     reply_after = models.TextField(blank=True)
     action_before = models.JSONField(null=True, blank=True)
     action_after = models.JSONField(null=True, blank=True)
+    # A first approval that executes nothing until a second, different reviewer approves it.
+    needs_second_approval = models.BooleanField(default=False)
+    # The first approval this decision is the second approval of.
+    confirms = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

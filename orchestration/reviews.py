@@ -4,6 +4,13 @@ A decision resumes the run through Celery from the envelope stored on the
 review item: only `deliver` runs, with exactly the reply and actions decided
 here (as edited by the reviewer) — nothing is re-derived by an agent after
 approval. Refunds go through the ledger, so a second click refunds nothing.
+
+A decision that could not be executed is refused when it is made (InvalidInput,
+with the refund policy's reasons), never accepted and failed later: the
+decided refunds together pass `conversations.refunds.refund_problems` as a
+reviewer may execute them. A reviewer's refunds above
+REFUND_SECOND_APPROVAL_ABOVE are only a first approval: nothing is executed and
+the customer told nothing new until a second, different reviewer approves.
 """
 
 from __future__ import annotations
@@ -20,17 +27,18 @@ from django.utils import timezone
 
 from agents.envelope import Envelope
 from agents.payload import Approval, Approver, Payload, RefundAction
+from agents.tools.refunds import refund_check
 from conversations.models import Message
-from conversations.orders import amount_format
-from conversations.refunds import refund_problems
-from conversations.selectors import conversation_customer_id
+from conversations.orders import amount_format, amount_parse
+from conversations.refunds import RefundAuthority
+from conversations.selectors import conversation_customer_id, order_currency
 from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
 from orchestration.pipeline import run_dispatch
 from orchestration.runs import run_reopen
 from orchestration.selectors import review_get
-from project.errors import Conflict, InvalidInput
+from project.errors import Conflict, InvalidInput, PermissionDenied
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,10 @@ UNSET: Any = object()
 
 
 Kind = ReviewDecision.Kind
+
+
+class SecondReviewerRequired(PermissionDenied):
+    """A first approval of a large refund needs a second approval by another reviewer, not its own."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,10 @@ def decision_normalise(
         case Kind.APPROVE:
             if reply is not UNSET or action is not UNSET:
                 raise InvalidInput("approve sends the proposed reply and actions as they are; use edit to change them.")
+            pending = item.pending_decision
+            if pending is not None:  # the second approval of a first one: exactly what the first decided
+                role = Message.Role.HUMAN_AGENT if pending.decision == Kind.EDIT else Message.Role.ASSISTANT
+                return Decision(kind, pending.reply_after, role, list(pending.action_after or []))
             if not item.proposed_reply.strip():
                 raise InvalidInput("there is no proposed reply to approve; use edit (with a reply) or reject.")
             return Decision(kind, item.proposed_reply, Message.Role.ASSISTANT, proposed_actions)
@@ -124,28 +140,47 @@ def _reply_clean(reply: Any) -> str:
 
 
 def _actions_clean(item: ReviewItem, action: Any) -> list[RefundAction]:
-    """A reviewer's actions: a refund of the run's customer's own order, within its refundable amount."""
+    """A reviewer's actions as RefundActions: refunds, in the order's currency when none is given (never
+    another one). Whether they may be executed is `_actions_check`'s."""
     if action is None:
         return []
     actions = [action] if isinstance(action, dict) else action
     if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
         raise InvalidInput("action must be an action object, a list of them, or null.")
-    customer_id = conversation_customer_id(conversation_id=str(item.run.conversation_id))
     cleaned: list[RefundAction] = []
     for entry in actions:
-        candidate = {"type": entry.get("type", "refund"), **entry}
-        problems = refund_problems(customer_id=customer_id, action=candidate, enforce_limit=False)
-        if problems:
-            raise InvalidInput("action refused: " + " ".join(problem.text for problem in problems))
-        cleaned.append(
-            RefundAction(
-                type="refund",
-                order_id=candidate["order_id"],
-                amount=amount_format(Decimal(str(candidate["amount"]))),  # a valid amount: the policy checked it
-                currency=candidate.get("currency", "EUR"),
+        order_id = entry.get("order_id")
+        amount = amount_parse(entry.get("amount"))
+        if not isinstance(order_id, str) or amount is None or amount <= 0 or entry.get("type", "refund") != "refund":
+            raise InvalidInput(
+                "action refused: each action is a refund with an order_id and a positive amount in cents, "
+                f"got {entry!r}."[:300]
             )
+        currency = entry.get("currency") or order_currency(order_id=order_id) or ""
+        cleaned.append(
+            RefundAction(type="refund", order_id=order_id, amount=amount_format(amount), currency=str(currency))
         )
     return cleaned
+
+
+def _actions_check(item: ReviewItem, decision: Decision) -> None:
+    """Refuse (InvalidInput, with the reasons) a decision whose refunds could not be executed: the refund policy
+    over all of them together, as a reviewer may execute them (the limits lifted, nothing else)."""
+    customer_id = conversation_customer_id(conversation_id=str(item.run.conversation_id))
+    problems = refund_check(customer_id=customer_id, actions=decision.actions, authority=RefundAuthority.REVIEWER)
+    if problems:
+        advice = " Use edit to change the action, or reject." if decision.kind == Kind.APPROVE else ""
+        raise InvalidInput("action refused: " + " ".join(problem.text for problem in problems) + advice)
+
+
+def refunds_total(actions: list[RefundAction]) -> Decimal:
+    """The refunds of a decision together (face value; the policy already required amounts in cents)."""
+    return sum((amount_parse(a["amount"]) or Decimal("0") for a in actions), Decimal("0"))
+
+
+def needs_second_approval(decision: Decision) -> bool:
+    """A reviewer's approval of refunds above REFUND_SECOND_APPROVAL_ABOVE needs another reviewer's too."""
+    return bool(decision.actions) and refunds_total(decision.actions) > Decimal(settings.REFUND_SECOND_APPROVAL_ABOVE)
 
 
 def review_decide(
@@ -162,19 +197,51 @@ def review_decide(
                 f"This item was already decided ({item.status}{by} at {item.decided_at:%Y-%m-%d %H:%M:%S} UTC)."
             )
         normalised = decision_normalise(item, decision_kind_parse(decision), reply, action)
-        _decision_apply(item, normalised, reviewer)
+        _actions_check(item, normalised)
+        first = item.pending_decision if normalised.kind == Kind.APPROVE else None
+        if first is not None:
+            if first.reviewer_id == reviewer.pk:
+                raise SecondReviewerRequired(
+                    f"a second, different reviewer must approve this: refunds above "
+                    f"{settings.REFUND_SECOND_APPROVAL_ABOVE} need two reviewers, and you made the first approval."
+                )
+            _decision_apply(item, normalised, reviewer, confirms=first)
+        elif normalised.kind != Kind.REJECT and needs_second_approval(normalised):
+            _first_approval_record(item, normalised, reviewer)
+        else:
+            _decision_apply(item, normalised, reviewer)
     logger.info(
-        "review %s: %s by %s",
+        "review %s: %s by %s%s",
         item.id,
         normalised.kind,
         reviewer.get_username(),
+        " (first approval)" if item.pending_decision_id else "",
         extra={"run_id": str(item.run_id), "trace_id": item.run.trace_id},
     )
     return item
 
 
-def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None:
-    """Inside the item's row lock: record the decision and resume the run after commit."""
+def _first_approval_record(item: ReviewItem, decision: Decision, reviewer: Any) -> None:
+    """Inside the item's row lock: record a first approval; the item stays open for a second reviewer, the run
+    waits, nothing is executed and the customer is told nothing new."""
+    item.pending_decision = ReviewDecision.objects.create(
+        item=item,
+        reviewer=reviewer,
+        decision=decision.kind,
+        reply_before=item.proposed_reply,
+        reply_after=decision.reply,
+        action_before=item.proposed_action,
+        action_after=decision.actions or None,
+        needs_second_approval=True,
+    )
+    item.save(update_fields=["pending_decision"])
+
+
+def _decision_apply(
+    item: ReviewItem, decision: Decision, reviewer: Any, *, confirms: ReviewDecision | None = None
+) -> None:
+    """Inside the item's row lock: record the decision (the second approval of `confirms`, if given) and resume
+    the run after commit."""
     now = timezone.now()
     ReviewDecision.objects.create(
         item=item,
@@ -184,16 +251,19 @@ def _decision_apply(item: ReviewItem, decision: Decision, reviewer: Any) -> None
         reply_after=decision.reply,
         action_before=item.proposed_action,
         action_after=decision.actions or None,
+        confirms=confirms,
     )
-    item.status = item_status_for(decision.kind)
+    item.status = item_status_for(Kind(confirms.decision) if confirms is not None else decision.kind)
     item.decided_at = now
     item.decided_by = reviewer
     item.final_reply = decision.reply
     item.final_action = decision.actions or None
+    item.pending_decision = None
     item.save()
     run = Run.objects.select_for_update().get(id=item.run_id)
+    names = [confirms.reviewer.get_username()] if confirms is not None and confirms.reviewer else []
     approval = (
-        Approval(by=Approver.REVIEWER, name=reviewer.get_username())
+        Approval(by=Approver.REVIEWER, name=" + ".join([*names, reviewer.get_username()]))
         if reviewer is not None
         else Approval(by=Approver.SUPERVISOR, name="supervisor")
     )

@@ -15,7 +15,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_decimal, env_float, env_int, env_list, env_str
+from project.env import env_bool, env_float, env_int, env_list, env_str
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -376,10 +376,8 @@ SUPERVISOR_STALL_SECONDS = env_float("SUPERVISOR_STALL_SECONDS", 120.0)
 # A stuck run is re-dispatched this many times, then escalated to a person.
 SUPERVISOR_MAX_RECOVERIES = env_int("SUPERVISOR_MAX_RECOVERIES", 2)
 
-# --- Refunds and human review ---------------------------------------------------------
-# Refunds above this amount (in the order's currency) are never executed by an agent:
-# a person approves them first.
-REFUND_AUTO_LIMIT = env_decimal("REFUND_AUTO_LIMIT", "100.00")
+# --- Human review ----------------------------------------------------------------------
+# (The refund policy's limits: project/settings_limits.py.)
 # An open review item waiting longer than this is marked overdue (shown first).
 REVIEW_OVERDUE_SECONDS = env_float("REVIEW_OVERDUE_SECONDS", 15 * 60)
 # A proposed action left undecided this long is denied, and the customer told.

@@ -1,5 +1,5 @@
-"""Settings that bound what one client can cost: live-progress streams, request heads and bodies, the
-health checks, sign-in attempts, and what a page may load (Content-Security-Policy).
+"""Settings that bound what one client can cost — live-progress streams, request heads and bodies, the health
+checks, sign-in attempts, what a page may load (Content-Security-Policy) — and what agents may pay out (refunds).
 
 Part of `project.settings` (which imports every name here; kept apart only for the modules' size), read
 from the environment with the same helpers; the README's configuration table lists them.
@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import csp.constants as csp
 
-from project.env import env_float, env_int
+from project.env import env_decimal, env_float, env_int
 
 # --- Live progress (Server-Sent Events, api/events.py and api/streams.py) ---------------------
 # A connection is closed after this many seconds (the browser reconnects, or the client polls).
@@ -103,3 +103,14 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 CSP_INLINE_STYLE_PATHS = ("/admin/", "/api/v1/docs/", "/api/v1/redoc/")
+
+# --- Refunds ------------------------------------------------------------------------------------
+# The refund policy (conversations/refunds.py); amounts at face value in the order's currency, no exchange rates.
+# Most agents refund on one order, all their refunds of it together: higher, fewer reviews, more paid on their word.
+REFUND_AUTO_LIMIT = env_decimal("REFUND_AUTO_LIMIT", "100.00")
+# Most agents refund to one customer in the window, all orders and currencies: bounds one account (or stolen token).
+REFUND_AUTO_CUSTOMER_LIMIT = env_decimal("REFUND_AUTO_CUSTOMER_LIMIT", "200.00")
+# That window in days: longer, a tighter bound per account, and more customers with several returns sent to a person.
+REFUND_AUTO_WINDOW_DAYS = env_int("REFUND_AUTO_WINDOW_DAYS", 30)
+# A reviewer's refunds above this need a second reviewer too: lower, more four-eyes checks and slower large refunds.
+REFUND_SECOND_APPROVAL_ABOVE = env_decimal("REFUND_SECOND_APPROVAL_ABOVE", "500.00")

@@ -16,31 +16,23 @@ from agents import llm
 from agents.base import Outcome
 from agents.llm.agent import LLMAgent
 from agents.registry import agent_get
-from agents.validator import severity
 from conversations.models import Customer, Order
 from conversations.orders import ORDER_ID, amount_format, amount_parse, order_ids_in
-from conversations.refunds import RefundProblem, RefundProblemCode, refund_auto_limit, refund_problems
 from conversations.selectors import (
     conversation_customer_id,
     customer_facts,
     order_lookup,
-    orders_of_other_customers,
 )
 from conversations.services import (
     DEMO_CUSTOMER_ORDERS,
     conversation_create,
     customer_create,
     order_create_demo,
-    order_refund,
     user_create,
 )
-from project.errors import Conflict, InvalidInput, PermanentError
+from project.errors import Conflict, InvalidInput
 from tests.conftest import order_add
 from tests.test_envelope import make_envelope
-
-NOT_ALLOWED = RefundProblemCode.NOT_ALLOWED
-OVER_LIMIT = RefundProblemCode.OVER_LIMIT
-
 
 # --- Order ids and money (no database) ------------------------------------------------
 
@@ -87,12 +79,7 @@ def test_amount_format_has_two_decimal_places() -> None:
     assert amount_format(Decimal("123456789012345.67")) == "123456789012345.67"  # no float on the way
 
 
-def test_validator_ranks_not_allowed_above_over_limit() -> None:
-    assert severity(NOT_ALLOWED) > severity(OVER_LIMIT)
-    assert [code.value for code in RefundProblemCode] == ["refund_not_allowed", "refund_over_limit"]
-
-
-# --- The refund policy ------------------------------------------------------------------
+# --- The refund policy and the refund write: tests/test_refund_policy.py -----------------------
 
 
 @pytest.fixture
@@ -107,107 +94,6 @@ def order(customer: Customer) -> Order:
     order.refunded_amount = Decimal("49.00")
     order.save()
     return order
-
-
-def refund(amount: Any = "20.00", **changes: Any) -> dict[str, Any]:
-    return {"type": "refund", "order_id": "SB-50001", "amount": amount, "currency": "EUR", **changes}
-
-
-def problems_of(customer: Customer, action: dict[str, Any], *, enforce_limit: bool = True) -> list[RefundProblem]:
-    return refund_problems(customer_id=str(customer.id), action=action, enforce_limit=enforce_limit)
-
-
-def test_a_refund_within_every_rule_has_no_problems(customer: Customer, order: Order) -> None:
-    assert problems_of(customer, refund("20.00")) == []
-    assert problems_of(customer, refund(100)) == []  # exactly the automatic limit
-    assert problems_of(customer, {"type": "refund", "order_id": "SB-50001", "amount": "5"}) == []  # no currency
-
-
-def test_an_unknown_action_type_is_not_allowed(customer: Customer, order: Order) -> None:
-    assert problems_of(customer, refund(type="gift_card")) == [
-        RefundProblem(NOT_ALLOWED, "unknown action type 'gift_card'.")
-    ]
-    assert problems_of(customer, {"order_id": "SB-50001", "amount": "5"}) == [
-        RefundProblem(NOT_ALLOWED, "unknown action type None.")
-    ]
-
-
-def test_a_refund_needs_an_order_number(customer: Customer, order: Order) -> None:
-    assert problems_of(customer, refund(order_id="50001")) == [
-        RefundProblem(NOT_ALLOWED, "'50001' is not an order number.")
-    ]
-
-
-def test_a_refund_of_another_customers_or_an_unknown_order_is_not_allowed(customer: Customer, order: Order) -> None:
-    other = customer_create(email="other-policy@example.com")
-    order_add(other, "SB-50002", "Nimbus 2-person tent", "329.00")
-    assert problems_of(customer, refund(order_id="SB-50002")) == [
-        RefundProblem(NOT_ALLOWED, "order SB-50002 is not on this customer's account.")
-    ]
-    assert problems_of(customer, refund(order_id="SB-59999")) == [
-        RefundProblem(NOT_ALLOWED, "order SB-59999 is not on this customer's account.")
-    ]
-    # The owner's refund of the same order is fine.
-    assert problems_of(other, refund(order_id="SB-50002", amount="10.00")) == []
-
-
-@pytest.mark.parametrize("amount", ["abc", None, "", "0", "0.00", "-5.00", -5, "1.005", "NaN"])
-def test_a_refund_needs_a_positive_amount_in_cents(customer: Customer, order: Order, amount: Any) -> None:
-    assert problems_of(customer, refund(amount)) == [
-        RefundProblem(NOT_ALLOWED, f"refund amount {amount!r} is not a positive amount.")
-    ]
-
-
-def test_a_refund_may_not_exceed_the_refundable_remainder(customer: Customer, order: Order) -> None:
-    assert problems_of(customer, refund("200.00"), enforce_limit=False) == []
-    assert problems_of(customer, refund("200.01"), enforce_limit=False) == [
-        RefundProblem(NOT_ALLOWED, "refund of 200.01 EUR exceeds the refundable 200.00.")
-    ]
-
-
-def test_a_refund_must_be_in_the_orders_currency(customer: Customer, order: Order) -> None:
-    assert problems_of(customer, refund(currency="USD")) == [RefundProblem(NOT_ALLOWED, "order SB-50001 is in EUR.")]
-
-
-def test_over_the_automatic_limit_only_agents_are_stopped(customer: Customer, order: Order) -> None:
-    assert refund_auto_limit() == Decimal("100.00")
-    assert problems_of(customer, refund("100.01"), enforce_limit=True) == [
-        RefundProblem(OVER_LIMIT, "refund of 100.01 EUR is above the 100.00 limit for agents.")
-    ]
-    assert problems_of(customer, refund("100.01"), enforce_limit=False) == []
-
-
-def test_every_problem_of_a_refund_is_reported(customer: Customer, order: Order) -> None:
-    problems = problems_of(customer, refund("250.00", currency="USD"))
-    assert [problem.code for problem in problems] == [NOT_ALLOWED, NOT_ALLOWED, OVER_LIMIT]
-
-
-# --- The refund write -----------------------------------------------------------------
-
-
-def test_order_refund_adds_to_the_refunded_amount_and_sets_the_status(customer: Customer, order: Order) -> None:
-    refunded = order_refund(action=refund("150.00"), customer_id=str(customer.id), enforce_limit=False)
-    assert refunded.refunded_amount == Decimal("199.00")
-    assert refunded.status == Order.Status.PARTIALLY_REFUNDED
-    refunded = order_refund(action=refund("50.00"), customer_id=str(customer.id), enforce_limit=True)
-    order.refresh_from_db()
-    assert order.refunded_amount == order.total == Decimal("249.00")
-    assert order.status == refunded.status == Order.Status.REFUNDED
-
-
-def test_order_refund_checks_the_policy_and_writes_nothing_when_it_refuses(customer: Customer, order: Order) -> None:
-    with pytest.raises(
-        PermanentError, match="^" + re.escape("refund refused: refund of 150.00 EUR is above the 100.00 limit")
-    ):
-        order_refund(action=refund("150.00"), customer_id=str(customer.id), enforce_limit=True)
-    order_refund(action=refund("150.00"), customer_id=str(customer.id), enforce_limit=False)
-    with pytest.raises(PermanentError, match=re.escape("exceeds the refundable 50.00")):
-        order_refund(action=refund("60.00"), customer_id=str(customer.id), enforce_limit=False)
-    other = customer_create(email="thief@example.com")
-    with pytest.raises(PermanentError, match="not on this customer's account"):
-        order_refund(action=refund("1.00"), customer_id=str(other.id), enforce_limit=False)
-    order.refresh_from_db()
-    assert order.refunded_amount == Decimal("199.00")
 
 
 # --- Order reads ----------------------------------------------------------------------
@@ -242,9 +128,6 @@ def test_order_lookup_never_shows_another_customers_order(customer: Customer, or
         "found": False,
         "note": "could not find this order on the customer's account",
     }
-    found = orders_of_other_customers(order_ids=["SB-50001", "SB-59999"], customer_id=str(other.id))
-    assert [o.id for o in found] == ["SB-50001"]
-    assert orders_of_other_customers(order_ids=["SB-50001"], customer_id=str(customer.id)) == []
 
 
 # --- Users and demo data --------------------------------------------------------------
@@ -332,24 +215,31 @@ def test_the_tools_agent_proposes_a_refund_of_the_whole_remainder(customer: Cust
     assert result.payload["tool_results"]["orders"]["SB-50001"]["refundable"] == "200.00"
 
 
-def test_the_validator_names_the_gravest_refund_problem(customer: Customer, order: Order) -> None:
+def refund(amount: Any = "20.00", **changes: Any) -> dict[str, Any]:
+    return {"type": "refund", "order_id": "SB-50001", "amount": amount, "currency": "EUR", **changes}
+
+
+def test_the_validator_judges_the_refunds_together_and_names_the_gravest_problem(
+    customer: Customer, order: Order
+) -> None:
     message = "Please refund order SB-50001."
     envelope = make_envelope(
         conversation_id=str(conversation_create(customer=customer).id),
         payload={
             "message": message,
             "draft": message,  # grounded: it says only what the sources say
-            "proposed_actions": [refund("150.00"), refund("10.00", currency="USD")],
+            "proposed_actions": [refund("90.00"), refund("10.01", currency="USD")],
         },
     )
     result = agent_get("validator").handle(envelope)
     assert result.outcome == Outcome.ESCALATE and result.reason == "refund_not_allowed"
     assert result.payload["verdict"]["reasons"] == [
-        "refund_over_limit: refund of 150.00 EUR is above the 100.00 limit for agents.",
         "refund_not_allowed: order SB-50001 is in EUR.",
+        "refund_over_limit: refunds of 100.01 EUR on order SB-50001 in this run are above the 100.00 limit for agents.",
     ]
     over_limit_only = envelope.evolve(payload={**envelope.payload, "proposed_actions": [refund("150.00")]})
     assert agent_get("validator").handle(over_limit_only).reason == "refund_over_limit"
-    within = envelope.evolve(payload={**envelope.payload, "proposed_actions": [refund("15.00")]})
+    within = envelope.evolve(payload={**envelope.payload, "proposed_actions": [refund("15.00"), refund("20.00")]})
     result = agent_get("validator").handle(within)
-    assert result.outcome == Outcome.CONTINUE and result.payload["approved_actions"] == [refund("15.00")]
+    assert result.outcome == Outcome.CONTINUE
+    assert result.payload["approved_actions"] == [refund("15.00"), refund("20.00")]

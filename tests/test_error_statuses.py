@@ -33,6 +33,8 @@ STATUSES = {
     "agents.llm.errors.LLMMalformedOutput": 500,
     "agents.llm.errors.LLMCircuitOpen": 409,
     "orchestration.permissions.NotAReviewer": 403,
+    "orchestration.permissions.MayNotReplay": 403,
+    "orchestration.reviews.SecondReviewerRequired": 403,
 }
 
 

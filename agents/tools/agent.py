@@ -7,8 +7,7 @@ stops the run for a person.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, assert_never
 
 from agents import llm
 from agents.base import AgentResult
@@ -16,20 +15,25 @@ from agents.envelope import Envelope
 from agents.llm.agent import LLMAgent
 from agents.payload import RefundAction
 from agents.tools.escalate import escalate_to_human
-from conversations.orders import ORDER_ID, amount_format, amount_parse
+from conversations.amounts import (
+    AmountStated,
+    AmountUnclear,
+    amount_in_argument,
+    amount_in_message,
+    refund_amount_requested,
+)
+from conversations.orders import ORDER_ID, amount_format
 from conversations.selectors import order_lookup
 from project.errors import PermanentError
 
 TOOLS = ("order_lookup", "refund", "escalate_to_human")
-_AMOUNT = re.compile(r"(?:€\s*(\d+(?:[.,]\d{1,2})?))|(?:(\d+(?:[.,]\d{1,2})?)\s*(?:eur\b|euros?\b|€))", re.I)
 
 
 def requested_amount(message: str) -> str | None:
-    """The amount a customer's message asks for ('12,50 €' -> '12.50'), as text; None if it names none."""
-    match = _AMOUNT.search(message)
-    if not match:
-        return None
-    return (match.group(1) or match.group(2)).replace(",", ".")
+    """The words a customer's message states an amount in ('12,50 €', 'half of it'), as the offline model passes
+    them to the refund tool; None if it states none. Understanding them is `refund_action`'s job."""
+    reading = amount_in_message(message)
+    return None if reading is None else reading.text
 
 
 def tools_offline(variables: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +106,7 @@ PROMPT = llm.Prompt(
 
 class ToolsAgent(LLMAgent):
     name = "tools"
-    version = "1"
+    version = "2"
     prompt = PROMPT
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
@@ -130,20 +134,40 @@ class ToolsAgent(LLMAgent):
                     conversation_id=envelope.conversation_id, order_id=order_id
                 )
                 lookups[order_id] = lookup
-                actions.append(refund_action(order_id, arguments.get("amount"), lookup))
+                actions.append(
+                    refund_action(order_id, arguments.get("amount"), lookup, message=envelope.payload["message"])
+                )
             else:
                 raise PermanentError(f"the model called an unknown tool {tool!r}.")
         return AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
 
 
-def refund_action(order_id: str, amount: Any, lookup: dict[str, Any]) -> RefundAction:
-    """A proposed refund; without an amount, the order's whole refundable remainder."""
-    if amount is None and lookup.get("found"):
-        amount = lookup["refundable"]
-    parsed = amount_parse(amount)
-    return RefundAction(
-        type="refund",
-        order_id=order_id,
-        amount=amount_format(parsed) if parsed is not None else None,
-        currency=lookup.get("currency", "EUR"),
+def refund_action(order_id: str, amount: Any, lookup: dict[str, Any], *, message: str) -> RefundAction:
+    """A proposed refund of `amount` (the model's argument) on an order the customer asked about in `message`.
+
+    No amount from the model nor in the customer's words: the order's whole refundable remainder (the policy's
+    limits still apply). An amount understood exactly: that amount, in the currency named (or the order's).
+    Anything else — unclear words, a model that disagrees with the customer — has no amount (`amount: None`)
+    and says why in `amount_note`: the policy sends it to a person, it is never guessed.
+    """
+    currency = str(lookup.get("currency") or "")
+    reading = refund_amount_requested(
+        argument=amount_in_argument(amount), message=amount_in_message(message), order_currency=currency
     )
+    match reading:
+        case None:
+            whole = lookup.get("refundable") if lookup.get("found") else None
+            return RefundAction(type="refund", order_id=order_id, amount=whole, currency=currency)
+        case AmountStated():
+            return RefundAction(
+                type="refund",
+                order_id=order_id,
+                amount=amount_format(reading.amount),
+                currency=reading.currency or currency,
+            )
+        case AmountUnclear():
+            return RefundAction(
+                type="refund", order_id=order_id, amount=None, currency=currency, amount_note=reading.sentence()
+            )
+        case _:
+            assert_never(reading)
