@@ -7,7 +7,7 @@ PORT ?= 8000
 export EMBEDDED_REDIS_PORT ?= 6390
 export FLOWER_BASIC_AUTH ?= flower:flower-local
 # The embedded redis-server runs only when no REDIS_URL is given.
-PROCESSES := web worker worker-llm beat flower $(if $(REDIS_URL),,redis)
+PROCESSES := web worker worker-llm beat supervisor flower $(if $(REDIS_URL),,redis)
 
 .PHONY: install run test lint bench clean fuzz-money
 

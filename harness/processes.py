@@ -1,4 +1,5 @@
-"""Real processes for tests and bench: Celery workers, the web server (uvicorn), Flower, a private Redis."""
+"""Real processes for tests and bench: Celery workers, the supervisor, the web server (uvicorn), Flower, a private
+Redis."""
 
 from __future__ import annotations
 
@@ -101,6 +102,17 @@ class WorkerProcess(ManagedProcess):
 
     def ready(self) -> bool:
         return self.log_path.exists() and b" ready." in self.log_path.read_bytes()
+
+
+class SupervisorProcess(ManagedProcess):
+    """`manage.py supervise` (the Procfile's `supervisor`): resumes work whose worker died, enforces deadlines."""
+
+    def __init__(self, database_url: str, *, env: dict[str, str] | None = None, name: str = "supervisor") -> None:
+        args = [sys.executable, "manage.py", "supervise"]
+        super().__init__(args, env={"DATABASE_URL": database_url, **(env or {})}, log_name=f"{name}-{uuid.uuid4().hex[:6]}")
+
+    def ready(self) -> bool:
+        return self.log_path.exists() and b"supervisor started" in self.log_path.read_bytes()
 
 
 def free_port() -> int:

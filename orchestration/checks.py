@@ -15,8 +15,11 @@ from orchestration.routing import HARD_LIMIT_GRACE
 @register()
 def visibility_timeout_check(app_configs: Any = None, **kwargs: Any) -> list[CheckWarning]:
     longest_step = max(agent.time_limit for agent in agents_all().values()) + HARD_LIMIT_GRACE
-    # The deadline watchdog and retries wait in a worker, unacknowledged, for their countdown.
-    longest_wait = max(longest_step, settings.RUN_DEADLINE_SECONDS + 1, settings.AGENT_RETRY_BACKOFF_MAX_SECONDS)
+    # Retries (and steps postponed while the LLM's breaker is open) wait in a worker, unacknowledged, for their
+    # countdown.
+    longest_wait = max(
+        longest_step, settings.AGENT_RETRY_BACKOFF_MAX_SECONDS, settings.LLM_BREAKER_COOLDOWN_SECONDS + 1
+    )
     if longest_wait < settings.BROKER_VISIBILITY_TIMEOUT:
         return []
     return [

@@ -84,11 +84,9 @@ class Duplicate:
 
 @dataclass(frozen=True)
 class Busy:
-    """This same message is under way while its lease runs (its worker may have died and the message come back
-    at once, or be slow): try again when the lease ends."""
-
-    retry_in: float
-    """Seconds until the lease ends, plus one."""
+    """This same message is under way while its lease runs (the broker handed a copy back while the first still
+    runs, or its worker died and the message came back before the loss was recorded): drop this copy. A live holder
+    finishes the step; a dead one's loss is recorded by its worker or the supervisor, which resumes the step."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ def claim_decide(
     if step.status == Step.Status.RUNNING and step.lease_expires_at is not None and step.lease_expires_at > now:
         if step.holder_task_id is not None and step.holder_task_id != task_id:
             return Duplicate(holder_task_id=step.holder_task_id)
-        return Busy(retry_in=(step.lease_expires_at - now).total_seconds() + 1)
+        return Busy()
     if step.attempt - step.retry_base > max_retries:
         return Exhausted(attempts=step.attempt)
     return ClaimAgain(attempt=step.attempt + 1)

@@ -54,12 +54,17 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Moves whenever a step starts or ends: a running run whose progress stalls is stuck.
     last_progress_at = models.DateTimeField(auto_now_add=True)
-    # Times the supervisor re-dispatched this run because it was stuck.
+    # Times the supervisor re-dispatched this run (its worker died, a lease or a retry ran out, the broker lost
+    # its messages, or it stalled); see orchestration.recovery.
     recoveries = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "last_progress_at"])]
+        indexes = [
+            models.Index(fields=["status", "last_progress_at"]),
+            # The supervisor's deadline check, every tick.
+            models.Index(fields=["status", "deadline_at"], name="run_status_deadline"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.id} ({self.status})"
@@ -97,14 +102,28 @@ class Step(models.Model):
     error = models.TextField(blank=True)
     # The recorded result a redelivered message returns: {"envelope": ..., "control": ...}.
     output = models.JSONField(null=True, blank=True)
-    # While a try is under way no other delivery of the message may start one.
+    # When the supervisor takes the step over if nobody has: while running, the end of the try's lease (no other
+    # delivery may start a try before it); while retrying, when the retry is due plus RETRY_GRACE_SECONDS (the
+    # retry's message may have died with the worker holding it).
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    # Attempts made before the last dead-letter replay: retries are counted from here.
+    # Attempts that do not count against the agent's retries: those made before the last dead-letter replay, and
+    # tries postponed without fault (the LLM's circuit breaker was open).
     retry_base = models.PositiveIntegerField(default=0)
+    # Tries lost with their worker process (killed, crashed, cut off): more than STEP_MAX_LOST and the message is
+    # poison (it takes its worker down every time): the step is given up, dead-lettered with the evidence.
+    lost = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["hop", "id"]
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="step_unique_key_per_run")]
+        indexes = [
+            # The supervisor's lease and retry checks, every tick: only unfinished steps are indexed.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="step_unfinished_lease",
+                condition=models.Q(status__in=["running", "retrying"]),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
@@ -115,10 +134,10 @@ class Step(models.Model):
 
 
 class StepAttemptQuerySet(models.QuerySet["StepAttempt"]):
-    def abandon(self, now: datetime) -> int:
-        """Mark tries still running as abandoned: their lease ran out (their worker died) or their run stopped."""
+    def abandon(self, now: datetime, error: str = "lease expired; worker presumed dead") -> int:
+        """Mark tries still running as abandoned: their worker died, their lease ran out or their run stopped."""
         return self.filter(status=StepAttempt.Status.RUNNING).update(
-            status=StepAttempt.Status.ABANDONED, finished_at=now, error="lease expired; worker presumed dead"
+            status=StepAttempt.Status.ABANDONED, finished_at=now, error=error
         )
 
 
@@ -148,6 +167,8 @@ class StepAttempt(models.Model):
     class Meta:
         ordering = ["step_id", "number"]
         constraints = [models.UniqueConstraint(fields=["step", "number"], name="attempt_unique_number")]
+        # The supervisor looks at the tries under way every tick: only those are indexed.
+        indexes = [models.Index(fields=["worker"], name="attempt_running", condition=models.Q(status="running"))]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of step {self.step_id} ({self.status})"
@@ -285,3 +306,44 @@ class ReviewDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} by {self.reviewer or 'supervisor'} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class WorkerBeat(models.Model):
+    """A worker process that is alive: it writes its row every WORKER_BEAT_SECONDS (orchestration.liveness).
+
+    One row per worker incarnation (Celery node name and the main process's id). The supervisor reads it to tell a
+    dead worker within seconds: a row not written for WORKER_DEAD_SECONDS is a dead worker, and a pool child whose
+    process id has left `pids` died while its worker lives. `held` says which runs' messages the worker had taken
+    from the broker, so the supervisor resumes exactly those.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=200, unique=True)
+    """'<node name>:<main process id>' (e.g. 'llm@host:4242'): one incarnation of a worker."""
+    node = models.CharField(max_length=200, db_index=True)
+    """The Celery node name (--hostname); a restarted worker has the same node name and a new row."""
+    pids = models.JSONField(default=list)
+    """Process ids that execute tasks: the pool's children (prefork), or the worker's own (threads, solo)."""
+    held = models.JSONField(default=list)
+    """The messages the worker holds, as [{"run": run id, "step": step key, "pid": executing pid or null}]: running,
+    reserved and waiting for a countdown."""
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+    """The last time the worker wrote this row."""
+    gone_at = models.DateTimeField(null=True, blank=True)
+    """When the supervisor found the worker dead and took over its work (a dead worker is handled once)."""
+
+    def __str__(self) -> str:
+        return f"{self.name} (beat {self.beat_at:%H:%M:%S})"
+
+
+class SupervisorMark(models.Model):
+    """A small fact the supervisor keeps between ticks, by name (e.g. the broker's epoch: a token kept in the
+    broker's Redis; when it is gone, Redis lost its data and every in-flight message with it)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.CharField(max_length=200)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"

@@ -13,13 +13,12 @@ import logging
 
 from celery import chain, chord, group
 from celery.canvas import Signature
-from django.utils import timezone
 
 from agents.envelope import Envelope, SlipEntry, slip_validate
 from agents.registry import agent_get
 from orchestration.budgets import budget_snapshot
-from orchestration.models import Run
-from orchestration.routing import WATCHDOG_TASK, agent_task_name
+from orchestration.models import Run, Step
+from orchestration.routing import agent_task_name
 from project.celery import app
 from project.tracing import trace_context
 
@@ -79,17 +78,34 @@ def _bind(signature: Signature, envelope: Envelope) -> Signature:
     return signature.clone(args=(envelope.to_dict(),))
 
 
-def run_dispatch(run: Run) -> None:
-    """Send a run's first agents (from its start envelope) to the broker, and its deadline watchdog.
+def run_dispatch(run: Run, envelope: Envelope | None = None) -> None:
+    """Send a run's agents to the broker: from `envelope` (where the supervisor resumes it, `run_resume_envelope`), or
+    from its start envelope (a new run, a review decision's resumption, a dead-letter replay).
 
-    Called after the commit that wrote the run, by whoever holds it: a new run, the supervisor
-    recovering a stuck one, a dead-letter replay, a review decision. Steps already done return their
-    recorded output, so the run picks up where it stopped.
+    Called after the commit that wrote the run, by whoever holds it. Steps already done return their recorded output,
+    so the run picks up where it stopped. No message waits for the deadline: the supervisor enforces it from the
+    database.
     """
-    envelope = Envelope.from_dict(run.start_envelope).evolve(budget=budget_snapshot(run))
+    start = envelope or Envelope.from_dict(run.start_envelope)
+    start = start.evolve(budget=budget_snapshot(run))
     # The messages carry the run's trace id, whoever dispatches (a request, the supervisor, a reviewer).
     with trace_context(trace_id=run.trace_id, run_id=str(run.id)):
-        canvas_for(envelope).apply_async()
-        countdown = max(0.0, (run.deadline_at - timezone.now()).total_seconds()) + 1
-        app.send_task(WATCHDOG_TASK, args=(str(run.id),), countdown=countdown)
+        canvas_for(start).apply_async()
         logger.info("run dispatched")
+
+
+def run_resume_envelope(run: Run) -> Envelope:
+    """Where to send a run again: the output of its furthest completed step since its last start that hands on
+    (not a parallel branch, whose join needs all its branches: the step before the branches hands them on), else its
+    start envelope. Compiling the rest of the run from there gives the same step keys as the first time."""
+    start = Envelope.from_dict(run.start_envelope)
+    done = run.steps.filter(status=Step.Status.COMPLETED, hop__gt=start.hop).order_by("-hop", "-id")
+    for step in done.only("agent", "output")[:20]:
+        recorded = step.output or {}
+        if recorded.get("control") not in (FlowControl.CONTINUE, FlowControl.REPLACE):
+            continue
+        envelope = Envelope.from_dict(recorded["envelope"])
+        head = envelope.slip[0] if envelope.slip else None
+        if head is not None and not (isinstance(head, list) and step.agent in head):
+            return envelope
+    return start

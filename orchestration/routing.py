@@ -12,8 +12,6 @@ from typing import Any
 from agents.registry import agents_all
 
 AGENT_TASK_PREFIX = "agents."
-#: Scheduled at a run's deadline: times the run out if it is still going.
-WATCHDOG_TASK = "supervisor.watchdog"
 #: Run by beat every SUPERVISOR_SWEEP_SECONDS (the schedule in project/celery.py names it too).
 SWEEP_TASK = "supervisor.sweep"
 

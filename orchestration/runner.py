@@ -40,7 +40,7 @@ from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from orchestration.pipeline import FlowControl, canvas_for
-from project.errors import InvalidEnvelope, PermanentError, RunHalted, TransientError
+from project.errors import InvalidEnvelope, PermanentError, Postponed, RunHalted, TransientError
 from project.ids import uuid_or_none
 from project.tracing import trace_set
 
@@ -151,9 +151,11 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
             # Ignore, not a result: in a chord, a result would count as this branch's output and let a
             # duplicate chord join without it. The message is acknowledged; nothing follows from it.
             raise Ignore()
-        case Busy(retry_in=retry_in):
-            logger.info("step in progress elsewhere; retrying in %.1fs", retry_in)
-            raise task.retry(countdown=retry_in)
+        case Busy():
+            # This same message is under way (a redelivery while it runs): drop the copy. If its worker died, the
+            # worker's own hand-back or the supervisor resumes the step (orchestration.liveness, .supervisor).
+            logger.info("step in progress under this message elsewhere; copy dropped")
+            raise Ignore()
         case Recorded(output=output):
             logger.info("step already done; returning its recorded output")
             return _follow(task, output)
@@ -224,33 +226,39 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
     delivery has the step, the run stopped) leaves no trace: the error is raised as it is."""
     task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
 
-    def fail(will_retry: bool, reason: str = "") -> None:
+    def fail(retry_in: float | None, reason: str = "", postponed: bool = False) -> None:
         with transaction.atomic():
             recorded = steps.step_fail(
-                attempt=attempt, error=exc, will_retry=will_retry, envelope=envelope, agent=agent
+                attempt=attempt, error=exc, retry_in=retry_in, postponed=postponed, envelope=envelope, agent=agent
             )
             if recorded and reason:
                 _dead_letter(task, delivery.incoming, reason, exc, envelope, delivery.step_key)
         if not recorded:
             raise exc
 
+    if isinstance(exc, Postponed):
+        # Not this try's fault (the LLM's breaker is open): wait, using up no retry; the deadline bounds the wait.
+        countdown = retry_countdown(1, exc.retry_after)
+        fail(retry_in=countdown, postponed=True)
+        logger.warning("postponed for %.1fs: %s", countdown, exc)
+        raise task.retry(countdown=countdown, exc=exc)
     if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         if attempt.tries <= agent.max_retries:
-            fail(will_retry=True)
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
             countdown = retry_countdown(attempt.tries, retry_after)
+            fail(retry_in=countdown)
             logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", attempt.tries, countdown, exc)
             raise task.retry(countdown=countdown, exc=exc)
         logger.error("step failed after %d attempts: %s", attempt.tries, exc)
-        fail(will_retry=False, reason="retries_exhausted")
+        fail(retry_in=None, reason="retries_exhausted")
         raise PermanentError(f"{agent.name} gave up after {attempt.number} attempts: {exc}") from exc
     if isinstance(exc, RunHalted):
         # Not a fault of this message (e.g. the LLM's circuit is open): a person takes over, no retries pile up.
-        fail(will_retry=False)
+        fail(retry_in=None)
         logger.warning("run halted by %s: %s", agent.name, exc.message)
         return _stop(task, envelope.to_dict())
     # Anything else is permanent: retrying the same input cannot fix it.
-    fail(will_retry=False, reason="permanent_error")
+    fail(retry_in=None, reason="permanent_error")
     raise exc
 
 

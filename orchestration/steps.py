@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, assert_never, cast
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -285,10 +286,19 @@ def _step_record_success(
     return output
 
 
-def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envelope: Envelope, agent: Agent) -> bool:
-    """Record a failed try; True if it was recorded. Without a retry the step fails, and so does the run — or, when a
-    guard or the agent stopped it on purpose (`RunHalted`, e.g. the LLM's circuit is open), it goes to a person,
-    resuming from `envelope`.
+def step_fail(
+    *,
+    attempt: Attempt,
+    error: BaseException,
+    retry_in: float | None,
+    envelope: Envelope,
+    agent: Agent,
+    postponed: bool = False,
+) -> bool:
+    """Record a failed try; True if it was recorded. With `retry_in` (seconds) the step waits for its retry, due then
+    (the supervisor sends it again RETRY_GRACE_SECONDS after that if its message never comes); a `postponed` try uses
+    up no retry. Without a retry the step fails, and so does the run — or, when a guard or the agent stopped it on
+    purpose (`RunHalted`), it goes to a person, resuming from `envelope`.
 
     An atomic agent's try (no rows yet: they rolled back with it, and so did its claim and the run's lock) is written
     here only if the claim still holds, decided again under the lock: False when another delivery has meanwhile taken
@@ -304,10 +314,12 @@ def step_fail(*, attempt: Attempt, error: BaseException, will_retry: bool, envel
         else:
             run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
             step = _step_of(attempt)
-        if will_retry:
+        will_retry = retry_in is not None
+        if retry_in is not None:
             step.error = error_text(error)
-            step.lease_expires_at = None
+            step.lease_expires_at = now + timedelta(seconds=retry_in + settings.RETRY_GRACE_SECONDS)
             step.status = Step.Status.RETRYING
+            step.retry_base += postponed
         else:
             _step_set_failed(step, error, now)
         if attempt.attempt_id is None:

@@ -13,18 +13,21 @@ from celery import Task
 
 from agents.base import Agent
 from agents.registry import agents_all
-from orchestration.routing import HARD_LIMIT_GRACE, SWEEP_TASK, WATCHDOG_TASK, agent_task_name
+from orchestration import liveness  # noqa: F401  (its worker signals; its StepRequest is named below)
+from orchestration.routing import HARD_LIMIT_GRACE, SWEEP_TASK, agent_task_name
 from orchestration.runner import agent_execute
-from orchestration.supervisor import run_deadline_enforce, supervisor_sweep
+from orchestration.supervisor import supervisor_sweep
 from project.celery import app
 
 
 class AgentTask(Task):
     """Delivery settings every agent task shares."""
 
-    # At-least-once: ack after the task ends; requeue if the worker process dies.
+    # At-least-once: ack after the task ends; requeue if the worker process dies (after recording the lost try on
+    # its step, so a message that kills its process every time is given up: orchestration.liveness).
     acks_late = True
     reject_on_worker_lost = True
+    Request = "orchestration.liveness:StepRequest"
     # Retries are counted per step in the database (runner), not by Celery.
     max_retries = None
     # Chord joins read the header's results: keep them.
@@ -49,13 +52,8 @@ for _agent in agents_all().values():
     agent_task_register(_agent)
 
 
-@app.task(name=WATCHDOG_TASK, acks_late=True, ignore_result=True)
-def supervisor_watchdog(run_id: str) -> bool:
-    """Scheduled at a run's deadline: time it out if it is still going."""
-    return run_deadline_enforce(run_id)
-
-
 @app.task(name=SWEEP_TASK, acks_late=True)
 def supervisor_sweep_task() -> dict[str, object]:
-    """Run by beat: deadlines, stuck runs, review deadlines (see orchestration.supervisor)."""
+    """Run by beat: one supervisor tick (in case no supervisor process runs) and review deadlines
+    (see orchestration.supervisor)."""
     return dataclasses.asdict(supervisor_sweep())

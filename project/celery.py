@@ -58,6 +58,9 @@ def configure(app: Celery) -> None:
         task_always_eager=settings.CELERY_TASK_ALWAYS_EAGER,
         worker_hijack_root_logger=False,
         timezone="UTC",
+        # Beat keeps its schedule in memory, not in a file: nothing to create before it starts (a fresh clone, a
+        # read-only container), and a missed 30-second sweep is not worth catching up after a restart.
+        beat_scheduler="celery.beat:Scheduler",
         beat_schedule={
             "supervisor-sweep": {
                 "task": "supervisor.sweep",

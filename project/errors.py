@@ -58,6 +58,13 @@ class TransientError(SwitchboardError):
         self.retry_after = retry_after
 
 
+class Postponed(TransientError):
+    """Not a failure of this try: the work must wait (e.g. the LLM's circuit breaker is open). Retried after
+    `retry_after` without using up the agent's retries; the run's deadline still bounds the wait."""
+
+    code = "postponed"
+
+
 class PermanentError(SwitchboardError):
     """A failure that retrying cannot fix: the message goes to the dead letters."""
 

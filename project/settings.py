@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from project.env import env_bool, env_float, env_int, env_list, env_str
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
+from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -255,13 +256,7 @@ CACHES = {
     }
 }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
-# Redis redelivers an unacknowledged message this many seconds after a worker
-# reserved it: it must exceed the longest agent step plus any countdown.
-BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600)
-# How often a worker looks for unacknowledged messages of dead workers (kombu 5.7).
-BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 10.0)
-# Scan only every Nth interval: the scan period is interval x throttle (kombu default 10 x 10 s).
-BROKER_UNACKED_RESTORE_THROTTLE = env_int("BROKER_UNACKED_RESTORE_THROTTLE", 10)
+# Redelivery, retries, worker liveness and the supervisor: project/settings_recovery.py.
 CELERY_TASK_ALWAYS_EAGER = False
 # Task events (sent, started, succeeded) feed Flower's live view; they cost a few Redis writes per task.
 CELERY_TASK_EVENTS = env_bool("CELERY_TASK_EVENTS", True)
@@ -362,19 +357,6 @@ SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
 # calls are exported over OTLP/HTTP (see project/otel.py).
 OTEL_EXPORTER_OTLP_ENDPOINT = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "switchboard")
-
-# --- Agent retries ----------------------------------------------------------------
-# Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with +-50% jitter.
-AGENT_RETRY_BACKOFF_SECONDS = env_float("AGENT_RETRY_BACKOFF_SECONDS", 1.0)
-AGENT_RETRY_BACKOFF_MAX_SECONDS = env_float("AGENT_RETRY_BACKOFF_MAX_SECONDS", 30.0)
-
-# --- Supervisor -----------------------------------------------------------------------
-# Beat runs the sweep this often: runs past their deadline, stuck runs, review deadlines.
-SUPERVISOR_SWEEP_SECONDS = env_float("SUPERVISOR_SWEEP_SECONDS", 30.0)
-# A queued or running run with no progress for this long and no live step is stuck.
-SUPERVISOR_STALL_SECONDS = env_float("SUPERVISOR_STALL_SECONDS", 120.0)
-# A stuck run is re-dispatched this many times, then escalated to a person.
-SUPERVISOR_MAX_RECOVERIES = env_int("SUPERVISOR_MAX_RECOVERIES", 2)
 
 # --- Human review ----------------------------------------------------------------------
 # (The refund policy's limits: project/settings_limits.py.)

@@ -6,6 +6,8 @@ in worker subprocesses.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import redis
@@ -25,6 +27,9 @@ PATHS = [
     "tests.agents_for_tests.LoopB",
     "tests.agents_for_tests.LoopC",
     "tests.agents_for_tests.Liar",
+    "tests.agents_for_tests.SleepyAtomic",
+    "tests.agents_for_tests.Poison",
+    "tests.agents_for_tests.PoisonAtomic",
 ]
 
 
@@ -121,3 +126,29 @@ class Liar(Agent):
 
     def handle(self, envelope: Envelope) -> AgentResult:
         return AgentResult(payload={"draft": "Your refund of 999.00 EUR for order SB-00001 is confirmed."})
+
+
+class SleepyAtomic(Sleepy):
+    """Sleepy inside its step's transaction (an atomic agent), so a test can kill its process mid-step."""
+
+    name = "sleepy_atomic"
+    atomic = True
+
+
+class Poison(Agent):
+    """Kills the process running it (SIGKILL, as a crash or the out-of-memory killer would) while its fault is on."""
+
+    name = "poison"
+    time_limit = 10
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        if fault_on(self.name):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return AgentResult(payload={"poison": "survived"})
+
+
+class PoisonAtomic(Poison):
+    """Poison, as an atomic agent: its try leaves no row behind when it dies."""
+
+    name = "poison_atomic"
+    atomic = True

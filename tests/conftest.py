@@ -19,7 +19,7 @@ from api.services import api_token_get_or_create
 from conversations.models import Message, Order
 from conversations.services import conversation_create, customer_create, message_create, order_create_demo
 from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
-from harness.processes import WorkerProcess, web_server
+from harness.processes import SupervisorProcess, WorkerProcess, web_server
 from orchestration.models import Run
 from orchestration.runs import run_start
 from project.celery import app
@@ -58,7 +58,9 @@ def stack(request: Any, database_url: str) -> Iterator[tuple[Any, WorkerProcess]
     env = {**WORKER_ENV, **getattr(request.module, "STACK_ENV", {})}
     web = web_server(database_url, env=env).start()
     worker = WorkerProcess(database_url, name="stack", env=env).start()
+    supervisor = SupervisorProcess(database_url, env=env).start()
     yield web, worker
+    supervisor.stop()
     worker.stop()
     web.stop()
 
@@ -88,11 +90,29 @@ def broker_reset() -> None:
 
 @pytest.fixture(scope="module")
 def worker(database_url: str) -> Iterator[WorkerProcess]:
-    """A real Celery worker (prefork, both queues) for the tests of one module."""
+    """A real Celery worker (prefork, both queues) for the tests of one module, and the supervisor beside it (as in
+    production: deadlines and recovery are the supervisor's)."""
     broker_reset()
     process = WorkerProcess(database_url, name="module", env=WORKER_ENV).start()
+    supervisor = SupervisorProcess(database_url, env=WORKER_ENV).start()
     yield process
+    supervisor.stop()
     process.stop()
+
+
+@pytest.fixture
+def supervisor_factory(database_url: str) -> Iterator[Callable[..., SupervisorProcess]]:
+    """Start supervisor processes (`manage.py supervise`) with extra settings; all are stopped after the test."""
+    started: list[SupervisorProcess] = []
+
+    def start(env: dict[str, str] | None = None) -> SupervisorProcess:
+        process = SupervisorProcess(database_url, env={**WORKER_ENV, **(env or {})}).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture

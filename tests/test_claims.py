@@ -66,9 +66,9 @@ CASES = [
         "running",
         step("running", lease=LIVE, holder=ME),
         None,
-        Busy(retry_in=31.0),
+        Busy(),
     ),
-    ("a live lease with no try marked running", "running", step("running", lease=LIVE), None, Busy(retry_in=31.0)),
+    ("a live lease with no try marked running", "running", step("running", lease=LIVE), None, Busy()),
     (
         "the lease ran out: take it over",
         "running",

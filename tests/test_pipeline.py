@@ -9,7 +9,7 @@ from celery.canvas import _chain as chain  # `celery.chain(...)` builds a `_chai
 from agents.base import AgentResult, Outcome, Queue
 from agents.registry import agents_all
 from orchestration.pipeline import FlowControl, canvas_compile, canvas_for
-from orchestration.routing import SWEEP_TASK, WATCHDOG_TASK, agent_task_name
+from orchestration.routing import SWEEP_TASK, agent_task_name
 from orchestration.runner import envelope_after, envelope_receive, retry_countdown
 from project.celery import app
 from tests.test_envelope import make_envelope
@@ -41,7 +41,6 @@ def test_every_task_is_routed_to_its_queue_when_sent() -> None:
         assert router.route({}, agent_task_name(name))["queue"].name == agent.queue.value
     assert router.route({}, "agents.triage")["queue"].name == "llm"
     assert router.route({}, "agents.deliver")["queue"].name == "default"
-    assert router.route({}, WATCHDOG_TASK)["queue"].name == "default"
     assert router.route({}, SWEEP_TASK)["queue"].name == "default"
     # The broker declares every agent queue, and beat schedules the sweep by its one name.
     assert {queue.name for queue in app.conf.task_queues} == {queue.value for queue in Queue}

@@ -77,7 +77,9 @@ def failed_try(envelope: Envelope) -> Attempt:
 
 def fail(envelope: Envelope, attempt: Attempt, *, will_retry: bool = True) -> bool:
     error = TransientError("the database blinked")
-    return steps.step_fail(attempt=attempt, error=error, will_retry=will_retry, envelope=envelope, agent=ACCOUNT)
+    return steps.step_fail(
+        attempt=attempt, error=error, retry_in=1.0 if will_retry else None, envelope=envelope, agent=ACCOUNT
+    )
 
 
 def test_a_try_failing_after_the_agent_ran_rolls_back_whole_and_is_written_as_it_ended(envelope: Envelope) -> None:

@@ -9,6 +9,7 @@ opens it again.
 
 from __future__ import annotations
 
+import random
 import time
 
 from django.conf import settings
@@ -39,11 +40,15 @@ class CircuitBreaker:
         if waited < self.cooldown:
             raise LLMCircuitOpen(
                 f"{self.name} failed {self.threshold} times in a row; calls are paused for "
-                f"{self.cooldown - waited:.0f} more seconds."
+                f"{self.cooldown - waited:.0f} more seconds.",
+                retry_after=self.cooldown - waited + random.uniform(0, 1),
             )
         probe_ttl = int(settings.LLM_TIMEOUT_SECONDS * 2) + 5
         if not self.client.set(self.probe_key, "1", nx=True, ex=probe_ttl):
-            raise LLMCircuitOpen(f"{self.name} is being probed after failures; calls are paused until it answers.")
+            raise LLMCircuitOpen(
+                f"{self.name} is being probed after failures; calls are paused until it answers.",
+                retry_after=random.uniform(1, 3),
+            )
         return True
 
     def record_success(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from project.errors import PermanentError, RunHalted, TransientError
+from project.errors import PermanentError, Postponed, TransientError
 
 
 class LLMRateLimited(TransientError):
@@ -35,7 +35,9 @@ class LLMMalformedOutput(PermanentError):
     code = "llm_malformed_output"
 
 
-class LLMCircuitOpen(RunHalted):
-    """The provider has failed repeatedly; calls are paused and the run goes to a person."""
+class LLMCircuitOpen(Postponed):
+    """The provider has failed repeatedly; calls are paused: the step waits for the breaker's cool-down (no request
+    is sent meanwhile, no retry is used up) and tries again; a provider down for longer than the run's deadline
+    times the run out."""
 
     code = "llm_unavailable"

@@ -1,0 +1,54 @@
+"""Settings of delivery and recovery: how the broker hands messages back, how agents retry, and how the supervisor
+finds work whose worker died and resumes it (orchestration/liveness.py, recovery.py, supervisor.py).
+
+Part of `project.settings` (which imports every name here; kept apart only for the modules' size), read from the
+environment with the same helpers; docs/reliability.md explains the design and the README's configuration table
+lists them.
+"""
+
+from __future__ import annotations
+
+from project.env import env_float, env_int
+
+# --- The broker (Redis): its own redelivery, the slow path ---------------------------------------
+# Redis hands an unacknowledged message to another worker this many seconds after a worker took it, whether or not
+# that worker still works on it: it must exceed the longest step plus any retry countdown (`manage.py check` warns).
+# Recovery does not wait for it: the supervisor resumes a dead worker's work from the database within seconds.
+BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600)
+# How often a worker looks for unacknowledged messages past that timeout (kombu 5.7), and every how many looks it
+# scans Redis: the scan period is interval x throttle (kombu's default 10 x 10 s).
+BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 10.0)
+BROKER_UNACKED_RESTORE_THROTTLE = env_int("BROKER_UNACKED_RESTORE_THROTTLE", 10)
+
+# --- Agent retries -----------------------------------------------------------------------------
+# Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with jitter between half and the whole delay.
+AGENT_RETRY_BACKOFF_SECONDS = env_float("AGENT_RETRY_BACKOFF_SECONDS", 1.0)
+AGENT_RETRY_BACKOFF_MAX_SECONDS = env_float("AGENT_RETRY_BACKOFF_MAX_SECONDS", 30.0)
+# A retry's message waits in the worker that took it until it is due; if that worker dies, the supervisor sends the
+# step again this long after it was due. Shorter: a lost retry resumes sooner; a busy queue that delays a retry
+# past it makes a second delivery (harmless: the step is claimed once).
+RETRY_GRACE_SECONDS = env_float("RETRY_GRACE_SECONDS", 5.0)
+# A step whose tries died with their worker process more than this many times is poison (it takes its worker down
+# every time): it is given up and dead-lettered with the evidence instead of killing workers forever. Higher:
+# more crashes before a person looks; lower: two unlucky kills in a row could give up a healthy step.
+STEP_MAX_LOST = env_int("STEP_MAX_LOST", 2)
+
+# --- Worker liveness (orchestration/liveness.py) -----------------------------------------------------
+# Every worker writes its row (the runs it holds, its pool's process ids) this often: one small UPDATE per worker.
+WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 1.0)
+# A worker whose row is older than this is dead, and the supervisor takes its work over. Shorter: faster recovery;
+# too short and a worker stalled by load (or a database blip) is taken for dead: its work is done twice over
+# (harmless, every step is claimed once) and costs more.
+WORKER_DEAD_SECONDS = env_float("WORKER_DEAD_SECONDS", 5.0)
+
+# --- The supervisor (orchestration/supervisor.py) --------------------------------------------------
+# `manage.py supervise` (the Procfile's `supervisor`) ticks this often: dead workers, expired leases, overdue
+# retries, run deadlines, a broker that lost its data, stalled runs. Each tick is a few indexed queries.
+SUPERVISOR_TICK_SECONDS = env_float("SUPERVISOR_TICK_SECONDS", 1.0)
+# Beat runs the sweep this often: review deadlines, and one tick in case no supervisor process runs.
+SUPERVISOR_SWEEP_SECONDS = env_float("SUPERVISOR_SWEEP_SECONDS", 30.0)
+# An active run with no step under way, none waiting to retry and no progress for this long is re-dispatched (its
+# message was lost outside any worker: a web process killed after its commit, a message lost by the broker). While
+# messages wait in the agents' queues a run may simply be waiting its turn: then SUPERVISOR_STALL_BUSY_SECONDS.
+SUPERVISOR_STALL_SECONDS = env_float("SUPERVISOR_STALL_SECONDS", 10.0)
+SUPERVISOR_STALL_BUSY_SECONDS = env_float("SUPERVISOR_STALL_BUSY_SECONDS", 60.0)
