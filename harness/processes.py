@@ -109,7 +109,8 @@ class SupervisorProcess(ManagedProcess):
 
     def __init__(self, database_url: str, *, env: dict[str, str] | None = None, name: str = "supervisor") -> None:
         args = [sys.executable, "manage.py", "supervise"]
-        super().__init__(args, env={"DATABASE_URL": database_url, **(env or {})}, log_name=f"{name}-{uuid.uuid4().hex[:6]}")
+        env = {"DATABASE_URL": database_url, **(env or {})}
+        super().__init__(args, env=env, log_name=f"{name}-{uuid.uuid4().hex[:6]}")
 
     def ready(self) -> bool:
         return self.log_path.exists() and b"supervisor started" in self.log_path.read_bytes()
