@@ -183,13 +183,16 @@ def attempt_lost(*, attempt: StepAttempt, message: Any = None, now: datetime | N
     )
 
 
-def run_redispatch(run_id: Any, cause: Cause, now: datetime | None = None) -> bool:
-    """Send an active run again from its furthest recorded step; False if it is not active or another
-    supervisor has it. Steps already done return their recorded output; a step under way elsewhere is left to it."""
+def run_redispatch(
+    run_id: Any, cause: Cause, now: datetime | None = None, *, quiet_since: datetime | None = None
+) -> bool:
+    """Send an active run again from its furthest recorded step; False if it is not active, another supervisor has
+    it, or (with `quiet_since`, for a stalled run) it moved since then — another supervisor or a worker got there
+    first. Steps already done return their recorded output; a step under way elsewhere is left to it."""
     now = now or timezone.now()
     with transaction.atomic():
         run = Run.objects.select_for_update(skip_locked=True).filter(id=run_id, status__in=Run.ACTIVE).first()
-        if run is None:
+        if run is None or (quiet_since is not None and run.last_progress_at >= quiet_since):
             return False
         run.recoveries += 1
         run.last_progress_at = now
@@ -225,9 +228,12 @@ def step_lease_expired(*, step_id: int, now: datetime | None = None) -> bool:
     return True
 
 
-def step_retry_postpone(*, step_id: int, now: datetime | None = None) -> None:
-    """A retry that was due and did not come: give it RETRY_GRACE_SECONDS more (the run is re-dispatched)."""
+def step_retry_postpone(*, step_id: int, now: datetime | None = None) -> bool:
+    """A retry that was due and did not come: give it RETRY_GRACE_SECONDS more; True if this call did (one supervisor
+    of several), and the run is to be re-dispatched."""
     now = now or timezone.now()
-    Step.objects.filter(id=step_id, status=Step.Status.RETRYING).update(
-        lease_expires_at=now + timedelta(seconds=settings.RETRY_GRACE_SECONDS)
+    return bool(
+        Step.objects.filter(id=step_id, status=Step.Status.RETRYING, lease_expires_at__lt=now).update(
+            lease_expires_at=now + timedelta(seconds=settings.RETRY_GRACE_SECONDS)
+        )
     )

@@ -287,13 +287,7 @@ def _step_record_success(
 
 
 def step_fail(
-    *,
-    attempt: Attempt,
-    error: BaseException,
-    retry_in: float | None,
-    envelope: Envelope,
-    agent: Agent,
-    postponed: bool = False,
+    *, attempt: Attempt, error: BaseException, retry_in: float | None, envelope: Envelope, agent: Agent, postponed=False
 ) -> bool:
     """Record a failed try; True if it was recorded. With `retry_in` (seconds) the step waits for its retry, due then
     (the supervisor sends it again RETRY_GRACE_SECONDS after that if its message never comes); a `postponed` try uses

@@ -103,11 +103,13 @@ def supervisor_tick(now: datetime | None = None) -> TickReport:
     if broker_lost():
         for active_id in Run.objects.filter(status__in=Run.ACTIVE).values_list("id", flat=True)[:TICK_BATCH]:
             pending.setdefault(str(active_id), Cause.BROKER_LOST)
-    for run_id in runs_stalled(now):
-        pending.setdefault(run_id, Cause.STALLED)
     for run_id, cause in pending.items():
         if run_redispatch(run_id, cause, now):
             report.redispatched.setdefault(cause.value, []).append(run_id)
+    quiet_since = now - timedelta(seconds=stall_seconds())
+    for run_id in runs_stalled(now, quiet_since):
+        if run_id not in pending and run_redispatch(run_id, Cause.STALLED, now, quiet_since=quiet_since):
+            report.redispatched.setdefault(Cause.STALLED.value, []).append(run_id)
     return report
 
 
@@ -134,8 +136,9 @@ def workers_dead(now: datetime, report: TickReport) -> set[str]:
     running = StepAttempt.objects.filter(status=StepAttempt.Status.RUNNING, step__status=Step.Status.RUNNING)
     for attempt in running.select_related("step")[:TICK_BATCH]:
         node, _, pid = attempt.worker.rpartition(":")
-        if node in known_nodes and not _process_alive(node, pid, attempt.started_at, live):
-            attempt_lost(attempt=attempt, now=now)
+        if node not in known_nodes or _process_alive(node, pid, attempt.started_at, live):
+            continue
+        if attempt_lost(attempt=attempt, now=now) != LostOutcome.NOTHING:  # NOTHING: another supervisor took it
             report.lost_tries += 1
             runs.add(str(attempt.step.run_id))
     for beat in dead:
@@ -216,9 +219,7 @@ def retries_overdue(now: datetime) -> set[str]:
             status=Step.Status.RETRYING, lease_expires_at__lt=now, run__status__in=Run.ACTIVE
         ).values_list("id", "run_id")[:TICK_BATCH]
     )
-    for step_id, _ in overdue:
-        step_retry_postpone(step_id=step_id, now=now)
-    return {str(run_id) for _, run_id in overdue}
+    return {str(run_id) for step_id, run_id in overdue if step_retry_postpone(step_id=step_id, now=now)}
 
 
 # --- 4. Deadlines ----------------------------------------------------------------------------
@@ -262,9 +263,13 @@ def broker_lost() -> bool:
             continue  # Redis is down: nothing to decide until it is back
         name = "epoch:" + hashlib.sha256(url.encode()).hexdigest()[:16]
         mark, created = SupervisorMark.objects.get_or_create(name=name, defaults={"value": token})
-        if not created and mark.value != token:
+        # A conditional update: of several supervisors, the one that moves the mark handles the loss.
+        if (
+            not created
+            and mark.value != token
+            and SupervisorMark.objects.filter(name=name, value=mark.value).update(value=token)
+        ):
             logger.warning("the broker's Redis lost its data (a restart?): every active run is re-dispatched")
-            SupervisorMark.objects.filter(name=name).update(value=token)
             lost = True
     return lost
 
@@ -272,15 +277,20 @@ def broker_lost() -> bool:
 # --- 6. Stalled runs -------------------------------------------------------------------------
 
 
-def runs_stalled(now: datetime) -> list[str]:
-    """Active runs with no step under way, none waiting to retry and no progress for the stall period."""
-    waiting = queues_waiting()
-    quiet = settings.SUPERVISOR_STALL_SECONDS if waiting == 0 else settings.SUPERVISOR_STALL_BUSY_SECONDS
+def stall_seconds() -> float:
+    """How long a run may go without progress: SUPERVISOR_STALL_SECONDS while the agents' queues are empty, else
+    (it may be waiting its turn) SUPERVISOR_STALL_BUSY_SECONDS."""
+    idle = queues_waiting() == 0
+    return settings.SUPERVISOR_STALL_SECONDS if idle else settings.SUPERVISOR_STALL_BUSY_SECONDS
+
+
+def runs_stalled(now: datetime, quiet_since: datetime) -> list[str]:
+    """Active runs with no step under way, none waiting to retry and no progress since `quiet_since`."""
     busy = Step.objects.filter(
         status__in=[Step.Status.RUNNING, Step.Status.RETRYING], lease_expires_at__gte=now
     ).values("run_id")
     stalled = (
-        Run.objects.filter(status__in=Run.ACTIVE, last_progress_at__lt=now - timedelta(seconds=quiet))
+        Run.objects.filter(status__in=Run.ACTIVE, last_progress_at__lt=quiet_since)
         .exclude(Q(id__in=busy))
         .values_list("id", flat=True)
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -11,8 +10,8 @@ from django.conf import settings
 
 from conversations.models import Message, Order
 from harness.fake_openai import SHIPPING_ANSWERS, refund_answers
-from orchestration.models import DeadLetter, ReviewItem, Step
-from tests.conftest import llm_env, order_add, run_wait
+from orchestration.models import DeadLetter, ReviewItem, Step, StepAttempt
+from tests.conftest import llm_env, order_add, run_wait, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -83,25 +82,23 @@ def test_a_429_is_retried_once_after_its_retry_after(fake, worker_factory, start
     assert [a.error_type for a in triage.attempts.all()] == ["LLMRateLimited", ""]
 
 
-def test_500s_open_the_breaker_then_a_probe_closes_it(fake, worker_factory, start_run) -> None:
+def test_500s_open_the_breaker_which_postpones_steps_until_a_probe_closes_it(fake, worker_factory, start_run) -> None:
     fake.fail_always("*", "500")
     worker_factory("llm", env=llm_env(fake, LLM_BREAKER_FAILURES="3", LLM_BREAKER_COOLDOWN_SECONDS="4"))
-    first = run_wait(start_run().id)
-    assert first.status == "awaiting_review" and first.reason == "llm_unavailable"
-    assert len(fake.calls("triage")) == 3  # three failures opened it; the fourth try sent nothing
-    assert ReviewItem.objects.get(run=first).reason == "llm_unavailable"
-    assert "member of our support team" in messages_of(first, "system")[0].content
-    opened_at = time.monotonic()
+    first = start_run()
+    postponed = StepAttempt.objects.filter(error_type="LLMCircuitOpen")
+    wait_for(lambda: postponed.filter(step__run=first).exists())
+    assert len(fake.calls("triage")) == 3  # three failures opened it; the next try sent nothing
+    second = start_run()
+    wait_for(lambda: postponed.filter(step__run=second).exists())
+    assert len(fake.calls()) == 3  # while it is open, no call reaches the server
 
-    second = run_wait(start_run().id)
-    assert second.status == "awaiting_review" and second.reason == "llm_unavailable"
-    assert len(fake.calls()) == 3  # no call reached the server
-    assert Step.objects.get(run=second, agent="triage").attempt == 1  # no retries piled up
-
-    fake.fail_always("*", None)
-    time.sleep(max(0.0, 4.5 - (time.monotonic() - opened_at)))
-    third = run_wait(start_run().id)
-    assert third.status == "completed"
+    fake.fail_always("*", None)  # the provider is back: after the cool-down a probe closes the breaker
+    first, second = run_wait(first.id, timeout=60), run_wait(second.id, timeout=60)
+    assert first.status == second.status == "completed", (first.reason, second.reason)
+    assert not ReviewItem.objects.filter(run__in=[first, second]).exists()  # nobody was handed to a person
+    triage = Step.objects.get(run=second, agent="triage")
+    assert triage.retry_base >= 1 and triage.attempt - triage.retry_base == 1  # waiting used up no retry
     assert redis.Redis.from_url(settings.REDIS_URL).hget("switchboard:breaker:openai:fake-model", "state") is None
 
 
