@@ -102,9 +102,8 @@ class Step(models.Model):
     error = models.TextField(blank=True)
     # The recorded result a redelivered message returns: {"envelope": ..., "control": ...}.
     output = models.JSONField(null=True, blank=True)
-    # When the supervisor takes the step over if nobody has: while running, the end of the try's lease (no other
-    # delivery may start a try before it); while retrying, when the retry is due plus RETRY_GRACE_SECONDS (the
-    # retry's message may have died with the worker holding it).
+    # When the supervisor sends the step again if nobody has taken it: while running, the end of the try's lease (no
+    # other delivery may start a try before it); while retrying, when the retry is due.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Attempts that do not count against the agent's retries: those made before the last dead-letter replay, and
     # tries postponed without fault (the LLM's circuit breaker was open).

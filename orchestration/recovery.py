@@ -36,8 +36,8 @@ class Cause(enum.StrEnum):
     """The worker (or the pool process) holding its message died or was cut off."""
     LEASE_EXPIRED = "lease_expired"
     """A try ran past its lease (its time limit) with nobody finishing it."""
-    RETRY_OVERDUE = "retry_overdue"
-    """A retry was due and its message did not arrive (it died with the worker holding it)."""
+    RETRY_DUE = "retry_due"
+    """A step waiting to retry is due (retries are rows, not messages waiting in a worker)."""
     BROKER_LOST = "broker_lost"
     """The broker lost its messages (Redis restarted without persistence)."""
     STALLED = "stalled"
@@ -228,9 +228,9 @@ def step_lease_expired(*, step_id: int, now: datetime | None = None) -> bool:
     return True
 
 
-def step_retry_postpone(*, step_id: int, now: datetime | None = None) -> bool:
-    """A retry that was due and did not come: give it RETRY_GRACE_SECONDS more; True if this call did (one supervisor
-    of several), and the run is to be re-dispatched."""
+def step_retry_send(*, step_id: int, now: datetime | None = None) -> bool:
+    """A retry is due: it is sent now (the run re-dispatched) and, should that message be lost too, again after
+    RETRY_GRACE_SECONDS. True if this call claimed it (one supervisor of several)."""
     now = now or timezone.now()
     return bool(
         Step.objects.filter(id=step_id, status=Step.Status.RETRYING, lease_expires_at__lt=now).update(

@@ -236,19 +236,22 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
         if not recorded:
             raise exc
 
+    # A retry is a row, not a message: the step waits, due at a time, and the supervisor sends it again then. No
+    # message waits in a worker for its countdown (it would die with that worker, and block a quorum queue's
+    # prefetch); this message is acknowledged and the flow goes on from the step when it is due.
     if isinstance(exc, Postponed):
         # Not this try's fault (the LLM's breaker is open): wait, using up no retry; the deadline bounds the wait.
         countdown = retry_countdown(1, exc.retry_after)
         fail(retry_in=countdown, postponed=True)
         logger.warning("postponed for %.1fs: %s", countdown, exc)
-        raise task.retry(countdown=countdown, exc=exc)
+        raise Ignore()
     if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         if attempt.tries <= agent.max_retries:
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
             countdown = retry_countdown(attempt.tries, retry_after)
             fail(retry_in=countdown)
             logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", attempt.tries, countdown, exc)
-            raise task.retry(countdown=countdown, exc=exc)
+            raise Ignore()
         logger.error("step failed after %d attempts: %s", attempt.tries, exc)
         fail(retry_in=None, reason="retries_exhausted")
         raise PermanentError(f"{agent.name} gave up after {attempt.number} attempts: {exc}") from exc

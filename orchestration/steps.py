@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, assert_never, cast
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -290,9 +289,8 @@ def step_fail(
     *, attempt: Attempt, error: BaseException, retry_in: float | None, envelope: Envelope, agent: Agent, postponed=False
 ) -> bool:
     """Record a failed try; True if it was recorded. With `retry_in` (seconds) the step waits for its retry, due then
-    (the supervisor sends it again RETRY_GRACE_SECONDS after that if its message never comes); a `postponed` try uses
-    up no retry. Without a retry the step fails, and so does the run — or, when a guard or the agent stopped it on
-    purpose (`RunHalted`), it goes to a person, resuming from `envelope`.
+    (the supervisor sends it); a `postponed` try uses up no retry. Without a retry the step fails, and so does the
+    run — or, when a guard or the agent stopped it on purpose (`RunHalted`), it goes to a person, from `envelope`.
 
     An atomic agent's try (no rows yet: they rolled back with it, and so did its claim and the run's lock) is written
     here only if the claim still holds, decided again under the lock: False when another delivery has meanwhile taken
@@ -311,7 +309,7 @@ def step_fail(
         will_retry = retry_in is not None
         if retry_in is not None:
             step.error = error_text(error)
-            step.lease_expires_at = now + timedelta(seconds=retry_in + settings.RETRY_GRACE_SECONDS)
+            step.lease_expires_at = now + timedelta(seconds=retry_in)  # due then: the supervisor sends it
             step.status = Step.Status.RETRYING
             step.retry_base += postponed
         else:

@@ -7,8 +7,8 @@ fallback, in the beat-driven sweep. Each tick, in order:
    WORKER_DEAD_SECONDS, or a pool process that left a live worker's row: its running tries are lost
    (`recovery.step_lost`) and the runs whose messages it held, or whose last step it finished, are re-dispatched;
 2. expired leases: a try still running past its lease (the agent's time limit) is abandoned and its run re-dispatched;
-3. overdue retries: a step waiting for a retry that was due RETRY_GRACE_SECONDS ago (its message died with the worker
-   that held it) is re-dispatched;
+3. retries: a step waiting to retry whose retry is due is sent again (a retry is a row with a due time, not a
+   message waiting in a worker's memory for its countdown);
 4. deadlines: an active run past its deadline is timed out (from the database: no message has to arrive for it);
 5. the broker's epoch: if the broker's Redis lost its data (a restart without persistence), every active run is
    re-dispatched;
@@ -47,7 +47,7 @@ from orchestration.recovery import (
     run_redispatch,
     step_lease_expired,
     step_lost,
-    step_retry_postpone,
+    step_retry_send,
 )
 from orchestration.reviews import reviews_expire, reviews_mark_overdue
 from orchestration.runs import run_time_out
@@ -97,8 +97,8 @@ def supervisor_tick(now: datetime | None = None) -> TickReport:
         pending.setdefault(run_id, Cause.WORKER_LOST)
     for run_id in leases_expired(now):
         pending.setdefault(run_id, Cause.LEASE_EXPIRED)
-    for run_id in retries_overdue(now):
-        pending.setdefault(run_id, Cause.RETRY_OVERDUE)
+    for run_id in retries_due(now):
+        pending.setdefault(run_id, Cause.RETRY_DUE)
     report.timed_out = deadlines_enforce(now)
     if broker_lost():
         for active_id in Run.objects.filter(status__in=Run.ACTIVE).values_list("id", flat=True)[:TICK_BATCH]:
@@ -212,14 +212,14 @@ def leases_expired(now: datetime) -> set[str]:
     return {str(run_id) for step_id, run_id in expired[:TICK_BATCH] if step_lease_expired(step_id=step_id, now=now)}
 
 
-def retries_overdue(now: datetime) -> set[str]:
-    """Retries due RETRY_GRACE_SECONDS ago that did not come: their runs to re-dispatch."""
+def retries_due(now: datetime) -> set[str]:
+    """Steps whose retry is due (or was sent RETRY_GRACE_SECONDS ago and not taken): their runs to re-dispatch."""
     overdue = list(
         Step.objects.filter(
             status=Step.Status.RETRYING, lease_expires_at__lt=now, run__status__in=Run.ACTIVE
         ).values_list("id", "run_id")[:TICK_BATCH]
     )
-    return {str(run_id) for step_id, run_id in overdue if step_retry_postpone(step_id=step_id, now=now)}
+    return {str(run_id) for step_id, run_id in overdue if step_retry_send(step_id=step_id, now=now)}
 
 
 # --- 4. Deadlines ----------------------------------------------------------------------------

@@ -24,9 +24,9 @@ BROKER_UNACKED_RESTORE_THROTTLE = env_int("BROKER_UNACKED_RESTORE_THROTTLE", 10)
 # Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with jitter between half and the whole delay.
 AGENT_RETRY_BACKOFF_SECONDS = env_float("AGENT_RETRY_BACKOFF_SECONDS", 1.0)
 AGENT_RETRY_BACKOFF_MAX_SECONDS = env_float("AGENT_RETRY_BACKOFF_MAX_SECONDS", 30.0)
-# A retry's message waits in the worker that took it until it is due; if that worker dies, the supervisor sends the
-# step again this long after it was due. Shorter: a lost retry resumes sooner; a busy queue that delays a retry
-# past it makes a second delivery (harmless: the step is claimed once).
+# When the supervisor sends a step again (a retry that is due, a try lost with its worker), it sends it once more if
+# nobody has taken the step this long after. Shorter: a message lost twice resumes sooner; a busy queue that delays
+# the first past it makes a second delivery (harmless: the step is claimed once).
 RETRY_GRACE_SECONDS = env_float("RETRY_GRACE_SECONDS", 5.0)
 # A step whose tries died with their worker process more than this many times is poison (it takes its worker down
 # every time): it is given up and dead-lettered with the evidence instead of killing workers forever. Higher:

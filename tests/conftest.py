@@ -117,17 +117,22 @@ def supervisor_factory(database_url: str) -> Iterator[Callable[..., SupervisorPr
 
 @pytest.fixture
 def worker_factory(database_url: str) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start workers with extra settings (environment); all are stopped after the test."""
-    started: list[WorkerProcess] = []
+    """Start workers with extra settings (environment), and with the first one a supervisor (retries, deadlines and
+    recovery are the supervisor's; `supervise=False` leaves it out); all are stopped after the test."""
+    started: list[WorkerProcess | SupervisorProcess] = []
     broker_reset()
 
-    def start(name: str = "fault", env: dict[str, str] | None = None, **kwargs: Any) -> WorkerProcess:
+    def start(
+        name: str = "fault", env: dict[str, str] | None = None, supervise: bool = True, **kwargs: Any
+    ) -> WorkerProcess:
+        if supervise and not any(isinstance(p, SupervisorProcess) for p in started):
+            started.append(SupervisorProcess(database_url, env={**WORKER_ENV, **(env or {})}).start())
         process = WorkerProcess(database_url, name=name, env={**WORKER_ENV, **(env or {})}, **kwargs).start()
         started.append(process)
         return process
 
     yield start
-    for process in started:
+    for process in reversed(started):
         process.stop()
     broker_reset()
 

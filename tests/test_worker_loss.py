@@ -47,13 +47,10 @@ def pid_of(step: Step) -> int:
     return int(step.attempts.get(status="running").worker.rpartition(":")[2])
 
 
-def test_a_worker_killed_mid_step_is_resumed_elsewhere_on_the_default_settings(
-    worker_factory, supervisor_factory, start_run
-) -> None:
+def test_a_worker_killed_mid_step_is_resumed_elsewhere_on_the_default_settings(worker_factory, start_run) -> None:
     # Threads pool: the one process is the worker; killing it loses everything it held. The broker would hand the
     # message back after BROKER_VISIBILITY_TIMEOUT (an hour, the default): the supervisor must not wait for that.
     doomed = worker_factory("doomed", pool="threads", concurrency=4)
-    supervisor_factory()
     run = start_run(slip=SLEEPY, budget={"deadline_seconds": 90})
     sleepy = running_step(run, "sleepy")
     doomed.kill()
@@ -81,7 +78,7 @@ def test_a_worker_killed_mid_step_is_resumed_elsewhere_on_the_default_settings(
 def test_a_pool_process_killed_mid_step_is_taken_over_at_once(worker_factory, start_run, slip, agent) -> None:
     # Prefork: the worker's main process sees its child die, records the lost try and hands the message back at once.
     # No supervisor runs here: the worker alone recovers. An atomic step's try left no row; the loss gives it one.
-    worker = worker_factory("survivor", concurrency=1)
+    worker = worker_factory("survivor", concurrency=1, supervise=False)
     run = start_run(slip=slip, budget={"deadline_seconds": 60})
     if agent == "sleepy":
         child = pid_of(running_step(run, agent))
@@ -109,7 +106,7 @@ def held_pid(node: str, agent: str) -> int | None:
 def test_a_message_that_kills_its_process_every_time_is_dead_lettered(worker_factory, start_run, agent) -> None:
     fault_set(agent, True)
     try:
-        worker = worker_factory("victim", concurrency=1)
+        worker = worker_factory("victim", concurrency=1, supervise=False)
         run = start_run(slip=["triage", agent, "deliver"], budget={"deadline_seconds": 90})
         run = run_wait(run.id, timeout=60, statuses=("failed", "completed", "timed_out"))
     finally:
@@ -137,7 +134,7 @@ def test_a_poison_message_on_a_worker_that_dies_whole_is_given_up_by_the_supervi
     try:
         run = start_run(slip=["triage", "poison", "deliver"], budget={"deadline_seconds": 120})
         for _ in range(django_settings.STEP_MAX_LOST + 3):
-            crasher = worker_factory("crasher", pool="threads", concurrency=2)
+            crasher = worker_factory("crasher", pool="threads", concurrency=2, supervise=False)
             wait_for(lambda w=crasher: w.process.poll() is not None or run_status(run) == "failed", timeout=40)
             if run_status(run) == "failed":
                 break
@@ -161,13 +158,10 @@ def test_a_run_past_its_deadline_is_timed_out_from_the_database(supervisor_facto
     assert run.review_items.get().reason == "timed_out"
 
 
-def test_a_message_lost_outside_any_worker_is_recovered_as_a_stalled_run(
-    worker_factory, supervisor_factory, start_run
-) -> None:
+def test_a_message_lost_outside_any_worker_is_recovered_as_a_stalled_run(worker_factory, start_run) -> None:
     run = start_run()
     broker_reset()  # the run's first message is lost before any worker took it (a web process killed after commit)
-    worker_factory("rescuer")
-    supervisor_factory(env={"SUPERVISOR_STALL_SECONDS": "1"})
+    worker_factory("rescuer", env={"SUPERVISOR_STALL_SECONDS": "1"})
     run = run_wait(run.id, timeout=30)
     assert run.status == "completed" and run.recoveries >= 1
     assert replies(run) == 1
@@ -179,7 +173,7 @@ def test_the_broker_losing_its_data_resumes_every_run(worker_factory, supervisor
     time.sleep(2)  # the supervisor has seen this Redis
     runs = [start_run() for _ in range(3)]
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()  # as a restart without persistence would
-    worker_factory("after-restart")
+    worker_factory("after-restart", supervise=False)
     for run in runs:
         run = run_wait(run.id, timeout=40)
         assert run.status == "completed" and run.recoveries >= 1
@@ -211,7 +205,7 @@ def test_concurrent_ticks_resume_a_run_once(worker_factory, start_run, settings)
     run.refresh_from_db()
     assert run.recoveries == 1
 
-    worker_factory("rescuer")
+    worker_factory("rescuer", supervise=False)
     run = run_wait(run.id)
     assert run.status == "completed"
     assert replies(run) == 1
