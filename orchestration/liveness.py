@@ -29,27 +29,16 @@ from django.utils import timezone
 
 from agents.registry import agents_all
 from orchestration import recovery
-from orchestration.attempts import step_key
 from orchestration.models import WorkerBeat
 from orchestration.routing import AGENT_TASK_PREFIX
-from orchestration.runner import envelope_receive
-from project.errors import InvalidEnvelope
 
 logger = logging.getLogger(__name__)
 
 
 def request_step(request: Any) -> tuple[str, str] | None:
     """The run id and step key an agent task's request is for; None for other tasks or a malformed message."""
-    name = getattr(request, "task_name", "") or ""
-    agent = agents_all().get(name.removeprefix(AGENT_TASK_PREFIX)) if name.startswith(AGENT_TASK_PREFIX) else None
-    args = getattr(request, "args", None)
-    if agent is None or not isinstance(args, list | tuple) or not args:
-        return None
-    try:
-        envelope = envelope_receive(args[0], agent.name)
-    except InvalidEnvelope:
-        return None
-    return envelope.run_id, step_key(envelope.hop + 1, agent.name)
+    target = recovery.message_step(getattr(request, "task_name", "") or "", getattr(request, "args", None))
+    return (target[1], target[2]) if target is not None else None
 
 
 class StepRequest(Request):

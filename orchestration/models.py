@@ -79,6 +79,9 @@ class Step(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
 
+    #: A step in one of these is done with: no delivery changes it any more.
+    FINISHED = (Status.COMPLETED, Status.FAILED)
+
     id = models.BigAutoField(primary_key=True)
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     # "<hop>.<agent>": the same for every delivery of the same message, so a

@@ -20,11 +20,13 @@ from django.utils import timezone
 
 from agents.base import Agent
 from agents.registry import agents_all
+from orchestration.attempts import step_key
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import run_dispatch, run_resume_envelope
+from orchestration.runner import envelope_receive
 from orchestration.runs import run_fail
-from project.errors import PermanentError
+from project.errors import InvalidEnvelope, PermanentError
 
 logger = logging.getLogger(__name__)
 
@@ -136,17 +138,19 @@ def _step_new_lost(run: Run, key: str, agent: Agent, now: datetime) -> Step:
     )
 
 
-def _step_give_up_poison(run: Run, step: Step, *, task_id: str, message: Any, now: datetime) -> None:
+def _step_give_up_poison(
+    run: Run, step: Step, *, task_id: str, message: Any, now: datetime, why: str = "", reason: str = "worker_lost"
+) -> None:
     """Give up a step whose tries keep dying with their workers: the step and the run fail, and the message goes to
     the dead letters with the evidence (every try, where it ran and how it ended)."""
     tries = "; ".join(
         f"try {a.number} on {a.worker or '?'}: {a.status} ({a.error or 'no error'})"
         for a in step.attempts.order_by("number")
     )
-    error = PermanentError(
-        f"{step.agent} lost its worker process on {step.lost} tries (more than STEP_MAX_LOST="
-        f"{settings.STEP_MAX_LOST}): the message is taken for poison. {tries}"[:4000]
+    why = why or (
+        f"{step.agent} lost its worker process on {step.lost} tries (more than STEP_MAX_LOST={settings.STEP_MAX_LOST})"
     )
+    error = PermanentError(f"{why}: the message is taken for poison. {tries}"[:4000])
     step.status = Step.Status.FAILED
     step.finished_at = now
     step.lease_expires_at = None
@@ -155,9 +159,9 @@ def _step_give_up_poison(run: Run, step: Step, *, task_id: str, message: Any, no
     run_fail(run, reason="agent_failed", detail=f"{step.agent} failed: {error}")
     dead_letter_record(
         task_name=f"agents.{step.agent}",
-        task_id=f"{task_id}:lost:{step.lost}",
+        task_id=f"{task_id}:lost:{step.lost}" if reason == "worker_lost" else task_id,
         message=message,
-        reason="worker_lost",
+        reason=reason,
         error=error,
         run_id=str(run.id),
         step_key=step.key,
@@ -237,3 +241,47 @@ def step_retry_send(*, step_id: int, now: datetime | None = None) -> bool:
             lease_expires_at=now + timedelta(seconds=settings.RETRY_GRACE_SECONDS)
         )
     )
+
+
+def message_step(task_name: str, args: Any) -> tuple[Agent, str, str] | None:
+    """The agent, run id and step key of an agent task's message (its task name and arguments); None for other
+    tasks or a malformed message."""
+    name = task_name.removeprefix("agents.") if task_name.startswith("agents.") else ""
+    agent = agents_all().get(name)
+    if agent is None or not isinstance(args, list | tuple) or not args:
+        return None
+    try:
+        envelope = envelope_receive(args[0], agent.name)
+    except InvalidEnvelope:
+        return None
+    return agent, envelope.run_id, step_key(envelope.hop + 1, agent.name)
+
+
+def message_dead_lettered(*, task_name: str, task_id: str, args: Any, detail: str) -> None:
+    """A message the broker gave up on (RabbitMQ's delivery limit): into the dead letters, and if its run still
+    waits for that step, the step is given up and the run fails (a person is told, as for any failure). A message
+    already recorded (the broker delivers its dead letters at least once) records nothing new."""
+    target = message_step(task_name, args)
+    message = args[0] if isinstance(args, list | tuple) and args else args
+    error = PermanentError(detail)
+    if target is None:
+        dead_letter_record(task_name=task_name, task_id=task_id, message=message, reason="delivery_limit", error=error)
+        return
+    agent, run_id, key = target
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().defer("start_envelope").filter(id=run_id).first()
+        step = Step.objects.filter(run=run, key=key).first() if run is not None else None
+        if run is None or run.status not in Run.ACTIVE or (step is not None and step.status in Step.FINISHED):
+            dead_letter_record(
+                task_name=task_name,
+                task_id=task_id,
+                message=message,
+                reason="delivery_limit",
+                error=error,
+                run_id=run_id if run is not None else None,
+                step_key=key,
+            )
+            return
+        step = step or _step_new_lost(run, key, agent, now)
+        _step_give_up_poison(run, step, task_id=task_id, message=message, now=now, why=detail, reason="delivery_limit")

@@ -52,7 +52,7 @@ from orchestration.recovery import (
 from orchestration.reviews import reviews_expire, reviews_mark_overdue
 from orchestration.runs import run_time_out
 from project.caching import redis_client
-from project.celery import app
+from project.celery import AGENT_QUEUE_NAMES, app
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ logger = logging.getLogger(__name__)
 TICK_BATCH = 500
 #: The key the supervisor keeps in the broker's Redis: gone means Redis lost its data.
 EPOCH_KEY = "switchboard:epoch"
-#: The agents' queues, whose backlog tells a run waiting its turn from a lost one.
-AGENT_QUEUES = ("default", "llm")
 
 
 @dataclass
@@ -303,7 +301,7 @@ def queues_waiting() -> int | None:
     try:
         with app.connection_for_read() as connection:
             total = 0
-            for name in AGENT_QUEUES:
+            for name in AGENT_QUEUE_NAMES:  # their backlog tells a run waiting its turn from a lost one
                 channel: Any = connection.channel()  # one per queue: AMQP closes a channel on NOT_FOUND
                 try:
                     total += channel.queue_declare(queue=name, passive=True).message_count

@@ -14,6 +14,7 @@ from celery import Task
 from agents.base import Agent
 from agents.registry import agents_all
 from orchestration import liveness  # noqa: F401  (its worker signals; its StepRequest is named below)
+from orchestration.broker_dead_letters import dead_letter_consumer_install
 from orchestration.routing import HARD_LIMIT_GRACE, SWEEP_TASK, agent_task_name
 from orchestration.runner import agent_execute
 from orchestration.supervisor import supervisor_sweep
@@ -50,6 +51,7 @@ def agent_task_register(agent: Agent) -> None:
 
 for _agent in agents_all().values():
     agent_task_register(_agent)
+dead_letter_consumer_install()
 
 
 @app.task(name=SWEEP_TASK, acks_late=True)

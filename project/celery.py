@@ -10,7 +10,7 @@ from celery import Celery, signals
 from celery.app import trace as celery_trace
 from django.conf import settings
 from django.db import connections
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from project.celery_backend import backend_url
 from project.otel import otel_worker_init
@@ -19,6 +19,43 @@ from project.tracing import connect_celery_signals
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("switchboard")
+
+#: The agents' queues (agents.base.Queue's values).
+AGENT_QUEUE_NAMES = ("default", "llm")
+#: Where RabbitMQ puts a message delivered BROKER_DELIVERY_LIMIT times (orchestration.broker_dead_letters reads it).
+DEAD_LETTER_EXCHANGE = DEAD_LETTER_QUEUE = "switchboard.dead"
+
+
+def broker_is_amqp(url: str) -> bool:
+    """Whether the broker is RabbitMQ (AMQP) rather than Redis."""
+    return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def task_queues() -> tuple[Queue, ...]:
+    """The agents' queues. On Redis, plain lists. On RabbitMQ, quorum queues (replicated, durable) with a delivery
+    limit as the cap on poison messages: a message returned more than BROKER_DELIVERY_LIMIT times (its worker died
+    or rejected it) goes to the dead-letter exchange, at least once, and from there to our dead letters. Topic
+    exchanges let Celery's native delayed delivery serve any countdown task (Switchboard sends none: retries wait in
+    the database)."""
+    if not broker_is_amqp(settings.CELERY_BROKER_URL):
+        return tuple(Queue(name) for name in AGENT_QUEUE_NAMES)
+    arguments = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.BROKER_DELIVERY_LIMIT,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # at-least-once dead-lettering requires it
+    }
+    return tuple(
+        Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments)
+        for name in AGENT_QUEUE_NAMES
+    )
+
+
+def dead_letter_queue() -> Queue:
+    """The queue RabbitMQ dead-letters into (a quorum queue behind a fanout exchange: every reason lands here)."""
+    exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout")
+    return Queue(DEAD_LETTER_QUEUE, exchange, routing_key="#", queue_arguments={"x-queue-type": "quorum"})
 
 
 def configure(app: Celery) -> None:
@@ -31,6 +68,9 @@ def configure(app: Celery) -> None:
         "socket_connect_timeout": 5,
         "health_check_interval": 25,
     }
+    if broker_is_amqp(settings.CELERY_BROKER_URL):
+        # Publisher confirms: a publish returns once RabbitMQ has the message (quorum queues need them).
+        transport_options = {"confirm_publish": True}
     if settings.CELERY_DB_REUSE_MAX:
         # Read by Celery's Django fixup under this (old-style) name.
         app.conf["CELERY_DB_REUSE_MAX"] = settings.CELERY_DB_REUSE_MAX
@@ -53,7 +93,7 @@ def configure(app: Celery) -> None:
         task_send_sent_event=settings.CELERY_TASK_EVENTS,
         worker_send_task_events=settings.CELERY_TASK_EVENTS,
         task_default_queue="default",
-        task_queues=(Queue("default"), Queue("llm")),
+        task_queues=task_queues(),
         task_routes=("orchestration.routing.route_for_task",),
         task_always_eager=settings.CELERY_TASK_ALWAYS_EAGER,
         worker_hijack_root_logger=False,

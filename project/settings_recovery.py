@@ -20,6 +20,13 @@ BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600)
 BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 10.0)
 BROKER_UNACKED_RESTORE_THROTTLE = env_int("BROKER_UNACKED_RESTORE_THROTTLE", 10)
 
+# --- The broker (RabbitMQ, with CELERY_BROKER_URL=amqp://...) --------------------------------------
+# The agents' queues are quorum queues; a message returned to one more than this many times (its worker died with it
+# each time, or rejected it) is dead-lettered by RabbitMQ into our dead letters: the broker's cap on poison messages,
+# beside STEP_MAX_LOST (which counts lost tries per step in the database and usually stops a poison message first).
+# Changing it on an existing vhost needs the queues deleted first (RabbitMQ refuses other arguments for a queue).
+BROKER_DELIVERY_LIMIT = env_int("BROKER_DELIVERY_LIMIT", 5)
+
 # --- Agent retries -----------------------------------------------------------------------------
 # Backoff before retry n (1-based): min(cap, base * 2**(n-1)), with jitter between half and the whole delay.
 AGENT_RETRY_BACKOFF_SECONDS = env_float("AGENT_RETRY_BACKOFF_SECONDS", 1.0)
