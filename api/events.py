@@ -12,7 +12,8 @@ stream holds no thread, and no database connection either: it waits on Redis for
 a ping that its run changed (`api.streams`, sent by `api.signals`) and reads the
 database only then — and every SSE_POLL_SECONDS in case a ping was lost — giving
 the connection back after each read. Streams are limited per customer and in
-total (`api.streams`: 429 with Retry-After). Same rules as the rest
+total, and counted in the API's per-IP throttle before the caller is authenticated
+(`api.streams`: 429 with Retry-After). Same rules as the rest
 of the API: it authenticates with the API's authenticators (token, then session)
 and finds the customer as the API views do (`api.authentication`); a customer
 sees only their own runs (404 otherwise).
@@ -42,6 +43,7 @@ from api.streams import (
     Wakeups,
     conversation_channel,
     run_channel,
+    stream_ip_count,
     stream_opening_count,
     stream_release,
     stream_slot_take,
@@ -86,6 +88,9 @@ def stream_open(request: HttpRequest, run_id: str) -> StreamOpened | HttpRespons
     """Who is asking, for which run, and whether they may have another stream — or the error response.
     Synchronous (it queries); its connection is given back before the stream starts."""
     try:
+        throttled = stream_ip_count(request)  # before authentication: a bad token refused here costs no query
+        if throttled is not None:
+            return refused_response(request, throttled)
         caller = request_authenticate(request)
         if caller is None:
             return error_response(request, 401, "not_authenticated", "Authentication credentials were not provided.")

@@ -1,9 +1,10 @@
 """What bounds the live-progress streams (api/events.py): who may open one, and the Redis channels that
 wake an open stream when its run changes, so that a waiting stream holds no database connection.
 
-Admission is counted in Redis, shared by every web process: per customer, SSE_OPENS_PER_MINUTE
-openings (a fixed window, `api.throttles.counter_hit`, counted before the run is looked up) and
-SSE_MAX_STREAMS_PER_CUSTOMER streams open at once; SSE_MAX_STREAMS open in total. An open stream holds a
+Admission is counted in Redis, shared by every web process: per client IP, in the API's per-IP throttle,
+before the caller is authenticated; per customer, SSE_OPENS_PER_MINUTE openings (a fixed window,
+`api.throttles.counter_hit`, counted before the run is looked up) and SSE_MAX_STREAMS_PER_CUSTOMER
+streams open at once; SSE_MAX_STREAMS open in total. An open stream holds a
 slot: a member of two sorted sets (the customer's and everyone's) scored by when it expires — its
 lifetime plus a margin — and gives it back when it ends; the slot of a stream that never started (its
 client left at once) or whose process died frees itself. Without Redis no stream opens (503: poll instead).
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 
 import redis.asyncio
 from django.conf import settings
+from django.http import HttpRequest
 from redis.exceptions import RedisError
+from rest_framework import exceptions
 
-from api.throttles import counter_hit
+from api.throttles import PerIPThrottle, counter_hit
 from project.caching import redis_client
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,17 @@ def stream_opening_count(*, customer_id: uuid.UUID) -> Refused | None:
         message = f"More than {settings.SSE_OPENS_PER_MINUTE} event streams opened in a minute."
         return Refused(429, "throttled", message, max(1, window_left))
     return None
+
+
+def stream_ip_count(request: HttpRequest) -> Refused | None:
+    """Count an opening in the API's per-IP throttle (THROTTLE_IP_RATE, the counter every API request from the
+    address counts in): refused past it, before the caller is authenticated, so that a flood of bad tokens costs
+    no database query. One Redis round trip; with Redis unreachable, let through (as the API's throttles)."""
+    throttle = PerIPThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    wait = math.ceil(throttle.wait())
+    return Refused(429, "throttled", str(exceptions.Throttled(wait).detail), wait)
 
 
 def stream_slot_take(*, customer_id: uuid.UUID) -> Slot | Refused:

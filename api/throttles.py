@@ -4,7 +4,9 @@ Rates are settings (THROTTLE_IP_RATE, THROTTLE_CUSTOMER_RATE, THROTTLE_MESSAGE_R
 counters live in Redis (the cache), shared by every web process. A throttled
 request gets 429 with Retry-After. Throttles that need no caller (`needs_caller`
 False: per IP) run before authentication, so a request they refuse costs no
-database query (`api.views.APIView`).
+database query (`api.views.APIView`; the event stream counts its openings in the
+same per-IP counter before it authenticates, `api.streams.stream_ip_count`). The
+health endpoint counts only requests with credentials: probes are never throttled.
 """
 
 from __future__ import annotations
@@ -87,6 +89,21 @@ class PerIPThrottle(SettingsRateThrottle):
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def credentials_sent(request: Any) -> bool:
+    """Whether the request carries anything the API's authenticators would look up in the database: an
+    Authorization header (a token) or the session cookie."""
+    return "HTTP_AUTHORIZATION" in request.META or settings.SESSION_COOKIE_NAME in request.COOKIES
+
+
+class PerIPCredentialsThrottle(PerIPThrottle):
+    """The per-IP throttle (the same counter) for requests that carry credentials, before they are looked up;
+    requests without any pass uncounted. For the health endpoint: a flood of bad tokens is refused before each
+    costs a query, while a probe (anonymous) is never answered 429 however busy its address is."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        return not credentials_sent(request) or super().allow_request(request, view)
 
 
 class PerCustomerThrottle(SettingsRateThrottle):

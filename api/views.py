@@ -30,7 +30,13 @@ from api.serializers import (
     RunPublicSummarySerializer,
     RunSerializer,
 )
-from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle, throttle_needs_caller
+from api.throttles import (
+    MessagePostThrottle,
+    PerCustomerThrottle,
+    PerIPCredentialsThrottle,
+    PerIPThrottle,
+    throttle_needs_caller,
+)
 from conversations.models import Conversation, Customer
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
@@ -261,10 +267,12 @@ class ReviewDecisionView(APIView):
 
 
 class HealthView(APIView):
-    """No authentication needed; staff (token or session) also see the checks' details."""
+    """No authentication needed; staff (token or session) also see the checks' details. A request that carries
+    credentials counts in the per-IP throttle before they are looked up (429 past THROTTLE_IP_RATE); one without
+    (a probe) is never throttled."""
 
     permission_classes = [AllowAny]
-    throttle_classes = []
+    throttle_classes = [PerIPCredentialsThrottle]
 
     @extend_schema(
         summary="Liveness and readiness: database, broker, workers",

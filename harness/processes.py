@@ -4,12 +4,15 @@ Redis."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -144,10 +147,36 @@ class ServerProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
 
+#: Options of the Procfile's `web` line (with a value) that the harness chooses: where it listens, how many processes.
+WEB_PLACE_OPTIONS = ("--host", "--port", "--workers")
+
+
+def procfile_web_options(env: Mapping[str, str]) -> list[str]:
+    """The uvicorn options of the Procfile's `web` line (what `make run` starts) after the application, but
+    for WEB_PLACE_OPTIONS: the parser and its protocol, the limits, the access log. `${VAR:-default}` is
+    expanded from `env` as the shell would."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    words = shlex.split(line.removeprefix("web:"))
+    options: list[str] = []
+    skip = False
+    for word in words[words.index("project.asgi:application") + 1 :]:
+        if skip:
+            skip = False
+        elif word in WEB_PLACE_OPTIONS:
+            skip = True
+        else:
+            options.append(re.sub(r"\$\{(\w+):-(\w+)\}", lambda found: env.get(found[1]) or found[2], word))
+    return options
+
+
 def web_server(database_url: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """uvicorn serving the project as the Procfile's `web` line does (its options, in one process on a free port);
+    `env` (settings) also fills the line's `${VAR:-default}`s, e.g. WEB_MAX_CONNECTIONS."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    return ServerProcess(args, port=port, env={"DATABASE_URL": database_url, **(env or {})}, name="web")
+    server = ServerProcess(args, port=port, env={"DATABASE_URL": database_url, **(env or {})}, name="web")
+    server.args += procfile_web_options(server.env)
+    return server
 
 
 def redis_server() -> ServerProcess:

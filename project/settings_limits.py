@@ -41,13 +41,18 @@ API_PAGE_MAX_SIZE = env_int("API_PAGE_MAX_SIZE", 100)
 # at most; a higher limit allows richer bodies, and costs more to walk in every layer that reads them.
 REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 20)
 
-# --- Requests (project/request_limits.py: before a request takes a thread) ---------------------
+# --- Requests (project/request_limits.py, project/http_protocol.py: before a request takes a thread) ----
 # Largest request body, in bytes, on every path: refused with 413 before it is read (under uvicorn; under a
 # WSGI server RequestSizeLimitMiddleware checks Content-Length). Django's own name for the limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BYTES", 64 * 1024)
 # A body must arrive whole within this many seconds (408 after). A slow client holds a connection, never
 # a thread, and at most this long; longer lets slower links post, shorter frees connections sooner.
 REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 10.0)
+# A request head (a connection's first, or the next on a kept-alive one) must arrive whole within this many seconds,
+# else the connection is closed, with a 408 if part of a head came (project/http_protocol.py, named by the Procfile's
+# --http). A connection waiting for its head holds no thread but counts towards --limit-concurrency (503 past it):
+# longer lets slower links in; shorter frees a connection sooner, so slow heads fill the web tier for less long.
+REQUEST_HEAD_TIMEOUT_SECONDS = env_float("REQUEST_HEAD_TIMEOUT_SECONDS", 10.0)
 # Header count and total header bytes of a request (431 above): a token, a session cookie and the usual
 # browser headers take a few KiB. uvicorn's h11 parser also stops buffering an incomplete head at
 # --h11-max-incomplete-event-size (Procfile, docker-compose.yml).

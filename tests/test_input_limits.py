@@ -255,3 +255,44 @@ def test_bad_tokens_are_throttled_per_ip_before_any_database_query(transactional
     assert_error_shape(bad.post("/conversations/", {}), 429, "throttled")
     assert queries.statements == []
     assert not Conversation.objects.exists()
+
+
+def test_bad_tokens_on_health_are_throttled_per_ip_before_any_database_query(
+    transactional_db, api, settings, queries
+) -> None:
+    """The health endpoint had no throttle and authenticates (staff see details): every bad token cost a token
+    query, however many came. Requests with credentials now count per IP first; anonymous probes never do."""
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "ip": "3/min"}
+    bad = api("0" * 40)
+    assert [bad.get("/health/").status for _ in range(3)] == [401, 401, 401]
+    assert queries.statements, "the counter sees the token lookups"
+    queries.statements.clear()
+    response = bad.get("/health/")
+    assert_error_shape(response, 429, "throttled")
+    assert int(response.headers["retry-after"]) > 0
+    assert_error_shape(bad.get("/conversations/"), 429, "throttled")  # one counter per address for the whole API
+    assert queries.statements == []
+    probe = api(None)
+    for _ in range(5):  # a probe from the same (throttled) address, more often than the rate: never 429
+        answer = probe.get("/health/", timeout=30)
+        assert answer.status in (200, 503) and answer.json["status"] in ("ok", "unavailable"), answer.body[:300]
+
+
+def test_bad_tokens_on_event_streams_are_throttled_per_ip_before_any_database_query(
+    transactional_db, api, settings, queries, make_customer
+) -> None:
+    """The event stream authenticated every opening before any throttle (its own per-customer limits come after
+    authentication): every bad token cost a token query. Openings now count per IP first, as every API request."""
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "ip": "3/min"}
+    _, token = make_customer()
+    bad = api("0" * 40)
+    events = f"/runs/{'0' * 32}/events/"
+    assert [bad.get(events).status for _ in range(3)] == [401, 401, 401]
+    assert queries.statements, "the counter sees the token lookups"
+    queries.statements.clear()
+    for client in (bad, api(token), api(None)):  # the address is over its rate, whoever calls from it
+        response = client.get(events, headers={"Accept": "text/event-stream"})
+        assert_error_shape(response, 429, "throttled")
+        assert int(response.headers["retry-after"]) > 0
+    assert_error_shape(bad.get("/orders/"), 429, "throttled")
+    assert queries.statements == []
