@@ -67,7 +67,9 @@ from orchestration.runs import run_start
 customer = Customer.objects.get(user__email={customer_email!r})
 with transaction.atomic():
     conversation = conversation_create(customer=customer)
-    message, _ = message_create(conversation_id=conversation.id, role=Message.Role.CUSTOMER, content="How long does shipping take?")
+    message, _ = message_create(
+        conversation_id=conversation.id, role=Message.Role.CUSTOMER, content="How long does shipping take?"
+    )
     run = run_start(conversation=conversation, message=message, trace_id="amqp" + conversation.id.hex[:28],
                     slip={json.dumps(slip)}, budget={{"deadline_seconds": 90}})
 print(run.id)
