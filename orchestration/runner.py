@@ -13,8 +13,9 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import Any, TypeVar, assert_never
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
@@ -45,6 +46,10 @@ from project.ids import uuid_or_none
 from project.tracing import trace_set
 
 logger = logging.getLogger(__name__)
+
+#: A database that cannot be reached (restarting, a connection cut): the wrapper waits for it (`_with_database`).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+T = TypeVar("T")
 
 #: Errors that may pass: a database or broker blip, or a try that ran past its soft time limit.
 INFRASTRUCTURE_TRANSIENT = (
@@ -128,11 +133,19 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     started = time.monotonic()
     try:
         if agent.atomic:
-            start = steps.step_run_atomic(
-                envelope=envelope, agent=agent, task_id=task_id, worker=worker, execute=lambda: _handle(agent, envelope)
+            start = _with_database(
+                lambda: steps.step_run_atomic(
+                    envelope=envelope,
+                    agent=agent,
+                    task_id=task_id,
+                    worker=worker,
+                    execute=lambda: _handle(agent, envelope),
+                )
             )
         else:
-            start = steps.step_begin(envelope=envelope, agent=agent, task_id=task_id, worker=worker)
+            start = _with_database(
+                lambda: steps.step_begin(envelope=envelope, agent=agent, task_id=task_id, worker=worker)
+            )
     except AtomicTryFailed as failed:
         # The agent's writes rolled back; the failed try is recorded and decided like any other.
         trace_set(attempt=failed.attempt.number)
@@ -199,11 +212,31 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
     except Exception as exc:  # noqa: BLE001  (classified by _failed: retried, escalated, or dead-lettered and re-raised)
         return _failed(delivery, attempt, exc)
     try:
-        recorded = steps.step_succeed(attempt=attempt, result=result, envelope=after, control=control)
+        # The work is done: while the database is away, wait for it rather than lose the result.
+        recorded = _with_database(
+            lambda: steps.step_succeed(attempt=attempt, result=result, envelope=after, control=control)
+        )
     except INFRASTRUCTURE_TRANSIENT as exc:
-        # The work is done but could not be recorded (a database blip): a failed try like any other.
+        # It could not be recorded even so: a failed try like any other.
         return _failed(delivery, attempt, exc)
     return _completed(delivery.task, recorded, started)
+
+
+def _with_database(action: Callable[[], T]) -> T:
+    """Run a database action of the wrapper's (a claim, recording a try); while the database cannot be reached, wait
+    and try again, up to DATABASE_WAIT_SECONDS, holding the message: handing it back to the broker would only bring it
+    back to a database that is still away (and on RabbitMQ count against its delivery limit). Past that, the error is
+    raised (the supervisor resumes the run once the database is back)."""
+    deadline = time.monotonic() + settings.DATABASE_WAIT_SECONDS
+    while True:
+        try:
+            return action()
+        except DATABASE_UNAVAILABLE as exc:
+            connection.close()
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("database unavailable, waiting for it: %s", exc)
+            time.sleep(1.0)
 
 
 def _handle(agent: Agent, envelope: Envelope) -> tuple[AgentResult, Envelope, FlowControl]:
@@ -227,13 +260,16 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
     task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
 
     def fail(retry_in: float | None, reason: str = "", postponed: bool = False) -> None:
-        with transaction.atomic():
-            recorded = steps.step_fail(
-                attempt=attempt, error=exc, retry_in=retry_in, postponed=postponed, envelope=envelope, agent=agent
-            )
-            if recorded and reason:
-                _dead_letter(task, delivery.incoming, reason, exc, envelope, delivery.step_key)
-        if not recorded:
+        def record() -> bool:
+            with transaction.atomic():
+                recorded = steps.step_fail(
+                    attempt=attempt, error=exc, retry_in=retry_in, postponed=postponed, envelope=envelope, agent=agent
+                )
+                if recorded and reason:
+                    _dead_letter(task, delivery.incoming, reason, exc, envelope, delivery.step_key)
+            return recorded
+
+        if not _with_database(record):
             raise exc
 
     # A retry is a row, not a message: the step waits, due at a time, and the supervisor sends it again then. No

@@ -40,6 +40,11 @@ RETRY_GRACE_SECONDS = env_float("RETRY_GRACE_SECONDS", 5.0)
 # more crashes before a person looks; lower: two unlucky kills in a row could give up a healthy step.
 STEP_MAX_LOST = env_int("STEP_MAX_LOST", 2)
 
+# While the database cannot be reached, an agent task waits for it this long (claiming its step, recording its
+# result) before giving up the delivery; the supervisor resumes the run later. Longer: a database restart costs no
+# redelivery; a worker slot is held meanwhile (nothing could run anyway).
+DATABASE_WAIT_SECONDS = env_float("DATABASE_WAIT_SECONDS", 30.0)
+
 # --- Worker liveness (orchestration/liveness.py) -----------------------------------------------------
 # Every worker writes its row (the runs it holds, its pool's process ids) this often: one small UPDATE per worker.
 WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 1.0)
