@@ -95,6 +95,8 @@ class WorkerBeater(threading.Thread):
             except DatabaseError:
                 logger.warning("worker heartbeat not written (database unavailable)")
                 connection.close()
+            except Exception:  # the heartbeat must outlive any one bad beat: a silent worker is taken for dead
+                logger.exception("worker heartbeat failed; trying again")
             if self.stopping.wait(interval):
                 break
         try:

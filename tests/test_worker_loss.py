@@ -209,3 +209,21 @@ def test_concurrent_ticks_resume_a_run_once(worker_factory, start_run, settings)
     run = run_wait(run.id)
     assert run.status == "completed"
     assert replies(run) == 1
+
+
+def test_database_connections_cut_mid_run_cost_nothing(worker_factory, start_run) -> None:
+    # Every connection to the database but the test's own is terminated while a step runs (a failover, a proxy
+    # restart): the workers and the supervisor reconnect, the step's result is recorded, the run completes once.
+    worker_factory("steady")
+    run = start_run(slip=SLEEPY, budget={"deadline_seconds": 60})
+    running_step(run, "sleepy")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+    run = run_wait(run.id, timeout=45)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert replies(run) == 1
+    assert Step.objects.get(run=run, agent="sleepy").attempt == 1  # recorded by the try that ran it
