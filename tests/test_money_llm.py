@@ -36,6 +36,26 @@ def test_a_model_calling_refund_100_twice_in_one_run_gets_a_person_not_200(
     assert [action["amount"] for action in item.proposed_action] == ["100.00", "100.00"]
 
 
+def test_a_model_calling_refund_twice_with_the_customers_amount_gets_a_person_not_twice_the_amount(
+    fake, worker_factory, start_run, make_customer
+) -> None:
+    """The customer wrote €50; the model proposed two refunds of 50 on the order (100): the customer's words bind
+    the refunds together, so the amount is unclear and a person writes it (issue 12, reviewer's item 6)."""
+    customer, _ = make_customer()
+    order_in(customer, "SB-41002", "249.00")
+    fake.answers.update(refund_answers("SB-41002", "Aurora noise-cancelling headphones", "50.00"))
+    fake.answers["tools"] = refund_calls([("SB-41002", "50"), ("SB-41002", "50")])
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run("Please refund €50 on SB-41002", customer=customer).id)
+    # The scripted reply promises 50.00 EUR, which no checked refund now backs: the validator holds it as well.
+    assert run.status == "awaiting_review", (run.reason, run.reason_detail)
+    assert "the model's refunds together (100.00 EUR) are not the amount the customer asked for" in run.reason_detail
+    assert refund_rows("SB-41002") == 0 and order_refunded_amount("SB-41002") == Decimal("0.00")
+    item = ReviewItem.objects.get(run=run)
+    assert [action["amount"] for action in item.proposed_action] == [None, None]
+    assert "together (100.00 EUR)" in item.proposed_action[0]["amount_note"]
+
+
 #: Tool-call arguments holding an integer Python will not read (more than 4300 digits): json.loads raises a plain
 #: ValueError, not JSONDecodeError.
 HUGE_INTEGER_ARGUMENTS = '{"order_id": "SB-41003", "amount": ' + "9" * 5000 + "}"
