@@ -148,13 +148,13 @@ def _normal(text: str) -> str:
 
 
 def money_amounts(sentence: str) -> set[Decimal]:
-    """The amounts of money a sentence names ('45.00 EUR', '€12,50', '30 dollars', '19.99')."""
-    amounts = set()
-    for match in MONEY.finditer(sentence):
-        amount = amount_parse(next(group for group in match.groups() if group).replace(",", "."))
-        if amount is not None:
-            amounts.add(amount)
-    return amounts
+    """The amounts of money a sentence names ('45.00 EUR', '€12,50', '30 dollars', '19.99'), each exactly as
+    written: an amount no refund can have (more decimals or digits than an amount in cents) is kept, so that it is
+    backed by none, never dropped."""
+    return {
+        Decimal(next(group for group in match.groups() if group).replace(",", "."))
+        for match in MONEY.finditer(sentence)
+    }
 
 
 def currencies(sentence: str) -> set[str]:

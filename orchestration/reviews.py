@@ -29,7 +29,7 @@ from agents.envelope import Envelope
 from agents.payload import Approval, Approver, Payload, RefundAction
 from agents.tools.refunds import refund_check
 from conversations.models import Message
-from conversations.orders import amount_format, amount_parse
+from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, order_id_valid
 from conversations.refunds import RefundAuthority
 from conversations.selectors import conversation_customer_id, order_currency
 from orchestration.budgets import budget_for_review_resume
@@ -147,20 +147,25 @@ def _actions_clean(item: ReviewItem, action: Any) -> list[RefundAction]:
     actions = [action] if isinstance(action, dict) else action
     if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
         raise InvalidInput("action must be an action object, a list of them, or null.")
-    cleaned: list[RefundAction] = []
-    for entry in actions:
-        order_id = entry.get("order_id")
-        amount = amount_parse(entry.get("amount"))
-        if not isinstance(order_id, str) or amount is None or amount <= 0 or entry.get("type", "refund") != "refund":
-            raise InvalidInput(
-                "action refused: each action is a refund with an order_id and a positive amount in cents, "
-                f"got {entry!r}."[:300]
-            )
-        currency = entry.get("currency") or order_currency(order_id=order_id) or ""
-        cleaned.append(
-            RefundAction(type="refund", order_id=order_id, amount=amount_format(amount), currency=str(currency))
+    return [_action_clean(entry) for entry in actions]
+
+
+def _action_clean(entry: dict[str, Any]) -> RefundAction:
+    """One of a reviewer's actions as a RefundAction, or InvalidInput. The order id's and the currency's shapes
+    are checked before anything is looked up (a NUL or a lone surrogate never reaches the database)."""
+    order_id, currency = entry.get("order_id"), entry.get("currency")
+    if not order_id_valid(order_id):
+        raise InvalidInput(f"action refused: order_id must be an order number like SB-12345, got {order_id!r}."[:300])
+    if currency not in (None, "") and not (isinstance(currency, str) and CURRENCY_CODE.match(currency)):
+        raise InvalidInput(f"action refused: currency must be a code like EUR, got {currency!r}."[:300])
+    amount = amount_parse(entry.get("amount"))
+    if amount is None or amount <= 0 or entry.get("type", "refund") != "refund":
+        raise InvalidInput(
+            "action refused: each action is a refund with an order_id and a positive amount in cents "
+            f"(digits, optionally a point and one or two decimals), got {entry!r}."[:300]
         )
-    return cleaned
+    currency = currency or order_currency(order_id=order_id) or ""
+    return RefundAction(type="refund", order_id=order_id, amount=amount_format(amount), currency=currency)
 
 
 def _actions_check(item: ReviewItem, decision: Decision) -> None:
