@@ -115,9 +115,11 @@ EVENT = re.compile(rf"\b(?:will|shall|has|have|had|was|were|did|got|going\s+to|a
 #: Something is so now: "is refunded", "are being processed" — a claim when its subject is specific.
 PRESENT = re.compile(rf"\b(?:is|are|am|get|gets|do|does){_GAP}\s+(?P<verb>{_VERB})\b")
 #: A clause that starts with what was or is being done, no one named: "Refunding 45.00 EUR now", "Issued a refund".
-LEADING = re.compile(rf"(?:^|[,;:()\u2013\u2014-])\s*(?:(?:just|now|already|also)\s+)?(?P<verb>{_VERB})\b")
+LEADING = re.compile(rf"(?:^|[,;:()\u2013\u2014]|\s-)\s*(?:(?:just|now|already|also)\s+)?(?P<verb>{_VERB})\b")
 #: A verb of moving money on its own: "Order SB-20001 refunded", "Refunded: 45.00 EUR".
-BARE_MOVED = re.compile(r"\b(?:refunded|reimbursed|credited|compensated|waived|cancell?ed|replaced|deposited)\b")
+BARE_MOVED = re.compile(
+    r"(?<![\w-])(?:refunded|reimbursed|credited|compensated|waived|cancell?ed|replaced|deposited)\b"
+)
 #: What a thing of value may be doing ("your refund is on its way", "45.00 EUR will reach your account").
 _STATE = (
     r"on\s+(?:its|the|their)\s+way|under\s*way|in\s+progress|complete|done|ready|coming|en\s+route|in\s+motion"

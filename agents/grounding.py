@@ -200,13 +200,26 @@ def commitment_backed(sentence: str, payload: Payload) -> bool:
     )
 
 
+def without_descriptions(sentence: str, payload: Payload) -> str:
+    """A sentence with the descriptions of the customer's orders (product names from the order lookup and the
+    account facts: "Aurora noise-cancelling headphones", "Digital gift card") replaced by "item": what a product
+    is called says nothing about what we do."""
+    lookups = payload.get("tool_results", {}).get("orders", {})
+    orders = [*lookups.values(), *payload.get("account", {}).get("orders", [])]
+    names = sorted({str(order.get("description") or "") for order in orders} - {""}, key=len, reverse=True)
+    for name in names:
+        sentence = re.sub(re.escape(name), "item", sentence, flags=re.IGNORECASE)
+    return sentence
+
+
 def commitment_check(reply: str, payload: Payload) -> list[str]:
     """Reasons for every sentence of the reply that says money moves or an action of ours happens, happened or
-    will happen (`agents.commitments.claims_action`) and that nothing checked backs (`commitment_backed`)."""
+    will happen (`agents.commitments.claims_action`, order descriptions aside) and that nothing checked backs
+    (`commitment_backed`)."""
     return [
         f"commitment: {sentence!r} says money moves or we act, and no passage and no checked action backs it."
         for sentence in sentences(reply_body(reply))
-        if claims_action(sentence) and not commitment_backed(sentence, payload)
+        if claims_action(without_descriptions(sentence, payload)) and not commitment_backed(sentence, payload)
     ]
 
 

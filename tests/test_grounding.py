@@ -3,6 +3,7 @@ from the customer's message; promises need an action behind them; no prompt, not
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from agents.knowledge import index_get, internal_notes
 from agents.registry import agent_get
 from agents.responder import PROMPT as RESPONDER_PROMPT
 from agents.validator import leak_check
-from conversations.services import conversation_create, customer_create
+from conversations.services import DEMO_ITEMS, conversation_create, customer_create
 from tests.conftest import order_add
 from tests.test_envelope import make_envelope
 
@@ -171,6 +172,7 @@ NO_CLAIMS = [
     "Promotional vouchers cannot be exchanged for cash.",
     "Your order SB-20001 (Set of 4 enamel camping mugs) is delivered.",
     "I could not find order SB-39999 on your account.",
+    "Your order SB-20001 (Aurora noise-cancelling headphones) is delivered.",
 ]
 
 
@@ -183,6 +185,13 @@ def test_a_claim_of_money_or_action_no_checked_action_backs_goes_to_review(draft
 @pytest.mark.parametrize("draft", NO_CLAIMS)
 def test_a_sentence_that_commits_us_to_nothing_is_no_commitment(draft: str) -> None:
     assert commitment_check(draft, LOOKUP_ONLY) == []
+
+
+def test_a_product_name_is_no_claim_of_ours() -> None:
+    card = {**MUGS, "description": "Digital gift card 50 EUR, sent by email"}
+    draft = "Your order SB-20001 (Digital gift card 50 EUR, sent by email) is delivered."
+    assert commitment_check(draft, {"tool_results": {"orders": {"SB-20001": card}}}) == []
+    assert commitment_check(draft, LOOKUP_ONLY) != []  # not this customer's product: a voucher sent
 
 
 @pytest.mark.parametrize("draft", UNBACKED_CLAIMS[:4])
@@ -214,15 +223,11 @@ def help_centre_answers() -> list[tuple[str, dict[str, Any]]]:
         message = f"{passage.section}?"
         found = agent_get("retrieval").handle(make_envelope(payload={"message": message})).payload["passages"]
         payloads.append({"message": message, "passages": found, "order_ids": []})
-    for status, refunded in [("shipped", "0.00"), ("delivered", "0.00"), ("partially_refunded", "15.00")]:
-        lookup = {**MUGS, "status": status, "refunded_amount": refunded}
-        payloads.append(
-            {
-                "message": "Where is SB-20001?",
-                "order_ids": ["SB-20001"],
-                "tool_results": {"orders": {"SB-20001": lookup}},
-            }
-        )
+    statuses = [("shipped", "0.00"), ("delivered", "0.00"), ("partially_refunded", "15.00")]
+    for item, (status, refunded) in itertools.product(DEMO_ITEMS, statuses):
+        lookup = {**MUGS, "description": item.description, "status": status, "refunded_amount": refunded}
+        lookups = {"orders": {"SB-20001": lookup}}
+        payloads.append({"message": "Where is SB-20001?", "order_ids": ["SB-20001"], "tool_results": lookups})
     payloads.append({**payloads[-1], "proposed_actions": [refund_of("30.00")]})
     drafts = [(agent_get("responder").handle(make_envelope(payload=p)).payload["draft"], p) for p in payloads]
     return [(draft, payload) for draft, payload in drafts if draft]
