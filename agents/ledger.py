@@ -1,5 +1,5 @@
 """Side effects happen once per idempotency key (`LedgerEntry`); the refunds recorded are what the refund
-policy counts.
+policy counts (automatic ones) and what the second approval counts (reviewers' ones).
 
 A database effect (storing a reply, recording a refund) runs in the same
 transaction as its ledger row: both happen or neither does, and a second call
@@ -74,3 +74,17 @@ def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: da
         automatic_by_order={order_id: total or Decimal("0") for order_id, total in by_order},
         automatic_for_customer=window["total"] or Decimal("0"),
     )
+
+
+def ledger_reviewer_refunds(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
+    """What was refunded on each of these orders, ever, on a reviewer's approval (the orders with any): what a
+    reviewer's next refunds of them are added to before the second approval's threshold
+    (`orchestration.reviews.needs_second_approval`)."""
+    reviewed = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.REVIEWER)
+    rows = (
+        reviewed.filter(order_id__in=sorted(set(order_ids)))
+        .values("order_id")
+        .annotate(total=Sum("amount"))
+        .values_list("order_id", "total")
+    )
+    return {order_id: total for order_id, total in rows if total}

@@ -24,7 +24,8 @@ class LedgerEntry(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     created_at = models.DateTimeField(auto_now_add=True)
     # Refunds only (blank otherwise): which order, whose, how much, and who approved it. The refund policy sums
-    # these (`agents.ledger.ledger_refund_history`): automatic refunds count against the agents' limits.
+    # these (`agents.ledger.ledger_refund_history`): automatic refunds count against the agents' limits, reviewers'
+    # toward the second approval (`agents.ledger.ledger_reviewer_refunds`). Read-only in the admin.
     order_id = models.CharField(max_length=32, blank=True)
     customer_id = models.CharField(max_length=64, blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)

@@ -1,8 +1,10 @@
 """Validator: checks the draft reply and the proposed actions before they reach anyone.
 
 Rule checks always apply: facts in the reply match the sources exactly (never the
-customer's own message), each sentence is supported, every promise is backed by a
-passage or a proposed action, no staff-only note and no prompt is repeated, the
+customer's own message), each sentence is supported, every sentence saying money
+moves or we act (any tense or voice: "we will refund", "your refund has been issued")
+is backed by a passage, a proposed action or a refund the order lookup shows
+(`agents.commitments`), no staff-only note and no prompt is repeated, the
 reply says nothing about an order that is not the customer's beyond "not found",
 and the proposed actions together are within the refund policy. The LLM's verdict can only add
 reasons. A failed check escalates the run to a person with the reasons (for

@@ -3,7 +3,9 @@
 Python's json module parses nesting recursively: a body nested some thousands deep (a few KiB) raises
 RecursionError, and one just under the interpreter's limit parses, only to fail wherever it is walked
 next (validation, storing it, logging it). Every request body the API parses is refused with 400
-`parse_error` beyond the limit instead, before any view sees it.
+`parse_error` beyond the limit instead, before any view sees it (the depth check is `project.jsonlimits`'s, which
+the admin's decision form and the LLM provider use too). DRF's parser already refuses NaN and Infinity and turns
+the ValueError of an over-long integer into a ParseError.
 """
 
 from __future__ import annotations
@@ -14,19 +16,7 @@ from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-
-def json_depth_exceeds(data: Any, limit: int) -> bool:
-    """Whether `data` (parsed JSON) nests more than `limit` arrays and objects deep (a scalar is depth 0,
-    `[]` and `{}` depth 1). Walks iteratively: no recursion, whatever the depth."""
-    pending: list[tuple[Any, int]] = [(data, 0)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict | list):
-            if depth + 1 > limit:
-                return True
-            children = value.values() if isinstance(value, dict) else value
-            pending.extend((child, depth + 1) for child in children)
-    return False
+from project.jsonlimits import json_depth_exceeds
 
 
 class JSONParser(parsers.JSONParser):

@@ -243,7 +243,8 @@ class ReviewDecisionView(APIView):
         description=(
             "A decision that could not be executed (refunds together above what is left on the order, another "
             "currency, another customer's order, an amount not understood) is refused with 400 and the reason; "
-            "nothing is recorded. An edited action without a currency is in the order's currency. Refunds above "
+            "nothing is recorded. An edited action without a currency is in the order's currency. Refunds that, with "
+            "everything reviewers approved on the same orders before, come to more than "
             "REFUND_SECOND_APPROVAL_ABOVE need two reviewers: the first approval answers 200 with "
             "`pending_decision` set and executes nothing; another reviewer's approve executes exactly it (the "
             "same reviewer: 403), an edit starts a new first approval, a reject ends it."

@@ -8,6 +8,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from conversations.orders import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
+
 
 class Customer(models.Model):
     """A person who chats with the shop; tied one-to-one to a Django user."""
@@ -75,10 +77,12 @@ class Order(models.Model):
     id = models.CharField(primary_key=True, max_length=32)
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
     description = models.CharField(max_length=300)
-    total = models.DecimalField(max_digits=10, decimal_places=2)
+    total = models.DecimalField(max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES)
     currency = models.CharField(max_length=3, default="EUR")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PROCESSING)
-    refunded_amount = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
+    refunded_amount = models.DecimalField(
+        max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES, default=Decimal("0.00")
+    )
     # The status before the first refund replaced it (processing, shipped or delivered): the refund policy reads
     # it for partially refunded orders. Blank for orders never refunded (or refunded before it was recorded).
     status_before_refund = models.CharField(max_length=24, choices=Status.choices, blank=True)

@@ -8,16 +8,36 @@ order-id pattern and one way to read and write an amount.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import TypeGuard
 
-_ORDER_ID = r"SB-\d{5}"
-#: "Is this an order id?": `ORDER_ID.match(value)` (upper case, nothing around it).
-ORDER_ID = re.compile(rf"^{_ORDER_ID}$")
+_ORDER_ID = r"SB-[0-9]{5}"
+#: "Is this an order id?": `ORDER_ID.match(value)` (upper case, ASCII digits, nothing around it, not even a
+#: trailing newline). Check it before an outside string reaches a query.
+ORDER_ID = re.compile(rf"^{_ORDER_ID}\Z")
 #: Order ids in a text, any case, as whole words.
 ORDER_IDS_IN_TEXT = re.compile(rf"\b{_ORDER_ID}\b", re.IGNORECASE)
 
+#: "Is this a currency code?": three upper-case ASCII letters (ISO 4217 shape), e.g. 'EUR'.
+CURRENCY_CODE = re.compile(r"^[A-Z]{3}\Z")
+
 #: Amounts carry two decimal places (cents).
 CENTS = Decimal("0.01")
+#: The digits an order's amount columns hold (`Order.total`, `Order.refunded_amount`; the ledger's holds more),
+#: of which AMOUNT_DECIMAL_PLACES after the point: no amount from outside may have more.
+AMOUNT_MAX_DIGITS = 10
+#: The decimal places of an amount column (cents).
+AMOUNT_DECIMAL_PLACES = 2
+#: The one shape an amount from outside may have: a plain decimal, no sign, no exponent, no separators but one
+#: point, at most as many digits as the columns hold.
+_AMOUNT = re.compile(
+    rf"^[0-9]{{1,{AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES}}}(?:\.[0-9]{{1,{AMOUNT_DECIMAL_PLACES}}})?\Z"
+)
+
+
+def order_id_valid(value: object) -> TypeGuard[str]:
+    """Whether `value` is a string shaped like an order id (`ORDER_ID`): safe to look up."""
+    return isinstance(value, str) and ORDER_ID.match(value) is not None
 
 
 def order_ids_in(text: str) -> list[str]:
@@ -25,19 +45,32 @@ def order_ids_in(text: str) -> list[str]:
     return sorted({match.upper() for match in ORDER_IDS_IN_TEXT.findall(text)})
 
 
+def amount_text(value: object) -> str | None:
+    """The text of an amount from the outside world, before it is read: a string as it is, a JSON integer or
+    float as its shortest representation (`repr`: what was written, e.g. 30.5), a Decimal as its string;
+    None for anything else (booleans, containers, integers too long to be an amount)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        # Bounded before it is turned into text: str() of an integer of thousands of digits is refused
+        # (ValueError) or slow.
+        return str(value) if abs(value) < 10**AMOUNT_MAX_DIGITS else None
+    if isinstance(value, float | Decimal):
+        return repr(value) if isinstance(value, float) else str(value)
+    return value if isinstance(value, str) else None
+
+
 def amount_parse(value: object) -> Decimal | None:
-    """An amount from the outside world (a model's or a reviewer's JSON, a string or a number):
-    a finite Decimal with at most two decimal places, or None. The sign is not checked here."""
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+    """An amount from the outside world (a model's or a reviewer's JSON: a string or a number): a plain decimal in
+    cents — digits, optionally a point and one or two decimals, at most AMOUNT_MAX_DIGITS digits in all, no sign —
+    as an exact Decimal; None for anything else ('1e3', '30_00', '-5', ' 30', '1.005', 1e16, True).
+
+    The bound makes every later sum and comparison of amounts exact and cheap: no amount read here overflows a
+    Decimal context or a database column, and no error message quoting one can be large."""
+    text = amount_text(value)
+    if text is None or _AMOUNT.match(text) is None:
         return None
-    if not amount.is_finite():
-        return None
-    exponent = amount.as_tuple().exponent
-    if not isinstance(exponent, int) or exponent < -2:
-        return None
-    return amount
+    return Decimal(text)
 
 
 def amount_format(amount: Decimal) -> str:

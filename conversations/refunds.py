@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import models
 
 from conversations.models import Order
-from conversations.orders import CENTS, ORDER_ID, amount_format, amount_parse
+from conversations.orders import CENTS, amount_format, amount_parse, order_id_valid
 
 
 class RefundProblemCode(enum.StrEnum):
@@ -155,7 +155,8 @@ def refund_problems(
     `amount_note`) and optionally `currency` (the order's when missing). See the module's docstring.
     """
     problems: list[RefundProblem] = []
-    orders = {o.id: o for o in Order.objects.filter(id__in=[str(a.get("order_id", "")) for a in actions])}
+    order_ids = {str(action.get("order_id", "")) for action in actions}
+    orders = {o.id: o for o in Order.objects.filter(id__in=sorted(filter(order_id_valid, order_ids)))}
     run_by_order: dict[str, Decimal] = {}
     for action in actions:
         order_id = str(action.get("order_id", ""))
@@ -164,8 +165,8 @@ def refund_problems(
             problems.append(
                 RefundProblem(RefundProblemCode.NOT_ALLOWED, f"unknown action type {action.get('type')!r}.")
             )
-        elif not ORDER_ID.match(order_id):
-            problems.append(RefundProblem(RefundProblemCode.NOT_ALLOWED, f"{order_id!r} is not an order number."))
+        elif not order_id_valid(order_id):
+            problems.append(RefundProblem(RefundProblemCode.NOT_ALLOWED, f"{order_id[:40]!r} is not an order number."))
         elif order is None or str(order.customer_id) != str(customer_id):
             problems.append(
                 RefundProblem(RefundProblemCode.NOT_ALLOWED, f"order {order_id} is not on this customer's account.")

@@ -8,6 +8,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 
 from conversations.models import Conversation, Customer, Message, Order
+from conversations.orders import order_id_valid
 from project.errors import NotFound
 from project.ids import uuid_or_none
 
@@ -90,8 +91,11 @@ def customer_facts(*, conversation_id: str) -> dict[str, object]:
 
 def order_lookup(*, conversation_id: str, order_id: str) -> dict[str, Any]:
     """One order of the conversation's customer, as the tools agent reports it, or {"found": False, ...}:
-    never another customer's data."""
+    never another customer's data. An `order_id` not shaped like one (`ORDER_ID`) is not looked up: it is not
+    found (a NUL or a lone surrogate from a model's arguments never reaches the database)."""
     customer_id = conversation_customer_id(conversation_id=conversation_id)
+    if not order_id_valid(order_id):
+        return {"order_id": order_id, "found": False, "note": "this is not an order number"}
     order = Order.objects.filter(id=order_id, customer_id=customer_id).first()
     if order is None:
         return {"order_id": order_id, "found": False, "note": "could not find this order on the customer's account"}
@@ -101,5 +105,8 @@ def order_lookup(*, conversation_id: str, order_id: str) -> dict[str, Any]:
 
 
 def order_currency(*, order_id: str) -> str | None:
-    """The currency of an order, or None if there is no such order."""
+    """The currency of an order, or None if there is no such order (or `order_id` is not shaped like an order id:
+    then there is no query)."""
+    if not order_id_valid(order_id):
+        return None
     return Order.objects.filter(id=order_id).values_list("currency", flat=True).first()

@@ -33,8 +33,8 @@ class Recorded:
 @dataclass
 class FakeOpenAI:
     """`answers[prompt_name]` is a dict (sent as JSON content), a callable(body) -> dict, or
-    {"tool_calls": [(name, arguments_dict), ...]} for function calling, or {"raw": text} for content
-    sent as it is (not JSON)."""
+    {"tool_calls": [(name, arguments_dict), ...]} for function calling (arguments given as a string are sent as
+    they are, JSON or not), or {"raw": text} for content sent as it is (not JSON)."""
 
     answers: dict[str, Any] = field(default_factory=dict)
     latency: float = 0.0
@@ -149,7 +149,7 @@ class FakeOpenAI:
             message["content"] = str(answer["raw"])
         elif isinstance(answer, dict) and "tool_calls" in answer:
             message["tool_calls"] = [
-                {"id": f"call_{i}", "type": "function", "function": {"name": tool, "arguments": json.dumps(args)}}
+                {"id": f"call_{i}", "type": "function", "function": {"name": tool, "arguments": _arguments(args)}}
                 for i, (tool, args) in enumerate(answer["tool_calls"])
             ]
         else:
@@ -183,6 +183,11 @@ class FakeOpenAI:
             handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(data)
+
+
+def _arguments(args: Any) -> str:
+    """A tool call's arguments as the model sends them: a string as it is, anything else as JSON."""
+    return args if isinstance(args, str) else json.dumps(args)
 
 
 def refund_answers(order_id: str, description: str, amount: str) -> dict[str, Any]:

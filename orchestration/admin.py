@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, assert_never
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -24,6 +25,7 @@ from orchestration.permissions import user_is_reviewer, user_may_replay
 from orchestration.reviews import REJECTION_DEFAULT, review_decide
 from orchestration.selectors import run_timeline
 from project.errors import InvalidInput, SwitchboardError
+from project.jsonlimits import JSONRefused, json_loads_limited
 
 Kind = ReviewDecision.Kind
 RUN_FIELDS = (
@@ -135,7 +137,7 @@ class ReviewDecisionForm(forms.Form):
     rejection = forms.CharField(required=False, strip=False)
     """The message to the customer (reject; empty for the default one)."""
     action = forms.CharField(required=False)
-    """The actions as JSON (edit; empty for none)."""
+    """The actions as JSON (edit; empty for none), nested at most REQUEST_JSON_MAX_DEPTH deep as in the API."""
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -143,8 +145,8 @@ class ReviewDecisionForm(forms.Form):
         if cleaned.get("decision") == Kind.EDIT:
             raw = cleaned.get("action", "")
             try:
-                cleaned["action"] = json.loads(raw) if raw else None
-            except json.JSONDecodeError as exc:
+                cleaned["action"] = json_loads_limited(raw, max_depth=settings.REQUEST_JSON_MAX_DEPTH) if raw else None
+            except JSONRefused as exc:
                 self.add_error("action", f"The action is not valid JSON: {exc}")
         return cleaned
 

@@ -8,9 +8,12 @@ approval. Refunds go through the ledger, so a second click refunds nothing.
 A decision that could not be executed is refused when it is made (InvalidInput,
 with the refund policy's reasons), never accepted and failed later: the
 decided refunds together pass `conversations.refunds.refund_problems` as a
-reviewer may execute them. A reviewer's refunds above
-REFUND_SECOND_APPROVAL_ABOVE are only a first approval: nothing is executed and
-the customer told nothing new until a second, different reviewer approves.
+reviewer may execute them. A reviewer's refunds that, with everything reviewers
+already approved on the same orders (refunded, or decided and on its way to
+deliver), come to more than REFUND_SECOND_APPROVAL_ABOVE are only a first
+approval: nothing is executed and the customer told nothing new until a second,
+different reviewer approves. So one reviewer cannot pay out a large sum in
+pieces, one run at a time.
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.envelope import Envelope
+from agents.ledger import ledger_reviewer_refunds
 from agents.payload import Approval, Approver, Payload, RefundAction
 from agents.tools.refunds import refund_check
 from conversations.models import Message
-from conversations.orders import amount_format, amount_parse
+from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, order_id_valid
 from conversations.refunds import RefundAuthority
 from conversations.selectors import conversation_customer_id, order_currency
+from conversations.services import refund_orders_lock
 from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
 from orchestration.pipeline import run_dispatch
 from orchestration.runs import run_reopen
-from orchestration.selectors import review_get
+from orchestration.selectors import review_get, reviewer_refunds_on_the_way
 from project.errors import Conflict, InvalidInput, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -147,20 +152,25 @@ def _actions_clean(item: ReviewItem, action: Any) -> list[RefundAction]:
     actions = [action] if isinstance(action, dict) else action
     if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
         raise InvalidInput("action must be an action object, a list of them, or null.")
-    cleaned: list[RefundAction] = []
-    for entry in actions:
-        order_id = entry.get("order_id")
-        amount = amount_parse(entry.get("amount"))
-        if not isinstance(order_id, str) or amount is None or amount <= 0 or entry.get("type", "refund") != "refund":
-            raise InvalidInput(
-                "action refused: each action is a refund with an order_id and a positive amount in cents, "
-                f"got {entry!r}."[:300]
-            )
-        currency = entry.get("currency") or order_currency(order_id=order_id) or ""
-        cleaned.append(
-            RefundAction(type="refund", order_id=order_id, amount=amount_format(amount), currency=str(currency))
+    return [_action_clean(entry) for entry in actions]
+
+
+def _action_clean(entry: dict[str, Any]) -> RefundAction:
+    """One of a reviewer's actions as a RefundAction, or InvalidInput. The order id's and the currency's shapes
+    are checked before anything is looked up (a NUL or a lone surrogate never reaches the database)."""
+    order_id, currency = entry.get("order_id"), entry.get("currency")
+    if not order_id_valid(order_id):
+        raise InvalidInput(f"action refused: order_id must be an order number like SB-12345, got {order_id!r}."[:300])
+    if currency not in (None, "") and not (isinstance(currency, str) and CURRENCY_CODE.match(currency)):
+        raise InvalidInput(f"action refused: currency must be a code like EUR, got {currency!r}."[:300])
+    amount = amount_parse(entry.get("amount"))
+    if amount is None or amount <= 0 or entry.get("type", "refund") != "refund":
+        raise InvalidInput(
+            "action refused: each action is a refund with an order_id and a positive amount in cents "
+            f"(digits, optionally a point and one or two decimals), got {entry!r}."[:300]
         )
-    return cleaned
+    currency = currency or order_currency(order_id=order_id) or ""
+    return RefundAction(type="refund", order_id=order_id, amount=amount_format(amount), currency=currency)
 
 
 def _actions_check(item: ReviewItem, decision: Decision) -> None:
@@ -178,9 +188,22 @@ def refunds_total(actions: list[RefundAction]) -> Decimal:
     return sum((amount_parse(a["amount"]) or Decimal("0") for a in actions), Decimal("0"))
 
 
-def needs_second_approval(decision: Decision) -> bool:
-    """A reviewer's approval of refunds above REFUND_SECOND_APPROVAL_ABOVE needs another reviewer's too."""
-    return bool(decision.actions) and refunds_total(decision.actions) > Decimal(settings.REFUND_SECOND_APPROVAL_ABOVE)
+def reviewer_approved_before(*, customer_id: str, actions: list[RefundAction]) -> Decimal:
+    """Everything reviewers already approved on the orders these actions refund: refunded (the ledger's rows
+    approved by a reviewer) or decided and on its way to deliver. Takes the customer's and the orders' row locks
+    first (as deliver does), so that decisions on the same orders are counted one after the other."""
+    order_ids = sorted({action["order_id"] for action in actions})
+    refund_orders_lock(customer_id=customer_id, order_ids=order_ids)
+    refunded = ledger_reviewer_refunds(order_ids=order_ids)
+    on_the_way = reviewer_refunds_on_the_way(order_ids=order_ids)
+    return sum((*refunded.values(), *on_the_way.values()), Decimal("0"))
+
+
+def needs_second_approval(decision: Decision, *, approved_before: Decimal) -> bool:
+    """Whether a reviewer's approval needs another reviewer's too: when its refunds, with what reviewers already
+    approved on the same orders (`reviewer_approved_before`), come to more than REFUND_SECOND_APPROVAL_ABOVE."""
+    total = refunds_total(decision.actions) + approved_before
+    return bool(decision.actions) and total > Decimal(settings.REFUND_SECOND_APPROVAL_ABOVE)
 
 
 def review_decide(
@@ -202,11 +225,14 @@ def review_decide(
         if first is not None:
             if first.reviewer_id == reviewer.pk:
                 raise SecondReviewerRequired(
-                    f"a second, different reviewer must approve this: refunds above "
-                    f"{settings.REFUND_SECOND_APPROVAL_ABOVE} need two reviewers, and you made the first approval."
+                    "a second, different reviewer must approve this: refunds that bring what reviewers approved on "
+                    f"an order above {settings.REFUND_SECOND_APPROVAL_ABOVE} need two reviewers, and you made the "
+                    "first approval."
                 )
             _decision_apply(item, normalised, reviewer, confirms=first)
-        elif normalised.kind != Kind.REJECT and needs_second_approval(normalised):
+        elif normalised.kind != Kind.REJECT and needs_second_approval(
+            normalised, approved_before=_approved_before(item, normalised)
+        ):
             _first_approval_record(item, normalised, reviewer)
         else:
             _decision_apply(item, normalised, reviewer)
@@ -219,6 +245,14 @@ def review_decide(
         extra={"run_id": str(item.run_id), "trace_id": item.run.trace_id},
     )
     return item
+
+
+def _approved_before(item: ReviewItem, decision: Decision) -> Decimal:
+    """What reviewers already approved on the orders of a decision's refunds (nothing to count without any)."""
+    if not decision.actions:
+        return Decimal("0")
+    customer_id = conversation_customer_id(conversation_id=str(item.run.conversation_id))
+    return reviewer_approved_before(customer_id=customer_id, actions=decision.actions)
 
 
 def _first_approval_record(item: ReviewItem, decision: Decision, reviewer: Any) -> None:

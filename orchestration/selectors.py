@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from conversations.models import Customer, Message
+from conversations.orders import amount_parse
 from conversations.selectors import conversation_transcript
 from orchestration.models import ReviewDecision, ReviewItem, Run, Step
 from orchestration.public import public_reason_of, public_reason_view
@@ -143,3 +146,24 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
         add(when, f"run:{run.status}", "run", {"status": run.status, "reason": reason})
     events.sort(key=lambda event: event[0])
     return events, run.status
+
+
+def reviewer_refunds_on_the_way(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
+    """Refunds of these orders a reviewer decided whose run has not reached deliver yet (resumed, queued or running):
+    approved, not yet in the ledger. By order id (the orders with any). A run's latest decision only."""
+    wanted = set(order_ids)
+    decided = ReviewItem.objects.filter(
+        status__in=[ReviewItem.Status.APPROVED, ReviewItem.Status.EDITED],
+        run__status__in=Run.ACTIVE,
+        final_action__isnull=False,
+    ).order_by("run_id", "-decided_at")
+    latest: dict[Any, ReviewItem] = {}
+    for item in decided:
+        latest.setdefault(item.run_id, item)
+    totals: dict[str, Decimal] = {}
+    for item in latest.values():
+        for action in item.final_action or []:
+            amount = amount_parse(action.get("amount"))
+            if action.get("order_id") in wanted and amount is not None:
+                totals[action["order_id"]] = totals.get(action["order_id"], Decimal("0")) + amount
+    return totals

@@ -117,5 +117,5 @@ REFUND_AUTO_LIMIT = env_decimal("REFUND_AUTO_LIMIT", "100.00")
 REFUND_AUTO_CUSTOMER_LIMIT = env_decimal("REFUND_AUTO_CUSTOMER_LIMIT", "200.00")
 # That window in days: longer, a tighter bound per account, and more customers with several returns sent to a person.
 REFUND_AUTO_WINDOW_DAYS = env_int("REFUND_AUTO_WINDOW_DAYS", 30)
-# A reviewer's refunds above this need a second reviewer too: lower, more four-eyes checks and slower large refunds.
+# Reviewers' refunds of an order above this (a decision's with all approved before) need a second reviewer too.
 REFUND_SECOND_APPROVAL_ABOVE = env_decimal("REFUND_SECOND_APPROVAL_ABOVE", "500.00")

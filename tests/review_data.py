@@ -16,10 +16,12 @@ from orchestration.permissions import reviewers_group
 from orchestration.runs import run_start
 
 
-def run_in_review(*, steps: int, messages: int, decisions: int = 0) -> tuple[Run, ReviewItem, str]:
-    """A customer's run with `steps` steps, `messages` messages in its conversation and a review item
-    with `decisions` decisions; and the customer's API token."""
-    customer = customer_create(email=f"c{Run.objects.count()}@example.com", name="Ada")
+def run_in_review(
+    *, steps: int, messages: int, decisions: int = 0, customer: Any = None
+) -> tuple[Run, ReviewItem, str]:
+    """A customer's run (a new customer's unless `customer` is given) with `steps` steps, `messages` messages in
+    its conversation and a review item with `decisions` decisions; and the customer's API token."""
+    customer = customer or customer_create(email=f"c{Run.objects.count()}@example.com", name="Ada")
     conversation = conversation_create(customer=customer)
     first, _ = message_create(conversation_id=conversation.id, role=Message.Role.CUSTOMER, content="Refund SB-1")
     for number in range(messages - 1):

@@ -58,8 +58,8 @@ def test_order_ids_in_a_text_are_sorted_upper_cased_and_each_once() -> None:
         ("7", Decimal("7")),
         (12.5, Decimal("12.5")),
         (3, Decimal("3")),
-        ("-5.00", Decimal("-5.00")),
-        ("1E+1", Decimal("1E+1")),
+        ("-5.00", None),  # no sign: a refund is positive, and a negative amount is nobody's intent
+        ("1E+1", None),
         ("1.005", None),
         ("abc", None),
         ("", None),

@@ -3,17 +3,18 @@ from the customer's message; promises need an action behind them; no prompt, not
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
 from agents.base import Outcome
 from agents.grounding import commitment_check, reply_check
-from agents.knowledge import internal_notes
+from agents.knowledge import index_get, internal_notes
 from agents.registry import agent_get
 from agents.responder import PROMPT as RESPONDER_PROMPT
 from agents.validator import leak_check
-from conversations.services import conversation_create, customer_create
+from conversations.services import DEMO_ITEMS, conversation_create, customer_create
 from tests.conftest import order_add
 from tests.test_envelope import make_envelope
 
@@ -104,6 +105,139 @@ def test_a_promise_no_checked_action_backs_is_a_commitment_reason(draft: str, pa
 )
 def test_a_backed_promise_or_no_promise_passes(draft: str, payload: dict[str, Any]) -> None:
     assert commitment_check(draft, payload) == []
+
+
+LOOKUP_ONLY: dict[str, Any] = {"tool_results": {"orders": {"SB-20001": MUGS}}}
+
+#: Sentences that say money moves or that we act — any tense or voice — with only an order lookup behind them.
+UNBACKED_CLAIMS = [
+    # The reviewer's findings (issue 12).
+    "Your refund of 45.00 EUR for order SB-20001 has been issued.",
+    "Your refund of 45.00 EUR for order SB-20001 has been processed.",
+    "Order SB-20001 was refunded: 45.00 EUR.",
+    "Let me refund 45.00 EUR for you.",
+    # Past, perfect, passive, progressive, future, headline; refund, credit, voucher, replacement, cancellation...
+    "I've refunded 45.00 EUR to your card.",
+    "We have gone ahead and refunded order SB-20001.",
+    "We refunded 45.00 EUR yesterday.",
+    "I went ahead and issued a full refund for order SB-20001.",
+    "45.00 EUR has been credited back to your card.",
+    "You have been reimbursed 45.00 EUR.",
+    "I\u2019m crediting 45.00 EUR to your account.",
+    "The refund for order SB-20001 is being processed now.",
+    "Good news: order SB-20001 is fully refunded.",
+    "Order SB-20001 refunded in full.",
+    "Refund approved: 45.00 EUR for order SB-20001.",
+    "Refund: 45.00 EUR.",
+    "Issued a refund of 45.00 EUR to your card.",
+    "Your money is on its way back to you.",
+    "45.00 EUR will be back on your card in a few days.",
+    "You'll get your money back for order SB-20001.",
+    "You should see the 45.00 EUR refund on your statement within 3 to 5 business days.",
+    "Your account now shows a credit of 45.00 EUR.",
+    "A member of our team will refund you 45.00 EUR.",
+    "Our team will check your order and refund you.",
+    "Once your return arrives we will refund 45.00 EUR.",
+    "We will compensate you with 20 EUR.",
+    "We've sent you a voucher for 10 EUR.",
+    "As compensation, here is a gift card worth 20 EUR.",
+    "We're giving you a 10% discount on your next order.",
+    "A replacement has been sent.",
+    "Your replacement tent ships tomorrow.",
+    "Your order SB-20001 has been cancelled.",
+    "I've emailed you a prepaid return label.",
+    "No problem, your refund is complete.",
+]
+#: Sentences that promise nothing of ours: a person will look, a rule of the help centre, a refusal, a fact.
+NO_CLAIMS = [
+    "A member of our support team will check your refund request.",
+    "A person on our team will look at your refund and get back to you.",
+    "Our team will check whether you can get a refund.",
+    "A colleague will decide on the refund within 2 business days.",
+    "Our team will get back to you about your refund within 2 business days.",
+    "Your refund request has been passed to our team.",
+    "Your refund will be checked by a member of our team before it is issued.",
+    "Refunds usually appear on your statement within 3 to 5 business days.",
+    "Refunds take 3 to 5 business days to appear after we issue them.",
+    "A refund takes 3 to 5 business days to appear.",
+    "Refunds go back to the original payment method.",
+    "Refunds are issued to the original payment method.",
+    "You can return most items within 30 days of delivery for a full refund.",
+    "Refunds above 100 EUR are checked by a member of our support team before they are issued.",
+    "If you'd like a refund, please reply with your order number.",
+    "We cannot refund opened personal care products.",
+    "No refund has been issued for order SB-20001 yet.",
+    "Your refund has not been issued yet.",
+    "Your order SB-20001 was paid by card.",
+    "Promotional vouchers cannot be exchanged for cash.",
+    "Your order SB-20001 (Set of 4 enamel camping mugs) is delivered.",
+    "I could not find order SB-39999 on your account.",
+    "Your order SB-20001 (Aurora noise-cancelling headphones) is delivered.",
+]
+
+
+@pytest.mark.parametrize("draft", UNBACKED_CLAIMS)
+def test_a_claim_of_money_or_action_no_checked_action_backs_goes_to_review(draft: str) -> None:
+    reasons = reply_check(draft, LOOKUP_ONLY).reasons
+    assert [reason for reason in reasons if reason.startswith("commitment:")], reasons
+
+
+@pytest.mark.parametrize("draft", NO_CLAIMS)
+def test_a_sentence_that_commits_us_to_nothing_is_no_commitment(draft: str) -> None:
+    assert commitment_check(draft, LOOKUP_ONLY) == []
+
+
+def test_a_product_name_is_no_claim_of_ours() -> None:
+    card = {**MUGS, "description": "Digital gift card 50 EUR, sent by email"}
+    draft = "Your order SB-20001 (Digital gift card 50 EUR, sent by email) is delivered."
+    assert commitment_check(draft, {"tool_results": {"orders": {"SB-20001": card}}}) == []
+    assert commitment_check(draft, LOOKUP_ONLY) != []  # not this customer's product: a voucher sent
+
+
+@pytest.mark.parametrize("draft", UNBACKED_CLAIMS[:4])
+def test_the_same_refund_claims_pass_when_the_run_proposes_that_refund(draft: str) -> None:
+    assert commitment_check(draft, {**LOOKUP_ONLY, "proposed_actions": [refund_of("45.00")]}) == []
+
+
+@pytest.mark.parametrize(
+    ("draft", "backed"),
+    [
+        ("Your order SB-20001 (Set of 4 enamel camping mugs) is partially refunded.", True),
+        ("Order SB-20001 was refunded: 15.00 EUR.", True),
+        ("Order SB-20001 was refunded: 45.00 EUR.", False),  # more than the lookup shows
+        ("We will refund order SB-20001 again.", False),  # a refund still to come
+        ("Order SB-20001 was refunded: 15.00 EUR, and here is a voucher.", False),
+    ],
+)
+def test_a_refund_the_order_lookup_shows_backs_only_its_own_telling(draft: str, backed: bool) -> None:
+    partly = {**MUGS, "status": "partially_refunded", "refunded_amount": "15.00", "refundable": "30.00"}
+    reasons = commitment_check(draft, {"tool_results": {"orders": {"SB-20001": partly}}})
+    assert (reasons == []) == backed, reasons
+
+
+def help_centre_answers() -> list[tuple[str, dict[str, Any]]]:
+    """The offline responder's drafts (with their payloads) for every section of the help centre, asked by its
+    heading, and for an order in every status: what the demo answers."""
+    payloads = []
+    for passage in index_get().passages:
+        message = f"{passage.section}?"
+        found = agent_get("retrieval").handle(make_envelope(payload={"message": message})).payload["passages"]
+        payloads.append({"message": message, "passages": found, "order_ids": []})
+    statuses = [("shipped", "0.00"), ("delivered", "0.00"), ("partially_refunded", "15.00")]
+    for item, (status, refunded) in itertools.product(DEMO_ITEMS, statuses):
+        lookup = {**MUGS, "description": item.description, "status": status, "refunded_amount": refunded}
+        lookups = {"orders": {"SB-20001": lookup}}
+        payloads.append({"message": "Where is SB-20001?", "order_ids": ["SB-20001"], "tool_results": lookups})
+    payloads.append({**payloads[-1], "proposed_actions": [refund_of("30.00")]})
+    drafts = [(agent_get("responder").handle(make_envelope(payload=p)).payload["draft"], p) for p in payloads]
+    return [(draft, payload) for draft, payload in drafts if draft]
+
+
+def test_no_help_centre_answer_is_held() -> None:
+    answers = help_centre_answers()
+    assert len(answers) > 30
+    held = {draft: reply_check(draft, payload).reasons for draft, payload in answers}
+    assert {draft: reasons for draft, reasons in held.items() if reasons} == {}
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ of runs started at once (several on the same order), each batch followed by revi
 review (approve, edit, reject; a second reviewer confirms large approvals). After each example the invariants:
 the automatic refunds per order stay within REFUND_AUTO_LIMIT and per customer within REFUND_AUTO_CUSTOMER_LIMIT,
 no order is refunded above its total, every refund is exactly one ledger row (in the order's currency), every
-refund beyond the agents' limits has a reviewer's decision, and no run fails.
+refund beyond the agents' limits has a reviewer's decision, once reviewers' refunds of an order come to more than
+REFUND_SECOND_APPROVAL_ABOVE every decision from there on was confirmed by a second reviewer, and no run fails.
 
 `make test` runs a few derandomized examples; `make fuzz-money` runs FUZZ_MONEY_EXAMPLES (500) random ones.
 """
@@ -213,10 +214,35 @@ def money_invariants(customer: Any, initial_status: dict[str, str], runs: list[R
         for row in rows:
             if row.approved_by == "reviewer":
                 assert decisions.filter(needs_second_approval=False).exists(), "a reviewer's refund without a decision"
-                if sum(r.amount for r in rows) > Decimal(LIMITS["REFUND_SECOND_APPROVAL_ABOVE"]):
-                    assert decisions.filter(confirms__isnull=False).exists(), "a large refund with one reviewer"
             else:
                 assert row.approved_by == "automatic" and not decisions.exists()
+    for order in Order.objects.filter(customer=customer):
+        approved = Decimal("0")
+        for decision, amount in reviewer_refunds_in_decision_order(refunds.filter(order_id=order.id)):
+            approved += amount
+            if approved > Decimal(LIMITS["REFUND_SECOND_APPROVAL_ABOVE"]):
+                assert decision.confirms_id is not None, (
+                    "reviewers' refunds of an order above the threshold, one reviewer"
+                )
+
+
+def reviewer_refunds_in_decision_order(rows: Any) -> list[tuple[ReviewDecision, Decimal]]:
+    """An order's reviewer-approved refunds, one total per run, with the decision that executed them (a single
+    approval, or the second that confirmed a first), in the order those decisions were made."""
+    per_run = rows.filter(approved_by="reviewer").values("run_id").annotate(total=Sum("amount"))
+    decided = [
+        (
+            ReviewDecision.objects.filter(
+                item__run_id=row["run_id"],
+                reviewer__isnull=False,
+                decision__in=["approve", "edit"],
+                needs_second_approval=False,
+            ).latest("id"),
+            row["total"],
+        )
+        for row in per_run
+    ]
+    return sorted(decided, key=lambda pair: pair[0].id)
 
 
 @pytest.mark.timeout(300 + 30 * EXAMPLES)  # make fuzz-money runs hundreds of examples in this one test

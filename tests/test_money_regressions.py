@@ -51,8 +51,13 @@ def test_a_processing_order_is_never_refunded_automatically(worker, make_custome
         ("Please refund USD 30 on order {order}.", "90.00", "EUR", None),
         ("Please refund USD 30 on order {order}.", "90.00", "USD", "30.00"),
         ("Please refund $30 on order {order}.", "90.00", "EUR", None),
-        ("Please refund 30.50 on order {order}.", "90.00", "EUR", "30.50"),
-        ("Please refund 30,50 on order {order}.", "90.00", "EUR", "30.50"),
+        ("Please refund 30.50 EUR on order {order}.", "90.00", "EUR", "30.50"),
+        ("Please refund 30,50 € on order {order}.", "90.00", "EUR", "30.50"),
+        ("Please refund 30.50 on order {order}.", "90.00", "EUR", None),  # no currency: 30.50 of what, or a date?
+        ("Please refund 30.00 rupees on order {order}.", "90.00", "EUR", None),
+        ("Please refund A$30 on order {order}.", "90.00", "AUD", None),
+        ("Please refund everything except €30 on order {order}.", "90.00", "EUR", None),
+        ("Please refund a tenth of order {order}.", "90.00", "EUR", None),
         ("Please refund 1,000.50 on order {order}.", "90.00", "EUR", None),
     ],
 )

@@ -1,5 +1,6 @@
 """Reviewer decisions that could not be executed are refused when they are made (400 with the reason, in the API
-and in the admin), never accepted and failed later; large refunds need a second, different reviewer."""
+and in the admin), never accepted and failed later; large refunds need a second, different reviewer — counted
+on the sum of what reviewers approved on an order, not one decision at a time."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from decimal import Decimal
 import pytest
 
 from agents.models import LedgerEntry
-from orchestration.models import DeadLetter, ReviewDecision, ReviewItem
+from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run
+from orchestration.reviews import review_decide
+from orchestration.selectors import reviewer_refunds_on_the_way
 from tests.conftest import run_wait
 from tests.money import make_staff, messages, order_in, order_refunded_amount, refund_rows, say
+from tests.review_data import run_in_review, staff_reviewer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -150,3 +154,70 @@ def test_a_second_reviewer_may_reject_a_first_approval(worker, shop, api, settin
     assert run.status == "completed" and refund_rows() == 0
     item.refresh_from_db()
     assert item.status == "rejected" and item.pending_decision is None
+
+
+def edit_refund(api, token: str, item: ReviewItem, amount: str):
+    return api(token).post(
+        f"/reviews/{item.id}/decision/",
+        {
+            "decision": "edit",
+            "reply": f"We refunded {amount} EUR.",
+            "action": {"order_id": "SB-42003", "amount": amount},
+        },
+    )
+
+
+def test_300_then_250_on_one_order_by_the_same_reviewer_needs_a_second_reviewer(worker, shop, api) -> None:
+    order_in(shop["customer"], "SB-42003", "900.00")  # REFUND_SECOND_APPROVAL_ABOVE is 500
+    (_, rita), (_, sam) = (make_staff(f"{name}@example.com", reviewer=True) for name in ("rita", "sam"))
+
+    run, item = in_review(api, shop, "Please refund order SB-42003.")
+    first = edit_refund(api, rita, item, "300.00")
+    assert first.status == 200 and first.json["pending_decision"] is None, first.body  # 300: one reviewer
+    assert run_wait(run.id, statuses=("completed", "failed")).status == "completed"
+    assert order_refunded_amount("SB-42003") == Decimal("300.00")
+
+    run, item = in_review(api, shop, "Please refund order SB-42003 again.")
+    second = edit_refund(api, rita, item, "250.00")  # 250 alone is below 500; with the 300 before, above
+    assert second.status == 200 and second.json["pending_decision"] is not None, second.body
+    run.refresh_from_db()
+    assert run.status == "awaiting_review" and order_refunded_amount("SB-42003") == Decimal("300.00")
+    again = api(rita).post(f"/reviews/{item.id}/decision/", {"decision": "approve"})
+    assert again.status == 403 and "second, different reviewer" in again.json["error"]["message"]
+
+    assert api(sam).post(f"/reviews/{item.id}/decision/", {"decision": "approve"}).status == 200
+    assert run_wait(run.id, statuses=("completed", "failed")).status == "completed"
+    assert order_refunded_amount("SB-42003") == Decimal("550.00")
+    assert list(LedgerEntry.objects.filter(kind="refund").order_by("id").values_list("amount", "approver")) == [
+        (Decimal("300.00"), "rita@example.com"),
+        (Decimal("250.00"), "rita@example.com + sam@example.com"),
+    ]
+
+
+def test_an_automatic_refund_does_not_count_toward_the_second_approval(worker, shop, api, settings) -> None:
+    settings.REFUND_SECOND_APPROVAL_ABOVE = Decimal("200.00")
+    order_in(shop["customer"], "SB-42003", "900.00")
+    automatic = say(api, shop["token"], "Please refund 90.00 EUR of order SB-42003.")
+    assert automatic.status == "completed", (automatic.reason, automatic.reason_detail)
+    _, rita = make_staff("rita@example.com", reviewer=True)
+    _, item = in_review(api, shop, "Please refund order SB-42003.")
+    response = edit_refund(api, rita, item, "200.00")  # 90 by agents + 200: only reviewers' refunds count
+    assert response.status == 200 and response.json["pending_decision"] is None, response.body
+
+
+@pytest.mark.django_db
+def test_a_decided_refund_not_yet_delivered_counts_toward_the_second_approval() -> None:
+    """Two items on one order decided one after the other, before the first run reached deliver (here: never, its
+    dispatch waits for a commit that does not come): the second decision counts the first."""
+    run, first_item, _ = run_in_review(steps=1, messages=1)
+    customer = run.conversation.customer
+    order_in(customer, "SB-42003", "900.00")
+    _, second_item, _ = run_in_review(steps=1, messages=1, customer=customer)
+    rita = staff_reviewer()
+    action = {"order_id": "SB-42003", "amount": "300.00"}
+    decided = review_decide(item_id=first_item.id, reviewer=rita, decision="edit", reply="Refunded.", action=action)
+    assert decided.pending_decision_id is None and Run.objects.get(id=run.id).status in Run.ACTIVE
+    assert refund_rows() == 0 and reviewer_refunds_on_the_way(order_ids=["SB-42003"]) == {"SB-42003": Decimal("300")}
+    action = {"order_id": "SB-42003", "amount": "250.00"}
+    decided = review_decide(item_id=second_item.id, reviewer=rita, decision="edit", reply="Refunded.", action=action)
+    assert decided.pending_decision_id is not None  # 300 on its way + 250 > 500

@@ -11,7 +11,6 @@ circuit breaker per provider and model.
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from typing import Any, cast
 
@@ -25,6 +24,7 @@ from agents.llm.breaker import CircuitBreaker
 from agents.llm.errors import LLMMalformedOutput, LLMRateLimited, LLMRequestRejected, LLMTimeout, LLMUnavailable
 from agents.llm.schema import schema_errors
 from project.caching import cached_once
+from project.jsonlimits import JSONRefused, json_loads_limited
 
 RAW_LIMIT = 2000
 
@@ -131,6 +131,10 @@ def request_format(prompt: Prompt) -> dict[str, Any]:
 
 
 def parse_answer(prompt: Prompt, completion: Any) -> tuple[str, Any, str | None]:
+    """(raw text, parsed data, what is wrong with it or None) of a completion. JSON is read with
+    `json_loads_limited` (REQUEST_JSON_MAX_DEPTH, as for requests): text that is not JSON, nests too deeply or
+    holds an integer too long to read is malformed output — repaired once, then refused — never an exception."""
+    depth = settings.REQUEST_JSON_MAX_DEPTH
     if not completion.choices:
         return "", None, "the answer had no choices."
     message = completion.choices[0].message
@@ -139,9 +143,10 @@ def parse_answer(prompt: Prompt, completion: Any) -> tuple[str, Any, str | None]
         for call in message.tool_calls:
             raw.append(f"{call.function.name}({call.function.arguments})")
             try:
-                arguments = json.loads(call.function.arguments or "{}")
-            except json.JSONDecodeError as exc:
-                return "; ".join(raw), None, f"the arguments of {call.function.name} are not JSON ({exc.msg})."
+                arguments = json_loads_limited(call.function.arguments or "{}", max_depth=depth)
+            except JSONRefused as exc:
+                problem = f"the arguments of {call.function.name} are not JSON we read ({_reason(exc)})."
+                return "; ".join(raw), None, problem
             calls.append({"tool": call.function.name, "arguments": arguments})
         data = {"calls": calls}
         problems = schema_errors(data, prompt.schema) if prompt.schema else []
@@ -152,11 +157,16 @@ def parse_answer(prompt: Prompt, completion: Any) -> tuple[str, Any, str | None]
     if prompt.tools and not text.strip():
         return text, {"calls": []}, None  # no tool needed
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return text, None, f"it is not JSON ({exc.msg} at position {exc.pos})."
+        data = json_loads_limited(text, max_depth=depth)
+    except JSONRefused as exc:
+        return text, None, f"it is not JSON ({_reason(exc)})."
     problems = schema_errors(data, prompt.schema)
     return text, data, (" ".join(problems) or None)
+
+
+def _reason(exc: JSONRefused) -> str:
+    """Why JSON was refused, to go inside parentheses in a sentence."""
+    return str(exc).rstrip(".")
 
 
 def retry_after(response: Any) -> float | None:

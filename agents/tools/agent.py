@@ -2,11 +2,13 @@
 
 Order lookups run now (scoped to the customer); a refund is only proposed (the
 validator checks it, deliver executes it through the ledger); escalate_to_human
-stops the run for a person.
+stops the run for a person. The customer's message binds the refunds' amounts,
+one by one (`refund_action`) and together (`refunds_held_to`).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, assert_never
 
 from agents import llm
@@ -16,13 +18,14 @@ from agents.llm.agent import LLMAgent
 from agents.payload import RefundAction
 from agents.tools.escalate import escalate_to_human
 from conversations.amounts import (
+    AmountReading,
     AmountStated,
     AmountUnclear,
     amount_in_argument,
     amount_in_message,
     refund_amount_requested,
 )
-from conversations.orders import ORDER_ID, amount_format
+from conversations.orders import ORDER_ID, amount_format, amount_parse
 from conversations.selectors import order_lookup
 from project.errors import PermanentError
 
@@ -106,7 +109,7 @@ PROMPT = llm.Prompt(
 
 class ToolsAgent(LLMAgent):
     name = "tools"
-    version = "2"
+    version = "3"
     prompt = PROMPT
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
@@ -139,6 +142,7 @@ class ToolsAgent(LLMAgent):
                 )
             else:
                 raise PermanentError(f"the model called an unknown tool {tool!r}.")
+        actions = refunds_held_to(actions, message=amount_in_message(envelope.payload["message"]))
         return AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
 
 
@@ -171,3 +175,33 @@ def refund_action(order_id: str, amount: Any, lookup: dict[str, Any], *, message
             )
         case _:
             assert_never(reading)
+
+
+def refunds_held_to(actions: list[RefundAction], *, message: AmountReading) -> list[RefundAction]:
+    """The customer's words bind the model's refunds together, not only one by one: when the message states an
+    amount, all the refunds proposed in the run (however many calls, on however many orders) must add up to exactly
+    that amount, in its currency. Otherwise none keeps an amount (`amount: None`, with why in `amount_note`): a
+    person decides. A model that calls refund twice with the customer's "€50" proposes 100, not 50; and one amount
+    is never applied once per order.
+    """
+    if not isinstance(message, AmountStated) or not actions:
+        return actions
+    amounts = [amount_parse(action["amount"]) for action in actions]
+    currencies = {action["currency"] for action in actions}
+    asked = message.currency or actions[0]["currency"]
+    total = sum((amount for amount in amounts if amount is not None), Decimal("0"))
+    if None not in amounts and currencies == {asked} and total == message.amount:
+        return actions
+    together = f" ({amount_format(total)} {'/'.join(sorted(currencies))})" if None not in amounts else ""
+    why = f"the model's refunds together{together} are not the amount the customer asked for"
+    note = AmountUnclear(message.text, why).sentence()
+    return [
+        RefundAction(
+            type="refund",
+            order_id=action["order_id"],
+            amount=None,
+            currency=action["currency"],
+            amount_note=action.get("amount_note") or note,
+        )
+        for action in actions
+    ]

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from agents.ledger import REFUND, ledger_once, ledger_refund_history, ledger_results
-from conversations.orders import amount_format, amount_parse
+from conversations.orders import amount_format, amount_parse, order_id_valid
 from conversations.refunds import RefundAuthority, RefundProblem, refund_problems
 from conversations.selectors import conversation_customer_id, order_currency
 from conversations.services import order_refund, refund_orders_lock
@@ -32,10 +32,13 @@ def refund_check(
     """The refund policy over all these actions together, with the customer's automatic refunds so far."""
     if not actions:
         return []
-    history = ledger_refund_history(
-        customer_id=customer_id, order_ids=[str(action.get("order_id", "")) for action in actions]
-    )
+    history = ledger_refund_history(customer_id=customer_id, order_ids=_order_ids(actions))
     return refund_problems(customer_id=customer_id, actions=actions, history=history, authority=authority)
+
+
+def _order_ids(actions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The actions' order ids that are shaped like order ids (the others are refused by the policy, unqueried)."""
+    return [order_id for action in actions if order_id_valid(order_id := str(action.get("order_id", "")))]
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def refunds_execute(
     customer_id = conversation_customer_id(conversation_id=conversation_id)
     keys = [refund_key(run_id, index) for index in range(len(actions))]
     with transaction.atomic():
-        refund_orders_lock(customer_id=customer_id, order_ids=[str(a.get("order_id", "")) for a in actions])
+        refund_orders_lock(customer_id=customer_id, order_ids=_order_ids(actions))
         done = ledger_results(keys)
         todo = [action for key, action in zip(keys, actions, strict=True) if key not in done]
         problems = refund_check(customer_id=customer_id, actions=todo, authority=authority)
