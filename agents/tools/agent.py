@@ -41,8 +41,11 @@ from conversations.orders import ORDER_ID, amount_format, order_ids_in
 from conversations.selectors import order_lookup
 
 TOOLS = ("order_lookup", "refund", "escalate_to_human")
-#: The escalate_to_human reason a fallback gives when the customer asked for a person.
-PERSON_ASKED = "The customer asked for a person."
+#: The hand-over to a person when the customer asked for one (the offline model's, and the fallback's).
+ESCALATE_PERSON_ASKED: dict[str, Any] = {
+    "tool": "escalate_to_human",
+    "arguments": {"reason": "The customer asked for a person."},
+}
 
 
 def requested_amount(message: str) -> str | None:
@@ -53,10 +56,12 @@ def requested_amount(message: str) -> str | None:
 
 
 def tools_offline(variables: dict[str, Any]) -> dict[str, Any]:
+    """The offline model's calls: a person when asked for, a lookup of every order named, and the refund asked for
+    when the intent is a refund of one order."""
     intent, order_ids = variables["intent"], variables["order_ids"]
     calls: list[dict[str, Any]] = []
     if intent == "human":
-        calls.append({"tool": "escalate_to_human", "arguments": {"reason": PERSON_ASKED}})
+        calls.append(ESCALATE_PERSON_ASKED)
     calls += [{"tool": "order_lookup", "arguments": {"order_id": order_id}} for order_id in order_ids]
     if intent == "refund" and len(order_ids) == 1:
         amount = requested_amount(variables["message"])
@@ -117,7 +122,7 @@ def fallback_calls(usable: list[dict[str, Any]], variables: dict[str, Any]) -> l
         if order_id not in looked_up
     ]
     escalates = any(call["tool"] == "escalate_to_human" for call in usable)
-    person = [] if escalates or variables["intent"] != "human" else [tools_offline(variables)["calls"][0]]
+    person = [] if escalates or variables["intent"] != "human" else [ESCALATE_PERSON_ASKED]
     return person + lookups + usable
 
 
