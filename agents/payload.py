@@ -64,6 +64,17 @@ Verdict = TypedDict(
 )
 
 
+class LLMFallback(TypedDict):
+    """Why an agent's documented fallback stood in for its model's answer (`agents.llm.agent`)."""
+
+    fault: str
+    """`agents.llm.base.Fault`: malformed (not JSON, or not the schema) or unusable (the agent's check)."""
+    problems: list[str]
+    """What was still wrong with the answer after the repair round."""
+    fallback: str
+    """What the agent did instead, in a few words."""
+
+
 class Approver(enum.StrEnum):
     """Who approved what deliver executes, beyond the validator's automatic checks."""
 
@@ -138,6 +149,14 @@ class Payload(TypedDict, total=False):
         ),
     ]
     review_item_id: Annotated[str, Key("The review item a decision came from.", (REVIEW_DECISION,), (), protected=True)]
+    llm_fallbacks: Annotated[
+        dict[str, LLMFallback],
+        Key(
+            "Agents whose model's answer was unusable after the repair round, by name: what was wrong, and the "
+            "documented fallback that stood in for it (staff only; also logged at WARNING).",
+            ("triage", "planner", "tools", "responder", "validator"),
+        ),
+    ]
     reply_message_id: Annotated[str, Key("The stored reply.", ("deliver",))]
     executed_actions: Annotated[list[dict[str, Any]], Key("What deliver executed (ledger results).", ("deliver",))]
 

@@ -1,17 +1,31 @@
-"""Responder: drafts the reply from the retrieved passages, tool results and account facts."""
+"""Responder: drafts the reply from the retrieved passages, tool results and account facts.
+
+The schema asks for a reply and the titles of the passages it cites. The check: the reply says something (an empty
+one, or one with only its `Source:` line, cannot be sent). Grounding, promises and leaks are the validator's.
+
+Fallback (for a reply still empty after the repair round): none that is safe — a fixed reply would be sent as if
+it answered the question, and no sentence is grounded in nothing — so the run goes to a person: it escalates to
+the review queue with reason `reply_unusable` (the customer reads that a member of the support team is checking
+and will reply; the reviewer writes the reply). An answer malformed twice (not JSON, not the schema) still fails
+the step (`LLMMalformedOutput`, a dead letter with the raw answers): that is a model or configuration fault for
+operators, not a question for a reviewer.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from agents import llm
-from agents.base import AgentResult
+from agents.base import AgentResult, Outcome
 from agents.envelope import Envelope
-from agents.grounding import sentences
+from agents.grounding import reply_body, sentences
 from agents.knowledge import query_terms, tokenize
 from agents.llm.agent import LLMAgent
+from agents.llm.base import LLMRejected
 
 MAX_SENTENCES = 3
+#: The run's reason when no usable reply came: a person writes it.
+REPLY_UNUSABLE = "reply_unusable"
 
 
 def order_sentences(order_ids: list[str], lookups: dict[str, Any], actions: list[dict[str, Any]]) -> list[str]:
@@ -60,15 +74,26 @@ def responder_offline(variables: dict[str, Any]) -> dict[str, Any]:
     return {"reply": reply, "sources": list(dict.fromkeys(used))}
 
 
+def responder_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
+    """Why a responder answer (that fits the schema) is unusable: its reply says nothing."""
+    if reply_body(data["reply"]).strip():
+        return []
+    return [
+        "$.reply is empty: write the answer to the customer from the passages, tool results and proposed actions. "
+        "If nothing given answers the question, reply with an empty string again and a person will answer."
+    ]
+
+
 PROMPT = llm.Prompt(
     name="responder",
-    version="2",
+    version="3",
     system=(
         "You are the support assistant of Tallow & Pine, an online outdoor shop. Answer the customer "
         "using only the passages, tool results and proposed actions given. Never invent order numbers, "
         "amounts or policies, and never describe an order the tool results did not find. If a refund is "
         "proposed, say it is confirmed with its amount. If nothing given answers the question, reply with "
-        "an empty string. End the reply with a line 'Source: <title>; <title>' naming the passages used. "
+        "an empty string: a person will answer instead. "
+        "End the reply with a line 'Source: <title>; <title>' naming the passages used. "
         "Answer only with JSON matching the schema."
     ),
     template=(
@@ -85,13 +110,15 @@ PROMPT = llm.Prompt(
         "required": ["reply", "sources"],
     },
     offline=responder_offline,
+    check=responder_check,
 )
 
 
 class Responder(LLMAgent):
     name = "responder"
-    version = "2"
+    version = "3"
     prompt = PROMPT
+    fallback_doc = "no reply: the run goes to a person (reply_unusable)"
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         payload = envelope.payload
@@ -106,3 +133,6 @@ class Responder(LLMAgent):
 
     def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
         return AgentResult(payload={"draft": data["reply"], "draft_sources": data["sources"]})
+
+    def fallback(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:
+        return AgentResult(payload={"draft": "", "draft_sources": []}, outcome=Outcome.ESCALATE, reason=REPLY_UNUSABLE)

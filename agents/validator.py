@@ -10,14 +10,20 @@ and the proposed actions together are within the refund policy. The LLM's verdic
 reasons. A failed check escalates the run to a person with the reasons (for
 staff: customers see only a public reason, `orchestration.public`); a pass
 approves the proposed actions for deliver to execute.
+
+Its model's verdict: the schema asks for `pass` and `reasons` (sentences, not empty); the check: a failing verdict
+says why, and a passing one has no reasons (a verdict that is both is no verdict). Fallback (for a verdict still
+unusable after the repair round, and for one malformed twice): fail closed — an unusable verdict never approves
+anything; the run goes to review with reason `validation_failed` (a policy outcome, not a failure) and the reason
+`llm_unusable: ...` for the reviewer, recorded on the step and logged.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 from agents import llm
-from agents.base import Agent, AgentResult, Outcome, Queue
+from agents.base import Agent, AgentResult, Outcome, Queue, Usage
 from agents.envelope import Envelope
 from agents.grounding import (
     facts,
@@ -28,8 +34,9 @@ from agents.grounding import (
     sentences,
 )
 from agents.knowledge import tokenize
-from agents.llm.agent import LLMAgent
-from agents.payload import Verdict
+from agents.llm.agent import LLMAgent, fallback_record
+from agents.llm.base import LLMRejected, LLMResponse
+from agents.payload import LLMFallback, Payload, Verdict
 from agents.registry import agents_all
 from agents.tools.refunds import refund_check
 from conversations.orders import ORDER_IDS_IN_TEXT, order_ids_in
@@ -42,9 +49,22 @@ def validator_offline(variables: dict[str, Any]) -> dict[str, Any]:
     return {"pass": True, "reasons": []}
 
 
+def verdict_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
+    """Why a verdict (that fits the schema) is unusable: a failing one without reasons, a passing one with some."""
+    if not data["pass"] and not data["reasons"]:
+        return ["$.reasons is empty: a verdict that fails the reply must say why."]
+    if data["pass"] and data["reasons"]:
+        return ["$.reasons must be empty when the reply passes; if any reason stands, set pass to false."]
+    return []
+
+
+#: What stands in for an unusable verdict: it fails the reply.
+FAIL_CLOSED = "fail closed: the run goes to review"
+
+
 PROMPT = llm.Prompt(
     name="validator",
-    version="2",
+    version="3",
     system=(
         "You check a customer-service reply and its proposed actions before they are sent or executed. "
         "It passes only if every statement is supported by the sources, it promises nothing outside "
@@ -54,10 +74,14 @@ PROMPT = llm.Prompt(
     template="Reply: {reply}\nProposed actions: {actions}\nSources: {sources}",
     schema={
         "type": "object",
-        "properties": {"pass": {"type": "boolean"}, "reasons": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "pass": {"type": "boolean"},
+            "reasons": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        },
         "required": ["pass", "reasons"],
     },
     offline=validator_offline,
+    check=verdict_check,
 )
 
 
@@ -102,9 +126,32 @@ def prompts_all() -> list[tuple[str, str]]:
     return sorted({**prompts, PROMPT.label: PROMPT.system}.items())
 
 
+def llm_verdict(payload: Payload, draft: str, actions: list[Any]) -> tuple[list[str], Usage, dict[str, LLMFallback]]:
+    """The model's reasons against the reply (none when it passes), the call's usage, and the run's `llm_fallbacks`
+    (with the validator's when its verdict was unusable: then it fails closed, with a reason saying so)."""
+    response = llm.complete(
+        PROMPT,
+        {
+            "reply": draft,
+            "actions": actions,
+            "sources": {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})},
+        },
+        agent=Validator.name,
+    )
+    match response:
+        case LLMResponse():
+            return [f"llm: {reason}" for reason in response.data["reasons"]], response.usage, {}
+        case LLMRejected():
+            fallbacks = fallback_record(payload, agent=Validator.name, rejected=response, fallback=FAIL_CLOSED)
+            reason = f"llm_unusable: the model gave no usable verdict ({response.problems.text}); a person checks it."
+            return [reason], response.usage, fallbacks
+        case _:
+            assert_never(response)
+
+
 class Validator(Agent):
     name = "validator"
-    version = "3"
+    version = "4"
     queue = Queue.LLM
 
     def handle(self, envelope: Envelope) -> AgentResult:
@@ -117,24 +164,17 @@ class Validator(Agent):
         reasons += prompt_leak_check(draft, prompts_all()) + leak_check(draft, envelope.conversation_id)
         # The refund policy over all of the run's refunds together, as agents may execute them (no person).
         action_problems = refund_check(customer_id=customer_id, actions=actions, authority=RefundAuthority.AUTOMATIC)
-        usage = None
+        usage: Usage | None = None
+        fallbacks: dict[str, LLMFallback] = {}
         if not reasons:
-            response = llm.complete(
-                PROMPT,
-                {
-                    "reply": draft,
-                    "actions": actions,
-                    "sources": {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})},
-                },
-                agent=self.name,
-            )
-            usage = response.usage
-            if not response.data["pass"]:
-                reasons += [f"llm: {r}" for r in response.data["reasons"]] or ["llm: rejected without a reason."]
+            llm_reasons, usage, fallbacks = llm_verdict(payload, draft, actions)
+            reasons += llm_reasons
 
         all_reasons = reasons + [f"{problem.code.value}: {problem.text}" for problem in action_problems]
         verdict: Verdict = {"pass": not all_reasons, "reasons": all_reasons}
         result = AgentResult(payload={"verdict": verdict})
+        if fallbacks:
+            result.payload["llm_fallbacks"] = fallbacks
         if usage is not None:
             result.usage = usage
         if not all_reasons:

@@ -3,7 +3,8 @@
 It stands in for the LLM, the one thing outside our system: the real `openai`
 client talks to it over real HTTP on 127.0.0.1. Answers are scripted per prompt
 (the `X-Switchboard-Prompt` header, e.g. "triage@1"); faults are queued per
-prompt: "429:<seconds>" (Retry-After), "500", "sleep:<seconds>", "malformed".
+prompt: "429:<seconds>" (Retry-After), "500", "sleep:<seconds>", "malformed" (not JSON), "unusable" (JSON
+that fits the prompt's schema but its agent cannot use: `UNUSABLE_ANSWERS`).
 It records every request and counts calls in flight.
 """
 
@@ -139,7 +140,7 @@ class FakeOpenAI:
             return 500, {"error": {"message": "The server had an error", "type": "server_error"}}, {}
         if fault and fault.startswith("sleep:"):
             time.sleep(float(fault.split(":", 1)[1]))
-        answer = self.answers.get(name)
+        answer = UNUSABLE_ANSWERS.get(name, {}) if fault == "unusable" else self.answers.get(name)
         if callable(answer):
             answer = answer(body)
         message: dict[str, Any] = {"role": "assistant", "content": None}
@@ -188,6 +189,18 @@ class FakeOpenAI:
 def _arguments(args: Any) -> str:
     """A tool call's arguments as the model sends them: a string as it is, anything else as JSON."""
     return args if isinstance(args, str) else json.dumps(args)
+
+
+#: Per prompt, an answer that fits its schema but that its agent cannot use (the "unusable" fault): an order id the
+#: message does not name, a plan that does not end with responder, validator, deliver, a lookup of an order the
+#: customer did not write, an empty reply, a failing verdict without a reason.
+UNUSABLE_ANSWERS: dict[str, Any] = {
+    "triage": {"intent": "order_status", "confidence": 0.9, "order_ids": ["SB-99999"]},
+    "planner": {"slip": [["retrieval", "account"], "validator", "deliver"]},
+    "tools": {"tool_calls": [("order_lookup", {"order_id": "SB-99999"})]},
+    "responder": {"reply": "", "sources": []},
+    "validator": {"pass": False, "reasons": []},
+}
 
 
 def refund_answers(order_id: str, description: str, amount: str) -> dict[str, Any]:

@@ -58,6 +58,8 @@ RUN_REASONS: dict[str, PublicReason] = {
     "validation_failed": PublicReason.IN_REVIEW,
     # An agent handed the run on without saying why.
     "escalated": PublicReason.IN_REVIEW,
+    # The responder's model gave no usable reply (agents.responder): a person writes it.
+    "reply_unusable": PublicReason.IN_REVIEW,
     # Guards (orchestration.budgets) and the supervisor.
     "budget_tokens": PublicReason.IN_REVIEW,
     "budget_cost": PublicReason.IN_REVIEW,

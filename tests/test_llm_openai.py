@@ -30,7 +30,7 @@ def test_a_full_run_through_the_openai_provider(fake, worker_factory, start_run,
     assert messages_of(run, "assistant")[0].content == SHIPPING_ANSWERS["responder"]["reply"]
 
     calls = fake.calls()
-    assert [c.prompt for c in calls] == ["triage@1", "planner@2", "responder@2", "validator@2"]
+    assert [c.prompt for c in calls] == ["triage@2", "planner@3", "responder@3", "validator@3"]
     for call in calls:
         assert call.body["model"] == "fake-model"
         assert call.body["response_format"]["type"] == "json_schema"
@@ -66,7 +66,7 @@ def test_tool_calls_from_the_model_drive_a_refund(fake, worker_factory, start_ru
     tools_call = fake.calls("tools")[0]
     assert [t["function"]["name"] for t in tools_call.body["tools"]] == ["order_lookup", "refund", "escalate_to_human"]
     assert Order.objects.get(id="SB-20001").status == "refunded"
-    assert Step.objects.get(run=run, agent="tools").prompt_version == "tools@1"
+    assert Step.objects.get(run=run, agent="tools").prompt_version == "tools@2"
 
 
 def test_a_429_is_retried_once_after_its_retry_after(fake, worker_factory, start_run) -> None:
@@ -122,18 +122,30 @@ def test_a_timeout_then_an_answer_completes(fake, worker_factory, start_run) -> 
 
 
 def test_malformed_json_is_repaired_once_then_fails_with_the_raw_output(fake, worker_factory, start_run) -> None:
-    fake.fail_next("triage", "malformed", "malformed")
+    # The responder has no fallback for a malformed answer (agents/responder.py): its step fails.
+    fake.fail_next("responder", "malformed", "malformed")
     worker_factory("llm", env=llm_env(fake))
     run = run_wait(start_run().id)
     assert run.status == "failed"
-    _first, repair = fake.calls("triage")  # one repair attempt, no step retries
+    _first, repair = fake.calls("responder")  # one repair attempt, no step retries
     assert repair.body["messages"][-2] == {"role": "assistant", "content": first_answer()}
     assert "is not valid: it is not JSON" in repair.body["messages"][-1]["content"]
-    triage = Step.objects.get(run=run, agent="triage")
-    assert triage.status == "failed" and triage.attempt == 1
-    assert "malformed output twice" in triage.error and "Sure! Here is what you asked for" in triage.error
+    responder = Step.objects.get(run=run, agent="responder")
+    assert responder.status == "failed" and responder.attempt == 1
+    assert "malformed output twice" in responder.error and "Sure! Here is what you asked for" in responder.error
     letter = DeadLetter.objects.get(run=run)
     assert letter.reason == "permanent_error" and "Sure! Here is what you asked for" in letter.error
+
+
+def test_malformed_json_twice_from_triage_gets_its_fallback(fake, worker_factory, start_run) -> None:
+    # Triage's fallback ignores the answer (agents/triage.py), so it stands in for a malformed one too.
+    fake.fail_next("triage", "malformed", "malformed")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert len(fake.calls("triage")) == 2 and not DeadLetter.objects.filter(run=run).exists()
+    payload = Step.objects.get(run=run, agent="triage").output["envelope"]["payload"]
+    assert payload["intent"] == "shipping" and payload["llm_fallbacks"]["triage"]["fault"] == "malformed"
 
 
 def test_malformed_json_once_is_repaired(fake, worker_factory, start_run) -> None:

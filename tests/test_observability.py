@@ -316,7 +316,7 @@ def test_opentelemetry_spans_for_request_tasks_and_llm_calls_share_one_trace(
         assert run_wait(run_id).status == "completed"
         assert Run.objects.get(id=run_id).trace_id == trace_id
 
-        llm_spans = {"llm triage@1", "llm planner@2", "llm responder@2", "llm validator@2"}
+        llm_spans = {"llm triage@2", "llm planner@3", "llm responder@3", "llm validator@3"}
 
         def spans_of_trace() -> list[tuple[str, str, str]]:
             spans = [s for s in collector.spans if s[1] == trace_id]

@@ -117,10 +117,11 @@ def test_the_message_post_answers_a_public_run_summary() -> None:
 
 
 #: Every reason the code writes on a run (`run_escalate`, `run_fail`, `run_time_out`, the supervisor, the guards,
-#: the validator, the tools agent, the LLM breaker).
+#: the validator, the tools agent, the responder, the LLM breaker).
 WRITTEN_REASONS = [
     "validation_failed",
     "escalated",
+    "reply_unusable",
     "customer_asked_for_person",
     "budget_tokens",
     "budget_cost",

@@ -10,11 +10,11 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.llm.base import LLMProvider, LLMResponse, Prompt
+from agents.llm.base import Fault, LLMProvider, LLMRejected, LLMResponse, Prompt
 from agents.llm.offline import OfflineProvider
 from project.otel import span
 
-__all__ = ["LLMResponse", "Prompt", "complete", "provider_get"]
+__all__ = ["Fault", "LLMRejected", "LLMResponse", "Prompt", "complete", "provider_get"]
 
 
 def provider_get() -> LLMProvider:
@@ -27,7 +27,9 @@ def provider_get() -> LLMProvider:
     return OfflineProvider()
 
 
-def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:
+def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse | LLMRejected:
+    """The model's answer to `prompt`, checked and repaired once (`LLMResponse`), or what was still wrong with it
+    (`LLMRejected`): the calling agent decides what stands in for it."""
     provider = provider_get()
     with span(f"llm {prompt.label}", provider=provider.name, agent=agent, prompt=prompt.label):
         return provider.complete(prompt, variables, agent=agent)

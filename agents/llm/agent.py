@@ -1,13 +1,36 @@
-"""The base of agents that answer with one LLM completion (triage, planner, responder, tools)."""
+"""The base of agents that answer with one LLM completion (triage, planner, responder, tools), and how a fallback
+that stands in for an unusable answer is recorded."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import logging
+from typing import Any, ClassVar, assert_never
 
 from agents import llm
 from agents.base import Agent, AgentResult, Queue
 from agents.envelope import Envelope
-from agents.llm.base import Prompt
+from agents.llm.base import Fault, LLMRejected, LLMResponse, Prompt
+from agents.payload import LLMFallback, Payload
+
+logger = logging.getLogger(__name__)
+
+#: How much of the problems a log line quotes.
+LOG_PROBLEMS_CHARS = 500
+
+
+def fallback_record(payload: Payload, *, agent: str, rejected: LLMRejected, fallback: str) -> dict[str, LLMFallback]:
+    """The run's `llm_fallbacks` with this agent's: what was wrong with its model's answer and which fallback stood
+    in for it. Logged at WARNING (agent, fault, problems; never the answer itself): a fallback is never silent."""
+    problems = rejected.problems
+    logger.warning(
+        "%s used its fallback (%s): its model's answer was %s after the repair round: %s",
+        agent,
+        fallback,
+        problems.fault.value,
+        problems.text[:LOG_PROBLEMS_CHARS],
+    )
+    note = LLMFallback(fault=problems.fault.value, problems=list(problems.problems), fallback=fallback)
+    return {**payload.get("llm_fallbacks", {}), agent: note}
 
 
 class LLMAgent(Agent):
@@ -16,11 +39,21 @@ class LLMAgent(Agent):
     A subclass gives `prompt`, the prompt's variables from the envelope (`prompt_variables`)
     and what the model's answer means (`result_from`); the base makes the call, under the
     agent's name (model overrides, spans), and attaches the call's usage to the result.
+
+    An answer still unusable after the provider's repair round (`LLMRejected`) gets the agent's documented
+    `fallback` instead, recorded on the step (`llm_fallbacks` in the payload) and logged; an answer malformed
+    twice does too when `fallback_on_malformed`, and otherwise fails the step (`LLMMalformedOutput`, a dead
+    letter with the raw answers). An agent without a fallback fails its step either way.
     """
 
     queue: ClassVar[Queue] = Queue.LLM
     prompt: ClassVar[Prompt]
     """The prompt this agent completes."""
+    fallback_doc: ClassVar[str] = ""
+    """The agent's fallback in a few words, as the step and the log record it ('' when it has none)."""
+    fallback_on_malformed: ClassVar[bool] = False
+    """Whether the fallback also stands in for an answer malformed twice (not JSON, or not the schema): only for a
+    fallback that ignores the answer, or reads only what of it fits the schema."""
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         """The values of the prompt's placeholders."""
@@ -31,8 +64,39 @@ class LLMAgent(Agent):
         usage is set by the base."""
         raise NotImplementedError
 
+    def fallback(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:
+        """The agent's result when its model's answer is unusable after the repair round (`rejected`); its usage
+        and its record are set by the base. Without one, the step fails."""
+        raise rejected.error()
+
     def handle(self, envelope: Envelope) -> AgentResult:
-        response = llm.complete(self.prompt, self.prompt_variables(envelope), agent=self.name)
-        result = self.result_from(envelope, response.data)
+        """Complete the prompt; the answer's result, or the fallback's when the answer is unusable."""
+        variables = self.prompt_variables(envelope)
+        response = llm.complete(self.prompt, variables, agent=self.name)
+        match response:
+            case LLMResponse():
+                result = self.result_from(envelope, response.data)
+            case LLMRejected():
+                result = self.rejected(envelope, variables, response)
+            case _:
+                assert_never(response)
         result.usage = response.usage
+        return result
+
+    def rejected(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:
+        """The fallback's result, recorded, for an answer unusable after the repair round; an answer malformed
+        twice fails the step (`LLMMalformedOutput`) unless the agent's fallback covers it."""
+        fault = rejected.problems.fault
+        match fault:
+            case Fault.MALFORMED:
+                if not self.fallback_on_malformed:
+                    raise rejected.error()
+            case Fault.UNUSABLE:
+                pass
+            case _:
+                assert_never(fault)
+        result = self.fallback(envelope, variables, rejected)
+        result.payload["llm_fallbacks"] = fallback_record(
+            envelope.payload, agent=self.name, rejected=rejected, fallback=self.fallback_doc
+        )
         return result

@@ -2,7 +2,11 @@
 
 It answers each prompt with the prompt's own `offline` function, so the whole
 pipeline runs (and tests run) without an LLM, and token counts are still
-recorded (estimated from the text).
+recorded (estimated from the text). Its answer is checked like a model's (the
+schema, then the prompt's `check`); one that is unusable is rejected at once —
+asking a deterministic function again would give the same answer — and the
+agent's fallback stands in for it (the offline responder has nothing to say
+when no passage or order answers the question).
 """
 
 from __future__ import annotations
@@ -11,14 +15,14 @@ import json
 from typing import Any
 
 from agents.base import Usage
-from agents.llm.base import LLMResponse, Prompt, cost_usd, estimate_tokens
+from agents.llm.base import LLMRejected, LLMResponse, Prompt, answer_problems, cost_usd, estimate_tokens
 
 
 class OfflineProvider:
     name = "offline"
     model = "offline-deterministic"
 
-    def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:
+    def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse | LLMRejected:
         messages = prompt.render(variables)
         answer = prompt.offline(variables)
         text = json.dumps(answer, ensure_ascii=False) if prompt.schema is not None else str(answer)
@@ -31,4 +35,7 @@ class OfflineProvider:
             model=self.model,
             prompt_version=prompt.label,
         )
+        problems = answer_problems(prompt, answer, variables)
+        if problems is not None:
+            return LLMRejected(label=prompt.label, answers=(text,), data=answer, problems=problems, usage=usage)
         return LLMResponse(text=text, data=answer if prompt.schema is not None else None, usage=usage)

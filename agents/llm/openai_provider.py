@@ -1,11 +1,15 @@
 """The `openai` provider: any OpenAI-compatible server through the official `openai` package.
 
 Structured answers are asked for with a JSON schema (or function calling for
-prompts with tools), checked against the schema, repaired once by showing the
-model the error, and otherwise refused (`LLMMalformedOutput`) — never guessed.
-Every call has a timeout; failures become Switchboard errors (429 with its
-Retry-After, timeouts and 5xx are transient, other 4xx permanent) and feed a
-circuit breaker per provider and model.
+prompts with tools), checked against the schema (and each tool call against its
+function's parameters), then by the prompt's own `check` (what makes an answer
+that fits the schema unusable to its agent). An answer that fails either is
+repaired once by showing the model what is wrong; a second one is returned as
+`LLMRejected` — never guessed at — and the agent's documented fallback stands in
+for it, or the step fails (`LLMMalformedOutput`, `agents.llm.agent`). Every call
+has a timeout; failures become Switchboard errors (429 with its Retry-After,
+timeouts and 5xx are transient, other 4xx permanent) and feed a circuit breaker
+per provider and model.
 """
 
 from __future__ import annotations
@@ -19,14 +23,11 @@ from django.conf import settings
 from openai.types.chat import ChatCompletionMessageParam
 
 from agents.base import Usage
-from agents.llm.base import LLMResponse, Prompt, cost_usd
+from agents.llm.base import AnswerProblems, Fault, LLMRejected, LLMResponse, Prompt, answer_problems, cost_usd
 from agents.llm.breaker import CircuitBreaker
-from agents.llm.errors import LLMMalformedOutput, LLMRateLimited, LLMRequestRejected, LLMTimeout, LLMUnavailable
-from agents.llm.schema import schema_errors
+from agents.llm.errors import LLMRateLimited, LLMRequestRejected, LLMTimeout, LLMUnavailable
 from project.caching import cached_once
 from project.jsonlimits import JSONRefused, json_loads_limited
-
-RAW_LIMIT = 2000
 
 
 @cached_once
@@ -50,35 +51,35 @@ class OpenAIProvider:
             settings.LLM_CLIENT_MAX_RETRIES,
         )
 
-    def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse:
+    def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse | LLMRejected:
         model = model_for(agent)
         breaker = CircuitBreaker(f"{self.name}:{model}")
         messages: list[dict[str, Any]] = prompt.render(variables)
         usage = Usage(model=model, prompt_version=prompt.label)
-        text, data, problem = self._ask(breaker, model, prompt, messages, usage)
-        if problem is None:
+        text, data, problems = self._ask(breaker, model, prompt, messages, usage, variables)
+        if problems is None:
             return LLMResponse(text=text, data=data, usage=usage)
         # One repair: show the model its answer and what is wrong with it.
         first = text
         messages = [
             *messages,
             {"role": "assistant", "content": text},
-            {
-                "role": "user",
-                "content": f"Your answer is not valid: {problem} Answer again with only JSON matching the schema.",
-            },
+            {"role": "user", "content": repair_request(prompt, problems)},
         ]
-        text, data, problem = self._ask(breaker, model, prompt, messages, usage)
-        if problem is None:
+        text, data, problems = self._ask(breaker, model, prompt, messages, usage, variables)
+        if problems is None:
             return LLMResponse(text=text, data=data, usage=usage)
-        raise LLMMalformedOutput(
-            f"{prompt.label} answered malformed output twice ({problem}). "
-            f"First answer: {first[:RAW_LIMIT]!r}. Second answer: {text[:RAW_LIMIT]!r}."
-        )
+        return LLMRejected(label=prompt.label, answers=(first, text), data=data, problems=problems, usage=usage)
 
     def _ask(
-        self, breaker: CircuitBreaker, model: str, prompt: Prompt, messages: list[dict[str, Any]], usage: Usage
-    ) -> tuple[str, Any, str | None]:
+        self,
+        breaker: CircuitBreaker,
+        model: str,
+        prompt: Prompt,
+        messages: list[dict[str, Any]],
+        usage: Usage,
+        variables: dict[str, Any],
+    ) -> tuple[str, Any, AnswerProblems | None]:
         """One call: (raw text, parsed data, what is wrong with it or None)."""
         probing = breaker.before_call()
         started = time.monotonic()
@@ -110,7 +111,17 @@ class OpenAIProvider:
             usage.input_tokens += completion.usage.prompt_tokens
             usage.output_tokens += completion.usage.completion_tokens
             usage.cost_usd = cost_usd(model, usage.input_tokens, usage.output_tokens)
-        return parse_answer(prompt, completion)
+        return parse_answer(prompt, completion, variables)
+
+
+def repair_request(prompt: Prompt, problems: AnswerProblems) -> str:
+    """The repair round's message: what is wrong with the answer, and how to answer again."""
+    again = (
+        "Answer again, calling only the tools given, with arguments matching their parameters."
+        if prompt.tools
+        else "Answer again with only JSON matching the schema."
+    )
+    return f"Your answer is not valid: {problems.text} {again}"
 
 
 def request_format(prompt: Prompt) -> dict[str, Any]:
@@ -130,38 +141,46 @@ def request_format(prompt: Prompt) -> dict[str, Any]:
     }
 
 
-def parse_answer(prompt: Prompt, completion: Any) -> tuple[str, Any, str | None]:
-    """(raw text, parsed data, what is wrong with it or None) of a completion. JSON is read with
-    `json_loads_limited` (REQUEST_JSON_MAX_DEPTH, as for requests): text that is not JSON, nests too deeply or
-    holds an integer too long to read is malformed output — repaired once, then refused — never an exception."""
+def malformed(problem: str) -> AnswerProblems:
+    """One problem that makes an answer malformed."""
+    return AnswerProblems(Fault.MALFORMED, (problem,))
+
+
+def parse_answer(prompt: Prompt, completion: Any, variables: dict[str, Any]) -> tuple[str, Any, AnswerProblems | None]:
+    """(raw text, parsed data, what is wrong with it or None) of a completion. Tool calls become
+    {"calls": [{"tool": name, "arguments": {...}}]}; a call whose arguments are not JSON keeps them as their raw
+    text (so the other calls stay readable) and makes the answer malformed. JSON is read with `json_loads_limited`
+    (REQUEST_JSON_MAX_DEPTH, as for requests): text that is not JSON, nests too deeply or holds an integer too long
+    to read is malformed output — repaired once, then refused — never an exception."""
     depth = settings.REQUEST_JSON_MAX_DEPTH
     if not completion.choices:
-        return "", None, "the answer had no choices."
+        return "", None, malformed("the answer had no choices.")
     message = completion.choices[0].message
     if prompt.tools and message.tool_calls:
-        calls, raw = [], []
+        calls, raw, unreadable = [], [], []
         for call in message.tool_calls:
             raw.append(f"{call.function.name}({call.function.arguments})")
             try:
                 arguments = json_loads_limited(call.function.arguments or "{}", max_depth=depth)
             except JSONRefused as exc:
-                problem = f"the arguments of {call.function.name} are not JSON we read ({_reason(exc)})."
-                return "; ".join(raw), None, problem
+                unreadable.append(f"the arguments of {call.function.name} are not JSON we read ({_reason(exc)}).")
+                arguments = call.function.arguments
             calls.append({"tool": call.function.name, "arguments": arguments})
         data = {"calls": calls}
-        problems = schema_errors(data, prompt.schema) if prompt.schema else []
-        return "; ".join(raw), data, (" ".join(problems) or None)
+        if unreadable:
+            return "; ".join(raw), data, AnswerProblems(Fault.MALFORMED, tuple(unreadable))
+        return "; ".join(raw), data, answer_problems(prompt, data, variables)
     text = message.content or ""
     if prompt.schema is None:
-        return text, None, None if text.strip() else "the answer was empty."
+        return text, None, None if text.strip() else malformed("the answer was empty.")
     if prompt.tools and not text.strip():
-        return text, {"calls": []}, None  # no tool needed
+        data = {"calls": []}  # no tool needed
+        return text, data, answer_problems(prompt, data, variables)
     try:
         data = json_loads_limited(text, max_depth=depth)
     except JSONRefused as exc:
-        return text, None, f"it is not JSON ({_reason(exc)})."
-    problems = schema_errors(data, prompt.schema)
-    return text, data, (" ".join(problems) or None)
+        return text, None, malformed(f"it is not JSON we read ({_reason(exc)}).")
+    return text, data, answer_problems(prompt, data, variables)
 
 
 def _reason(exc: JSONRefused) -> str:

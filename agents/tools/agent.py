@@ -4,6 +4,19 @@ Order lookups run now (scoped to the customer); a refund is only proposed (the
 validator checks it, deliver executes it through the ledger); escalate_to_human
 stops the run for a person. The customer's message binds the refunds' amounts,
 one by one (`refund_action`) and together (`refunds_held_to`).
+
+Function calling constrains each call: a known tool, an order id of the one order-id shape
+(`conversations.orders.ORDER_ID`), an amount that is a string, a number or null, a reason that is not empty. The
+check (`call_problems`): every order id is one the customer's message names ("only use order numbers the customer
+wrote").
+
+Fallback (for an answer still unusable after the repair round, and for one malformed twice): the calls that are
+usable are run and the others dropped (unknown tools, malformed arguments, order ids the customer did not write);
+each order the customer names that no usable call looked up is looked up (read-only, scoped to the customer, so
+the responder states facts rather than "not found"), and a customer who asked for a person (intent `human`) is
+handed to one. A fallback never proposes a refund the model did not usably propose: money moves only on a usable
+call, checked by the validator and the refund policy. If nothing is left the run goes on without tool results; it
+never fails for what the model said.
 """
 
 from __future__ import annotations
@@ -15,6 +28,8 @@ from agents import llm
 from agents.base import AgentResult
 from agents.envelope import Envelope
 from agents.llm.agent import LLMAgent
+from agents.llm.base import LLMRejected, tool_call_problems
+from agents.llm.schema import schema_errors
 from agents.payload import RefundAction
 from agents.tools.escalate import escalate_to_human
 from conversations.amounts import (
@@ -25,11 +40,15 @@ from conversations.amounts import (
     amount_in_message,
     refund_amount_requested,
 )
-from conversations.orders import ORDER_ID, amount_format, amount_parse
+from conversations.orders import ORDER_ID, amount_format, amount_parse, order_ids_in
 from conversations.selectors import order_lookup
-from project.errors import PermanentError
 
 TOOLS = ("order_lookup", "refund", "escalate_to_human")
+#: The hand-over to a person when the customer asked for one (the offline model's, and the fallback's).
+ESCALATE_PERSON_ASKED: dict[str, Any] = {
+    "tool": "escalate_to_human",
+    "arguments": {"reason": "The customer asked for a person."},
+}
 
 
 def requested_amount(message: str) -> str | None:
@@ -40,10 +59,12 @@ def requested_amount(message: str) -> str | None:
 
 
 def tools_offline(variables: dict[str, Any]) -> dict[str, Any]:
+    """The offline model's calls: a person when asked for, a lookup of every order named, and the refund asked for
+    when the intent is a refund of one order."""
     intent, order_ids = variables["intent"], variables["order_ids"]
     calls: list[dict[str, Any]] = []
     if intent == "human":
-        calls.append({"tool": "escalate_to_human", "arguments": {"reason": "The customer asked for a person."}})
+        calls.append(ESCALATE_PERSON_ASKED)
     calls += [{"tool": "order_lookup", "arguments": {"order_id": order_id}} for order_id in order_ids]
     if intent == "refund" and len(order_ids) == 1:
         amount = requested_amount(variables["message"])
@@ -51,9 +72,74 @@ def tools_offline(variables: dict[str, Any]) -> dict[str, Any]:
     return {"calls": calls}
 
 
+def call_problems(call: dict[str, Any], *, allowed: set[str], path: str = "$") -> list[str]:
+    """Why one call (of a known tool, with arguments that fit its parameters) is unusable: an order id the customer
+    did not write."""
+    order_id = call["arguments"].get("order_id")
+    if order_id is None or order_id in allowed:
+        return []
+    return [
+        f"{path} uses order {order_id}, which the customer did not write; use only "
+        f"{', '.join(sorted(allowed)) or 'no order number'}."
+    ]
+
+
+def order_ids_allowed(variables: dict[str, Any]) -> set[str]:
+    """The order ids the model may use: those the customer's message names (triage's are among them)."""
+    return set(order_ids_in(variables["message"])) | set(variables["order_ids"])
+
+
+def tools_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
+    """The prompt's check: `call_problems` of every call."""
+    allowed = order_ids_allowed(variables)
+    return [
+        problem
+        for index, call in enumerate(data["calls"])
+        for problem in call_problems(call, allowed=allowed, path=f"$.calls[{index}]")
+    ]
+
+
+def usable_calls(data: Any, variables: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calls of an answer (parsed, perhaps malformed) that fit the schema, their tool's parameters and the
+    check; the others are dropped."""
+    calls = data.get("calls") if isinstance(data, dict) else None
+    if not isinstance(calls, list):
+        return []
+    allowed = order_ids_allowed(variables)
+    return [
+        call
+        for call in calls
+        if not schema_errors(call, CALL_SCHEMA)
+        and not tool_call_problems(PROMPT, call)
+        and not call_problems(call, allowed=allowed)
+    ]
+
+
+def fallback_calls(usable: list[dict[str, Any]], variables: dict[str, Any]) -> list[dict[str, Any]]:
+    """The usable calls, with a lookup of every order triage found that none looks up, and a hand-over to a person
+    when the customer asked for one; never a refund of its own."""
+    looked_up = {call["arguments"]["order_id"] for call in usable if call["tool"] == "order_lookup"}
+    lookups = [
+        {"tool": "order_lookup", "arguments": {"order_id": order_id}}
+        for order_id in variables["order_ids"]
+        if order_id not in looked_up
+    ]
+    escalates = any(call["tool"] == "escalate_to_human" for call in usable)
+    person = [] if escalates or variables["intent"] != "human" else [ESCALATE_PERSON_ASKED]
+    return person + lookups + usable
+
+
+#: One call of the answer, as the tools agent reads it (its arguments are checked against its tool's parameters).
+CALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"tool": {"type": "string", "enum": list(TOOLS)}, "arguments": {"type": "object"}},
+    "required": ["tool", "arguments"],
+}
+ORDER_ID_PARAMETER: dict[str, Any] = {"type": "string", "pattern": ORDER_ID.pattern, "description": "e.g. SB-12345"}
+
 PROMPT = llm.Prompt(
     name="tools",
-    version="1",
+    version="2",
     system=(
         "You decide which tools to call for a customer of Tallow & Pine. Tools: order_lookup(order_id) reads "
         "one of the customer's orders; refund(order_id, amount) proposes a refund (amount null = the whole "
@@ -61,30 +147,13 @@ PROMPT = llm.Prompt(
         "the conversation to a person. Only use order numbers the customer wrote. Answer only with JSON."
     ),
     template="Intent: {intent}\nOrder numbers in the message: {order_ids}\nMessage: {message}",
-    schema={
-        "type": "object",
-        "properties": {
-            "calls": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"tool": {"type": "string", "enum": list(TOOLS)}, "arguments": {"type": "object"}},
-                    "required": ["tool", "arguments"],
-                },
-            }
-        },
-        "required": ["calls"],
-    },
+    schema={"type": "object", "properties": {"calls": {"type": "array", "items": CALL_SCHEMA}}, "required": ["calls"]},
     offline=tools_offline,
     tools=[
         {
             "name": "order_lookup",
             "description": "Read one of the customer's own orders.",
-            "parameters": {
-                "type": "object",
-                "properties": {"order_id": {"type": "string", "description": "e.g. SB-12345"}},
-                "required": ["order_id"],
-            },
+            "parameters": {"type": "object", "properties": {"order_id": ORDER_ID_PARAMETER}, "required": ["order_id"]},
         },
         {
             "name": "refund",
@@ -92,8 +161,11 @@ PROMPT = llm.Prompt(
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "order_id": {"type": "string"},
-                    "amount": {"type": ["string", "null"], "description": "in the order's currency; null = all"},
+                    "order_id": ORDER_ID_PARAMETER,
+                    "amount": {
+                        "type": ["string", "number", "null"],
+                        "description": "in the order's currency, e.g. '12.50' or '12.50 EUR'; null = all",
+                    },
                 },
                 "required": ["order_id"],
             },
@@ -101,9 +173,14 @@ PROMPT = llm.Prompt(
         {
             "name": "escalate_to_human",
             "description": "Hand the conversation to a person.",
-            "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"reason": {"type": "string", "minLength": 1}},
+                "required": ["reason"],
+            },
         },
     ],
+    check=tools_check,
 )
 
 
@@ -111,6 +188,8 @@ class ToolsAgent(LLMAgent):
     name = "tools"
     version = "3"
     prompt = PROMPT
+    fallback_doc = "the usable calls only, with lookups of the orders the customer named"
+    fallback_on_malformed = True
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         payload = envelope.payload
@@ -121,29 +200,28 @@ class ToolsAgent(LLMAgent):
         }
 
     def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
+        """Run the calls of a usable answer (each fits its tool's parameters and the check)."""
         lookups: dict[str, Any] = {}
         actions: list[RefundAction] = []
         for call in data["calls"]:
-            tool, arguments = call.get("tool"), call.get("arguments") or {}
+            tool, arguments = call["tool"], call["arguments"]
             if tool == "escalate_to_human":
-                return escalate_to_human(str(arguments.get("reason", "")))
-            order_id = str(arguments.get("order_id", "")).upper()
-            if not ORDER_ID.match(order_id):
-                raise PermanentError(f"the model called {tool} with order id {order_id!r}.")
-            if tool == "order_lookup":
+                return escalate_to_human(str(arguments["reason"]))
+            order_id = str(arguments["order_id"])
+            if order_id not in lookups:
                 lookups[order_id] = order_lookup(conversation_id=envelope.conversation_id, order_id=order_id)
-            elif tool == "refund":
-                lookup = lookups.get(order_id) or order_lookup(
-                    conversation_id=envelope.conversation_id, order_id=order_id
-                )
-                lookups[order_id] = lookup
+            if tool == "refund":
                 actions.append(
-                    refund_action(order_id, arguments.get("amount"), lookup, message=envelope.payload["message"])
+                    refund_action(
+                        order_id, arguments.get("amount"), lookups[order_id], message=envelope.payload["message"]
+                    )
                 )
-            else:
-                raise PermanentError(f"the model called an unknown tool {tool!r}.")
         actions = refunds_held_to(actions, message=amount_in_message(envelope.payload["message"]))
         return AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
+
+    def fallback(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:
+        calls = fallback_calls(usable_calls(rejected.data, variables), variables)
+        return self.result_from(envelope, {"calls": calls})
 
 
 def refund_action(order_id: str, amount: Any, lookup: dict[str, Any], *, message: str) -> RefundAction:
