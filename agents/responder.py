@@ -3,12 +3,13 @@
 The schema asks for a reply and the titles of the passages it cites. The check: the reply says something (an empty
 one, or one with only its `Source:` line, cannot be sent). Grounding, promises and leaks are the validator's.
 
-Fallback (for a reply still empty after the repair round): none that is safe — a fixed reply would be sent as if
-it answered the question, and no sentence is grounded in nothing — so the run goes to a person: it escalates to
-the review queue with reason `reply_unusable` (the customer reads that a member of the support team is checking
-and will reply; the reviewer writes the reply). An answer malformed twice (not JSON, not the schema) still fails
-the step (`LLMMalformedOutput`, a dead letter with the raw answers): that is a model or configuration fault for
-operators, not a question for a reviewer.
+Before any fallback the prompt is asked once more afresh (`fresh_asks`: a new conversation, not a repair),
+since a person is the only fallback. Fallback (for a reply still empty after that): none that is safe — a fixed
+reply would be sent as if it answered the question, and no sentence is grounded in nothing — so the run goes to a
+person: it escalates to the review queue with reason `reply_unusable` (the customer reads that a member of the
+support team is checking and will reply; the reviewer writes the reply). An answer still malformed after that (not
+JSON, not the schema) fails the step (`LLMMalformedOutput`, a dead letter with the raw answers): that is a model or
+configuration fault for operators, not a question for a reviewer.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class Responder(LLMAgent):
     version = "3"
     prompt = PROMPT
     fallback_doc = "no reply: the run goes to a person (reply_unusable)"
+    fresh_asks = 1
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         payload = envelope.payload

@@ -20,7 +20,7 @@ from agents.envelope import Envelope
 from agents.knowledge import tokenize
 from agents.llm.agent import LLMAgent
 from agents.llm.base import LLMRejected
-from conversations.orders import ORDER_ID, order_ids_in
+from conversations.orders import ORDER_ID_SCHEMA_PATTERN, order_ids_in
 
 #: Intents and the word stems that suggest them (offline scoring).
 INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -84,7 +84,7 @@ PROMPT = llm.Prompt(
         "properties": {
             "intent": {"type": "string", "enum": list(INTENTS)},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "order_ids": {"type": "array", "items": {"type": "string", "pattern": ORDER_ID.pattern}},
+            "order_ids": {"type": "array", "items": {"type": "string", "pattern": ORDER_ID_SCHEMA_PATTERN}},
         },
         "required": ["intent", "confidence", "order_ids"],
     },

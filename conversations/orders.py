@@ -15,6 +15,9 @@ _ORDER_ID = r"SB-[0-9]{5}"
 #: "Is this an order id?": `ORDER_ID.match(value)` (upper case, ASCII digits, nothing around it, not even a
 #: trailing newline). Check it before an outside string reaches a query.
 ORDER_ID = re.compile(rf"^{_ORDER_ID}\Z")
+#: The same shape as a JSON Schema `pattern` (ECMA-262, for the model's structured outputs, where `\Z` does not
+#: exist and `$` ends the value).
+ORDER_ID_SCHEMA_PATTERN = rf"^{_ORDER_ID}$"
 #: Order ids in a text, any case, as whole words.
 ORDER_IDS_IN_TEXT = re.compile(rf"\b{_ORDER_ID}\b", re.IGNORECASE)
 

@@ -23,7 +23,7 @@ from agents.tools.agent import fallback_calls, usable_calls
 from agents.triage import INTENTS
 from agents.triage import PROMPT as TRIAGE
 from agents.validator import PROMPT as VALIDATOR
-from conversations.orders import ORDER_ID
+from conversations.orders import ORDER_ID_SCHEMA_PATTERN
 from tests.test_agents import shipping_payload
 from tests.test_envelope import make_envelope
 
@@ -60,7 +60,7 @@ def test_the_schema_checker_refuses_with_a_sentence(value: Any, schema: dict, er
     [
         (None, {"type": ["string", "number", "null"]}),
         (12.5, {"type": ["string", "number", "null"]}),
-        ("SB-12345", {"type": "string", "pattern": ORDER_ID.pattern}),
+        ("SB-12345", {"type": "string", "pattern": ORDER_ID_SCHEMA_PATTERN}),
         (0, {"type": "number", "minimum": 0, "maximum": 1}),
         (["a", "b"], {"type": "array", "minItems": 2, "maxItems": 2, "uniqueItems": True}),
         ({"a": 1}, {"type": "object", "properties": {"a": {}}, "additionalProperties": False}),
@@ -87,10 +87,14 @@ def test_any_of_reports_the_errors_of_the_option_of_the_values_type() -> None:
 def test_the_schemas_constrain_intents_agents_order_ids_and_tool_arguments() -> None:
     triage = TRIAGE.schema["properties"]  # type: ignore[index]
     assert triage["intent"]["enum"] == list(INTENTS)
-    assert triage["order_ids"]["items"]["pattern"] == ORDER_ID.pattern  # the one pattern, not a copy
+    assert triage["order_ids"]["items"]["pattern"] == ORDER_ID_SCHEMA_PATTERN  # the one pattern, not a copy
     assert (triage["confidence"]["minimum"], triage["confidence"]["maximum"]) == (0, 1)
     tools = {tool["name"]: tool["parameters"]["properties"] for tool in TOOLS.tools or []}
-    assert tools["order_lookup"]["order_id"]["pattern"] == tools["refund"]["order_id"]["pattern"] == ORDER_ID.pattern
+    assert (
+        tools["order_lookup"]["order_id"]["pattern"]
+        == tools["refund"]["order_id"]["pattern"]
+        == ORDER_ID_SCHEMA_PATTERN
+    )
     assert tools["refund"]["amount"]["type"] == ["string", "number", "null"]
     assert tools["escalate_to_human"]["reason"]["minLength"] == 1
 

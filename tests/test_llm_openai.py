@@ -122,12 +122,12 @@ def test_a_timeout_then_an_answer_completes(fake, worker_factory, start_run) -> 
 
 
 def test_malformed_json_is_repaired_once_then_fails_with_the_raw_output(fake, worker_factory, start_run) -> None:
-    # The responder has no fallback for a malformed answer (agents/responder.py): its step fails.
-    fake.fail_next("responder", "malformed", "malformed")
+    # The responder has no fallback for a malformed answer (agents/responder.py): asked afresh once, its step fails.
+    fake.fail_next("responder", "malformed", "malformed", "malformed", "malformed")
     worker_factory("llm", env=llm_env(fake))
     run = run_wait(start_run().id)
     assert run.status == "failed"
-    _first, repair = fake.calls("responder")  # one repair attempt, no step retries
+    _first, repair, _fresh, _fresh_repair = fake.calls("responder")  # repaired, asked afresh, repaired; no retries
     assert repair.body["messages"][-2] == {"role": "assistant", "content": first_answer()}
     assert "is not valid: it is not JSON" in repair.body["messages"][-1]["content"]
     responder = Step.objects.get(run=run, agent="responder")

@@ -4,10 +4,11 @@ that stands in for an unusable answer is recorded."""
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any, ClassVar, assert_never
 
 from agents import llm
-from agents.base import Agent, AgentResult, Queue
+from agents.base import Agent, AgentResult, Queue, Usage
 from agents.envelope import Envelope
 from agents.llm.base import Fault, LLMRejected, LLMResponse, Prompt
 from agents.payload import LLMFallback, Payload
@@ -33,6 +34,19 @@ def fallback_record(payload: Payload, *, agent: str, rejected: LLMRejected, fall
     return {**payload.get("llm_fallbacks", {}), agent: note}
 
 
+def usage_sum(spent: list[Usage]) -> Usage:
+    """What several completions of one agent execution spent together (model and prompt of the last)."""
+    last = spent[-1]
+    return Usage(
+        input_tokens=sum(u.input_tokens for u in spent),
+        output_tokens=sum(u.output_tokens for u in spent),
+        cost_usd=sum((u.cost_usd for u in spent), Decimal(0)),
+        model=last.model,
+        prompt_version=last.prompt_version,
+        latency_ms=sum(u.latency_ms for u in spent),
+    )
+
+
 class LLMAgent(Agent):
     """An agent that completes its prompt once and turns the answer into its result.
 
@@ -54,6 +68,10 @@ class LLMAgent(Agent):
     fallback_on_malformed: ClassVar[bool] = False
     """Whether the fallback also stands in for an answer malformed twice (not JSON, or not the schema): only for a
     fallback that ignores the answer, or reads only what of it fits the schema."""
+    fresh_asks: ClassVar[int] = 0
+    """How many times the prompt is asked afresh (a new conversation, not a repair) when the answer is still unusable
+    or malformed after its repair round, before the fallback or the failure: for an agent whose fallback is a person,
+    one more question is cheaper than a review (a model that answers badly once in twenty answers well the next)."""
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         """The values of the prompt's placeholders."""
@@ -73,6 +91,12 @@ class LLMAgent(Agent):
         """Complete the prompt; the answer's result, or the fallback's when the answer is unusable."""
         variables = self.prompt_variables(envelope)
         response = llm.complete(self.prompt, variables, agent=self.name)
+        spent = [response.usage]
+        for _ in range(self.fresh_asks):
+            if not isinstance(response, LLMRejected):
+                break
+            response = llm.complete(self.prompt, variables, agent=self.name)
+            spent.append(response.usage)
         match response:
             case LLMResponse():
                 result = self.result_from(envelope, response.data)
@@ -80,7 +104,7 @@ class LLMAgent(Agent):
                 result = self.rejected(envelope, variables, response)
             case _:
                 assert_never(response)
-        result.usage = response.usage
+        result.usage = usage_sum(spent)
         return result
 
     def rejected(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:

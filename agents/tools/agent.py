@@ -40,7 +40,7 @@ from conversations.amounts import (
     amount_in_message,
     refund_amount_requested,
 )
-from conversations.orders import ORDER_ID, amount_format, amount_parse, order_ids_in
+from conversations.orders import ORDER_ID_SCHEMA_PATTERN, amount_format, amount_parse, order_ids_in
 from conversations.selectors import order_lookup
 
 TOOLS = ("order_lookup", "refund", "escalate_to_human")
@@ -135,7 +135,11 @@ CALL_SCHEMA: dict[str, Any] = {
     "properties": {"tool": {"type": "string", "enum": list(TOOLS)}, "arguments": {"type": "object"}},
     "required": ["tool", "arguments"],
 }
-ORDER_ID_PARAMETER: dict[str, Any] = {"type": "string", "pattern": ORDER_ID.pattern, "description": "e.g. SB-12345"}
+ORDER_ID_PARAMETER: dict[str, Any] = {
+    "type": "string",
+    "pattern": ORDER_ID_SCHEMA_PATTERN,
+    "description": "e.g. SB-12345",
+}
 
 PROMPT = llm.Prompt(
     name="tools",
