@@ -14,7 +14,7 @@ from agents.llm.base import Fault, LLMProvider, LLMRejected, LLMResponse, Prompt
 from agents.llm.offline import OfflineProvider
 from project.otel import span
 
-__all__ = ["Fault", "LLMRejected", "LLMResponse", "Prompt", "complete", "provider_get"]
+__all__ = ["Fault", "LLMRejected", "LLMResponse", "Prompt", "answers_vary", "complete", "provider_get"]
 
 
 def provider_get() -> LLMProvider:
@@ -33,3 +33,8 @@ def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMRes
     provider = provider_get()
     with span(f"llm {prompt.label}", provider=provider.name, agent=agent, prompt=prompt.label):
         return provider.complete(prompt, variables, agent=agent)
+
+
+def answers_vary() -> bool:
+    """Whether asking the same prompt again may get another answer (not with the deterministic offline provider)."""
+    return not provider_get().deterministic

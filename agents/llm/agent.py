@@ -92,7 +92,7 @@ class LLMAgent(Agent):
         variables = self.prompt_variables(envelope)
         response = llm.complete(self.prompt, variables, agent=self.name)
         spent = [response.usage]
-        for _ in range(self.fresh_asks):
+        for _ in range(self.fresh_asks if llm.answers_vary() else 0):
             if not isinstance(response, LLMRejected):
                 break
             response = llm.complete(self.prompt, variables, agent=self.name)

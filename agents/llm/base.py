@@ -152,6 +152,8 @@ class LLMProvider(Protocol):
     """Anything that answers a prompt. Implementations must be thread-safe."""
 
     name: str
+    deterministic: bool
+    """Whether the same prompt always gets the same answer (then asking afresh is pointless)."""
 
     def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse | LLMRejected: ...
 

@@ -20,6 +20,7 @@ from agents.llm.base import LLMRejected, LLMResponse, Prompt, answer_problems, c
 
 class OfflineProvider:
     name = "offline"
+    deterministic = True
     model = "offline-deterministic"
 
     def complete(self, prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMResponse | LLMRejected:

@@ -42,6 +42,7 @@ def model_for(agent: str) -> str:
 
 class OpenAIProvider:
     name = "openai"
+    deterministic = False
 
     def __init__(self) -> None:
         self.client = openai_client(
