@@ -9,7 +9,7 @@ export FLOWER_BASIC_AUTH ?= flower:flower-local
 # The embedded redis-server runs only when no REDIS_URL is given.
 PROCESSES := web worker worker-llm beat supervisor flower $(if $(REDIS_URL),,redis)
 
-.PHONY: install run test lint bench clean fuzz-money
+.PHONY: install run test lint bench chaos chaos-quick clean fuzz-money
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,17 @@ fuzz-money: install
 # Switchboard against raw Celery and a bare DRF endpoint (not part of `make test`); see docs/performance.md.
 bench: install $(WRK)
 	$(BIN)/python -m bench.run
+
+# The real stack under a seeded load with worker kills, broker, Redis and PostgreSQL restarts, a partition and LLM
+# faults, then a verdict from the database (not part of `make test`; needs root); see docs/reliability.md.
+# E.g. `make chaos CHAOS_ARGS="--broker rabbitmq --seed 2 --report .run/chaos.json"`.
+CHAOS_ARGS ?=
+chaos: install
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
+
+# The scaled-down run on both brokers, as pytest tests (a few minutes each).
+chaos-quick: install
+	bin/test -m chaos tests/test_chaos.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,16 +29,24 @@ class Recorded:
     body: dict[str, Any]
     status: int = 200
     usage: dict[str, int] = field(default_factory=dict)
+    fault: str | None = None
 
 
 @dataclass
 class FakeOpenAI:
     """`answers[prompt_name]` is a dict (sent as JSON content), a callable(body) -> dict, or
     {"tool_calls": [(name, arguments_dict), ...]} for function calling (arguments given as a string are sent as
-    they are, JSON or not), or {"raw": text} for content sent as it is (not JSON)."""
+    they are, JSON or not), or {"raw": text} for content sent as it is (not JSON).
+
+    `latency` is seconds (or a callable returning seconds, per request). `chooser(prompt_name)` may pick a fault
+    for a request that has none queued (a fault mix); the fault "unusable" answers `unusable[prompt_name]` (by
+    default `UNUSABLE_ANSWERS`) instead of the scripted answer (an answer that satisfies the schema but cannot be
+    used)."""
 
     answers: dict[str, Any] = field(default_factory=dict)
-    latency: float = 0.0
+    latency: float | Callable[[], float] = 0.0
+    chooser: Callable[[str], str | None] | None = None
+    unusable: dict[str, Any] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -118,9 +126,13 @@ class FakeOpenAI:
                     fault = self._faults[key].popleft()
                     break
             fault = fault or self._always.get(name) or self._always.get("*")
+        if fault is None and self.chooser is not None:
+            fault = self.chooser(name)
+        record.fault = fault
         try:
-            if self.latency:
-                time.sleep(self.latency)
+            delay = self.latency() if callable(self.latency) else self.latency
+            if delay:
+                time.sleep(delay)
             status, payload, headers = self._response(fault, name, body)
             record.status = status
             record.usage = payload.get("usage", {})
@@ -140,7 +152,8 @@ class FakeOpenAI:
             return 500, {"error": {"message": "The server had an error", "type": "server_error"}}, {}
         if fault and fault.startswith("sleep:"):
             time.sleep(float(fault.split(":", 1)[1]))
-        answer = UNUSABLE_ANSWERS.get(name, {}) if fault == "unusable" else self.answers.get(name)
+        unusable = {**UNUSABLE_ANSWERS, **self.unusable}
+        answer = unusable.get(name, {}) if fault == "unusable" else self.answers.get(name)
         if callable(answer):
             answer = answer(body)
         message: dict[str, Any] = {"role": "assistant", "content": None}
