@@ -68,14 +68,23 @@ def configure(app: Celery) -> None:
         "socket_connect_timeout": 5,
         "health_check_interval": 25,
     }
+    broker_transport = None
     if broker_is_amqp(settings.CELERY_BROKER_URL):
         # Publisher confirms: a publish returns once RabbitMQ has the message (quorum queues need them).
         transport_options = {"confirm_publish": True}
+    elif settings.CELERY_BROKER_URL.startswith("redis"):
+        # kombu's Redis transport, surviving a channel closed after its connection (project/broker.py).
+        broker_transport = "project.broker:RedisTransport"
     if settings.CELERY_DB_REUSE_MAX:
         # Read by Celery's Django fixup under this (old-style) name.
         app.conf["CELERY_DB_REUSE_MAX"] = settings.CELERY_DB_REUSE_MAX
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
+        broker_transport=broker_transport,
+        # After a broker connection is lost, Celery can lower the prefetch count to the tasks still running and raise
+        # it as they finish; on RabbitMQ a thread-pool worker was seen waiting forever in basic.qos after a broker
+        # restart doing so (celery#9512). Prefetch is 1 per slot anyway: nothing to lower.
+        worker_enable_prefetch_count_reduction=False,
         result_backend=backend_url(settings.CELERY_RESULT_BACKEND),
         broker_transport_options=transport_options,
         result_backend_transport_options={"visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT},

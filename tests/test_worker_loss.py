@@ -14,14 +14,17 @@ import time
 
 import pytest
 import redis
+from celery import Celery
 from django.conf import settings as django_settings
 from django.db import connection
 
+from agents.envelope import Envelope
 from conversations.models import Message
+from harness.processes import ServerProcess, WorkerProcess, redis_server
 from orchestration.models import DeadLetter, Run, Step, WorkerBeat
 from orchestration.supervisor import supervisor_tick
 from tests.agents_for_tests import fault_set
-from tests.conftest import broker_reset, run_wait, wait_for
+from tests.conftest import WORKER_ENV, broker_reset, run_wait, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
@@ -227,3 +230,30 @@ def test_database_connections_cut_mid_run_cost_nothing(worker_factory, start_run
     assert run.status == "completed", (run.reason, run.reason_detail)
     assert replies(run) == 1
     assert Step.objects.get(run=run, agent="sleepy").attempt == 1  # recorded by the try that ran it
+
+
+def test_a_redis_restart_with_tasks_in_flight_does_not_stop_the_worker(database_url, start_run) -> None:
+    # kombu's Redis channel, closing after its connection was lost, used to crash the worker (project/broker.py):
+    # under honcho (`make run`) one process exiting stops them all.
+    server = redis_server().start()
+    url = f"redis://127.0.0.1:{server.port}/0"
+    env = {**WORKER_ENV, "REDIS_URL": url, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "CACHE_URL": url}
+    worker = WorkerProcess(database_url, name="outlives-redis", env=env, pool="threads", concurrency=2).start()
+    sender = Celery(broker=url)
+    try:
+        first = start_run()
+        envelope = Envelope.from_dict(first.start_envelope).evolve(slip=["sleepy"]).to_dict()
+        sender.send_task("agents.sleepy", args=(envelope,), queue="default")
+        running_step(first, "sleepy")
+        server.kill()  # Redis dies with the task unacknowledged: no persistence
+        server = ServerProcess(server.args, port=server.port, name="redis").start()
+        time.sleep(3)  # the worker notices, closes its channel, reconnects
+        assert worker.process.poll() is None, worker.log_tail()
+        second = start_run()
+        envelope = Envelope.from_dict(second.start_envelope).evolve(slip=["sleepy"]).to_dict()
+        sender.send_task("agents.sleepy", args=(envelope,), queue="default")
+        wait_for(lambda: Step.objects.filter(run=second, agent="sleepy", status="completed").exists(), timeout=40)
+        assert "Unrecoverable error" not in worker.log_text()
+    finally:
+        worker.stop()
+        server.stop()
