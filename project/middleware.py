@@ -1,9 +1,10 @@
-"""Trace id for every HTTP request (accepted from the caller or generated), the request size limit, and
-the API's errors in the one JSON shape in every mode; the Content-Security-Policy's relaxation for the admin
-and the API docs."""
+"""Trace id for every HTTP request (accepted from the caller or generated), the request size limit, the API's
+errors in the one JSON shape in every mode, a 503 while the database cannot be reached; the
+Content-Security-Policy's relaxation for the admin and the API docs."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -14,11 +15,14 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from csp.constants import UNSAFE_INLINE
 from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from project.otel import current_trace_id
 from project.responses import error_response, status_error_response
 from project.tracing import trace_context
+
+logger = logging.getLogger(__name__)
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -123,6 +127,33 @@ class ApiJsonErrorsMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         return api_error_as_json(request, await self.get_response(request))
+
+
+#: How soon a client may try again after a 503 for an unreachable database (seconds).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+class DatabaseUnavailableMiddleware:
+    """A database that cannot be reached (restarting, failing over, a pool with no connection to give within
+    DB_POOL_TIMEOUT_SECONDS) is a 503 with Retry-After — the JSON error under /api/ — not a 500: nothing was
+    written (each request is one transaction, or none), and the client may send the same request again (a message
+    POST with its Idempotency-Key is stored once)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable, answered 503: %s", exception)
+        response = error_response(
+            request, 503, "unavailable", "The service is briefly unavailable; please try again in a few seconds."
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
 
 
 class ContentSecurityPolicyMiddleware(CSPMiddleware):

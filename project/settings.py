@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "project.middleware.TraceIdMiddleware",
     "project.middleware.ApiJsonErrorsMiddleware",
+    "project.middleware.DatabaseUnavailableMiddleware",
     "project.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "project.middleware.ContentSecurityPolicyMiddleware",
@@ -134,7 +135,8 @@ if (
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DB_POOL_MAX_SIZE,
-        "timeout": env_float("DB_POOL_TIMEOUT_SECONDS", 10.0),
+        # A request waits this long for a connection (all in use, or the database away), then gets a 503.
+        "timeout": env_float("DB_POOL_TIMEOUT_SECONDS", 5.0),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + immediate transactions: web and worker processes share the file.

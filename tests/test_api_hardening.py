@@ -12,8 +12,10 @@ from django.contrib.auth import get_user_model
 
 from api.services import api_token_get_or_create
 from conversations.models import Message
+from harness.processes import free_port, web_server
 from orchestration.models import Run
 from tests.conftest import ROOT_DIR, order_add
+from tests.http import ApiClient
 
 pytestmark = [pytest.mark.e2e]
 
@@ -196,3 +198,19 @@ def test_production_settings_pass_the_deploy_check() -> None:
         env={**env, "DJANGO_SECRET_KEY": ""},
     )
     assert missing.returncode != 0 and "DJANGO_SECRET_KEY" in missing.stderr
+
+
+def test_the_api_answers_503_while_the_database_is_away(transactional_db) -> None:
+    # A web server whose database does not answer (a restart, a failover): every request that needs it is a 503
+    # with Retry-After in the JSON error shape, never a 500 or a hang.
+    away = f"postgres://postgres@127.0.0.1:{free_port()}/switchboard"
+    web = web_server(away, env={"DB_POOL_TIMEOUT_SECONDS": "1"}).start()
+    try:
+        client = ApiClient(web.url + "/api/v1", "0" * 40)
+        for response in (client.get("/conversations/"), client.post("/conversations/")):
+            assert response.status == 503, response.body[:300]
+            assert response.json["error"]["code"] == "unavailable"
+            assert response.headers["retry-after"] == "5"
+        assert ApiClient(web.url + "/api/v1").get("/health/").status == 503
+    finally:
+        web.stop()
