@@ -1,4 +1,4 @@
-"""The Procfile's process types as argument lists: what `honcho start` would run, without a shell.
+"""The Procfile's process types as argument lists: what `honcho start` would run (a shell only where a line needs one).
 
 Read at run time, so that a changed entry point (a new web server, a new process type) is what gets started.
 Variables are expanded as a POSIX shell would for the forms the Procfile uses: `$NAME`, `${NAME}` and
@@ -60,9 +60,17 @@ def variables_expand(text: str, variables: Mapping[str, str]) -> str:
     return _VARIABLE.sub(replace, text)
 
 
+#: Words that make a line a shell script (`migrate && exec uvicorn ...`): run it with `sh -c`, as honcho does.
+SHELL_OPERATORS = ("&&", "||", ";", "|")
+
+
 def procfile_command(name: str, line: str, variables: Mapping[str, str]) -> ProcfileCommand:
-    """A Procfile line as a command: variables expanded, split like a shell, leading assignments peeled off."""
-    words = shlex.split(variables_expand(line, variables))
+    """A Procfile line as a command: variables expanded, split like a shell, leading assignments peeled off; a line
+    with shell operators runs under `sh -c` (its last command `exec`s, so the process is still the server)."""
+    expanded = variables_expand(line, variables)
+    words = shlex.split(expanded)
+    if any(word in SHELL_OPERATORS for word in words):
+        return ProcfileCommand(name=name, argv=["/bin/sh", "-c", expanded])
     env: dict[str, str] = {}
     while words and _ASSIGNMENT.match(words[0]):
         key, value = words.pop(0).split("=", 1)

@@ -104,11 +104,12 @@ def test_500s_open_the_breaker_which_postpones_steps_until_a_probe_closes_it(fak
 
 def test_a_timeout_is_retried_then_the_run_fails_cleanly(fake, worker_factory, start_run) -> None:
     fake.fail_always("triage", "sleep:3")
-    worker_factory("llm", env=llm_env(fake, LLM_TIMEOUT_SECONDS="1"))
-    run = run_wait(start_run().id, timeout=60)
+    # The breaker is kept shut here (it would postpone the step until the deadline: another test's subject).
+    worker_factory("llm", env=llm_env(fake, LLM_TIMEOUT_SECONDS="1", LLM_BREAKER_FAILURES="100"))
+    run = run_wait(start_run().id, timeout=90)
     assert run.status == "failed" and run.reason == "agent_failed"
     triage = Step.objects.get(run=run, agent="triage")
-    assert [a.error_type for a in triage.attempts.all()] == ["LLMTimeout"] * 4  # max_retries=3
+    assert [a.error_type for a in triage.attempts.all()] == ["LLMTimeout"] * 7  # LLM agents' max_retries=6
     assert DeadLetter.objects.get(run=run).reason == "retries_exhausted"
     assert "Sorry, something went wrong" in messages_of(run, "system")[0].content
 

@@ -61,6 +61,9 @@ class LLMAgent(Agent):
     """
 
     queue: ClassVar[Queue] = Queue.LLM
+    max_retries: ClassVar[int] = 6
+    """A provider's 429s, 5xx and timeouts come in runs: six retries with backoff (1, 2, 4, 8, 16, 30 s, jittered)
+    ride out about a minute of them within the run's deadline, instead of handing the customer to a person."""
     prompt: ClassVar[Prompt]
     """The prompt this agent completes."""
     fallback_doc: ClassVar[str] = ""

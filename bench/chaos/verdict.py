@@ -4,7 +4,8 @@ happened twice.
 Definitions (all from the tables, `bench.chaos.db.Snapshot`):
 
 - **in review by policy**: a run with a review item whose reason is a refund-policy code (`refund_*`, see
-  conversations/refunds.py RefundProblemCode), `validation_failed`, `customer_asked_for_person` or `escalated`;
+  conversations/refunds.py RefundProblemCode), `validation_failed`, `customer_asked_for_person`, `escalated` or
+  `reply_unusable`;
   **in review because of faults**: any other review reason (`timed_out`, `stuck`, `llm_unavailable`, `budget_*`,
   `loop_detected`, `halted`, or one this list does not know yet). A run counts once per class, whatever it became.
 - **lost**: a message the API accepted (202) that is not stored; a customer message with no run; a run still
@@ -24,7 +25,11 @@ from bench.chaos.db import Snapshot
 from bench.chaos.load import Sent
 
 #: Review reasons that are the policy's (besides the refund policy's `refund_*` codes).
-POLICY_REASONS = frozenset({"validation_failed", "customer_asked_for_person", "escalated"})
+#: `reply_unusable`: the responder had nothing to say from what the agents found (a question the help centre does not
+#: answer, e.g. the load's "Can I exchange my jacket for a bigger size?"): a person answers it. An injected
+#: "unusable" fault alone cannot cause it: the responder is repaired and asked afresh first (four bad answers in a
+#: row at the fault mix's share are about one in a million).
+POLICY_REASONS = frozenset({"validation_failed", "customer_asked_for_person", "escalated", "reply_unusable"})
 TERMINAL = ("completed", "failed", "timed_out", "cancelled")
 
 
