@@ -202,7 +202,9 @@ def run_redispatch(
         run.last_progress_at = now
         run.save(update_fields=["recoveries", "last_progress_at"])
         envelope = run_resume_envelope(run)
-        transaction.on_commit(lambda: run_dispatch(run, envelope=envelope))
+        # robust: a broker that is down fails the send, not the supervisor; the run is sent again when found
+        # stalled (its progress mark moved now, so after SUPERVISOR_STALL_SECONDS).
+        transaction.on_commit(lambda: run_dispatch(run, envelope=envelope), robust=True)
     logger.warning(
         "run re-dispatched (%s, recovery %d)",
         cause.value,

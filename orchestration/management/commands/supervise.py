@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connection
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from orchestration.supervisor import supervisor_tick
 
@@ -38,6 +40,8 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 logger.warning("supervisor tick skipped, the database is unavailable: %s", exc)
                 connection.close()
+            except (BrokerError, RedisError, OSError) as exc:
+                logger.warning("supervisor tick cut short, the broker is unavailable: %s", exc)
             else:
                 if report.redispatched or report.timed_out or report.dead_workers:
                     logger.info(
