@@ -8,8 +8,9 @@ since a person is the only fallback. Fallback (for a reply still empty after tha
 reply would be sent as if it answered the question, and no sentence is grounded in nothing — so the run goes to a
 person: it escalates to the review queue with reason `reply_unusable` (the customer reads that a member of the
 support team is checking and will reply; the reviewer writes the reply). An answer still malformed after that (not
-JSON, not the schema) fails the step (`LLMMalformedOutput`, a dead letter with the raw answers): that is a model or
-configuration fault for operators, not a question for a reviewer.
+JSON, not the schema) fails the try (`LLMMalformedOutput`): it is retried like a provider error, and after the
+step's retries dead-lettered with the raw answers — a model or configuration fault for operators, not a question
+for a reviewer.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ PATHS = [
     "tests.agents_for_tests.SleepyAtomic",
     "tests.agents_for_tests.Poison",
     "tests.agents_for_tests.PoisonAtomic",
+    "tests.agents_for_tests.Stall",
 ]
 
 
@@ -152,3 +153,15 @@ class PoisonAtomic(Poison):
 
     name = "poison_atomic"
     atomic = True
+
+
+class Stall(Agent):
+    """Runs past its lease (one second) while its fault is on: on a thread pool nothing stops it, the lease ends."""
+
+    name = "stall"
+    time_limit = 1
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        if fault_on(self.name):
+            time.sleep(4)
+        return AgentResult(payload={"stalled": True})

@@ -206,7 +206,9 @@ def answer_with(monkeypatch: pytest.MonkeyPatch):
     """Make every completion return `answer` (an LLMRejected, say)."""
 
     def set_answer(answer: Any) -> None:
-        provider = SimpleNamespace(name="stub", complete=lambda prompt, variables, *, agent: answer)
+        provider = SimpleNamespace(
+            name="stub", deterministic=False, complete=lambda prompt, variables, *, agent: answer
+        )
         monkeypatch.setattr(llm, "provider_get", lambda: provider)
 
     return set_answer
@@ -233,7 +235,7 @@ def test_triage_falls_back_to_the_keyword_triage_with_the_messages_order_ids(ans
     assert result.payload["llm_fallbacks"]["triage"]["fault"] == "malformed"
 
 
-def test_a_responder_answer_malformed_twice_still_fails_the_step(answer_with) -> None:
+def test_a_responder_answer_malformed_after_asking_afresh_fails_the_try(answer_with) -> None:
     answer_with(rejected(agent_get("responder").prompt, None, Fault.MALFORMED))  # type: ignore[attr-defined]
     with pytest.raises(LLMMalformedOutput, match=r"malformed output twice .* First answer: 'first'"):
         agent_get("responder").handle(make_envelope(payload={"message": "Hi", "passages": []}))

@@ -122,20 +122,31 @@ def test_a_timeout_then_an_answer_completes(fake, worker_factory, start_run) -> 
     assert Step.objects.get(run=run, agent="triage").attempt == 2
 
 
-def test_malformed_json_is_repaired_once_then_fails_with_the_raw_output(fake, worker_factory, start_run) -> None:
-    # The responder has no fallback for a malformed answer (agents/responder.py): asked afresh once, its step fails.
+def test_malformed_json_fails_a_try_which_is_retried(fake, worker_factory, start_run) -> None:
+    # The responder has no fallback for a malformed answer (agents/responder.py): asked, repaired, asked afresh and
+    # repaired again, then the try fails like a provider error and the next try answers.
     fake.fail_next("responder", "malformed", "malformed", "malformed", "malformed")
     worker_factory("llm", env=llm_env(fake))
     run = run_wait(start_run().id)
-    assert run.status == "failed"
-    _first, repair, _fresh, _fresh_repair = fake.calls("responder")  # repaired, asked afresh, repaired; no retries
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    _first, repair, _fresh, _fresh_repair, _retry = fake.calls("responder")
     assert repair.body["messages"][-2] == {"role": "assistant", "content": first_answer()}
     assert "is not valid: it is not JSON" in repair.body["messages"][-1]["content"]
     responder = Step.objects.get(run=run, agent="responder")
-    assert responder.status == "failed" and responder.attempt == 1
+    assert [a.error_type for a in responder.attempts.all()] == ["LLMMalformedOutput", ""]
+
+
+def test_malformed_json_on_every_try_is_dead_lettered_with_the_raw_output(fake, worker_factory, start_run) -> None:
+    fake.fail_always("responder", "malformed")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id, timeout=90)
+    assert run.status == "failed"
+    responder = Step.objects.get(run=run, agent="responder")
+    assert responder.status == "failed" and responder.attempt == 7  # the LLM agents' six retries
+    assert len(fake.calls("responder")) == 7 * 4  # asked, repaired, asked afresh, repaired: on each try
     assert "malformed output twice" in responder.error and "Sure! Here is what you asked for" in responder.error
     letter = DeadLetter.objects.get(run=run)
-    assert letter.reason == "permanent_error" and "Sure! Here is what you asked for" in letter.error
+    assert letter.reason == "retries_exhausted" and "Sure! Here is what you asked for" in letter.error
 
 
 def test_malformed_json_twice_from_triage_gets_its_fallback(fake, worker_factory, start_run) -> None:

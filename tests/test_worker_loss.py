@@ -257,3 +257,21 @@ def test_a_redis_restart_with_tasks_in_flight_does_not_stop_the_worker(database_
     finally:
         worker.stop()
         server.stop()
+
+
+def test_a_try_past_its_lease_is_taken_over_and_done_once(worker_factory, start_run) -> None:
+    # A thread pool enforces no time limit: a try that runs past its lease (the agent's time limit) is abandoned by
+    # the supervisor and the step taken over; the late first try, when it ends, finds the step done.
+    fault_set("stall", True, times=1)
+    worker_factory("patient", pool="threads", concurrency=4)
+    run = start_run(slip=["triage", "stall", ["retrieval", "account"], "responder", "validator", "deliver"])
+    run = run_wait(run.id, timeout=45)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert replies(run) == 1
+    stall = Step.objects.get(run=run, agent="stall")
+    attempts = list(stall.attempts.all())
+    assert [a.status for a in attempts] == ["abandoned", "succeeded"]
+    assert "lease expired" in attempts[0].error
+    time.sleep(4)  # the first try ends now, late: nothing changes
+    assert [a.status for a in stall.attempts.all()] == ["abandoned", "succeeded"]
+    assert replies(run) == 1 and Step.objects.filter(run=run, agent="stall").count() == 1

@@ -56,7 +56,7 @@ class LLMAgent(Agent):
 
     An answer still unusable after the provider's repair round (`LLMRejected`) gets the agent's documented
     `fallback` instead, recorded on the step (`llm_fallbacks` in the payload) and logged; an answer malformed
-    twice does too when `fallback_on_malformed`, and otherwise fails the step (`LLMMalformedOutput`, a dead
+    twice does too when `fallback_on_malformed`, and otherwise fails the try (`LLMMalformedOutput`: retried, then a dead
     letter with the raw answers). An agent without a fallback fails its step either way.
     """
 

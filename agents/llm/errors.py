@@ -29,8 +29,11 @@ class LLMRequestRejected(PermanentError):
     code = "llm_request_rejected"
 
 
-class LLMMalformedOutput(PermanentError):
-    """The model's answer did not match the schema, even after one repair attempt."""
+class LLMMalformedOutput(TransientError):
+    """The model's answer did not match the schema, even after one repair attempt (and, for an agent without a
+    fallback for it, after asking afresh). A flaky answer more often than a broken model: the step's try fails and
+    is retried with backoff like a provider error; after its retries the message is dead-lettered with the raw
+    answers."""
 
     code = "llm_malformed_output"
 
