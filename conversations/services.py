@@ -170,18 +170,20 @@ def order_create_demo(*, customer: Customer, count: int = 3) -> list[Order]:
     for index, item in enumerate(rng.sample(DEMO_ITEMS, k=min(count, len(DEMO_ITEMS)))):
         while True:
             order_id = f"SB-{rng.randint(10000, 99999)}"
-            if not Order.objects.filter(id=order_id).exists():
-                break
-        orders.append(
-            Order.objects.create(
-                id=order_id,
-                customer=customer,
-                description=item.description,
-                total=item.total,
-                status=statuses[index % len(statuses)],
-                placed_at=now - timedelta(days=3 + 9 * index),
-            )
-        )
+            try:
+                with transaction.atomic():  # a savepoint: another customer made at the same moment may draw the id
+                    order = Order.objects.create(
+                        id=order_id,
+                        customer=customer,
+                        description=item.description,
+                        total=item.total,
+                        status=statuses[index % len(statuses)],
+                        placed_at=now - timedelta(days=3 + 9 * index),
+                    )
+            except IntegrityError:
+                continue  # taken: draw again
+            orders.append(order)
+            break
     return orders
 
 
