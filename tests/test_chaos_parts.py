@@ -10,7 +10,7 @@ from typing import Any
 from agents.grounding import reply_check
 from agents.llm.schema import schema_errors
 from agents.planner import PROMPT as PLANNER
-from agents.planner import plan_check
+from agents.planner import plan_problems
 from agents.responder import PROMPT as RESPONDER
 from agents.triage import PROMPT as TRIAGE
 from bench.chaos.faults import FaultEvent
@@ -29,7 +29,8 @@ def test_procfile_lines_become_commands_with_their_variables() -> None:
     lines = procfile_read(ROOT_DIR / "Procfile")
     assert {"web", "worker", "worker-llm", "beat"} <= set(lines)
     web = procfile_command("web", lines["web"], {"PORT": "9999"})
-    assert web.argv[web.argv.index("--port") + 1] == "9999"
+    assert web.argv[:2] == ["/bin/sh", "-c"]  # migrate && exec the server: a shell line, as honcho runs it
+    assert "--port 9999 " in web.argv[2] and "exec " in web.argv[2]
     worker = procfile_command("worker", lines["worker"], {})
     assert worker.is_celery_worker and worker.pool == "prefork"
     assert worker.env == {"DB_PERSISTENT_CONNECTIONS": "1"}
@@ -48,9 +49,16 @@ def test_the_chaos_model_answers_the_agents_prompts_as_they_expect() -> None:
     triaged = triage(request(TRIAGE, {"message": message, "intents": "shipping, refund"}))
     assert schema_errors(triaged, TRIAGE.schema) == []
     assert triaged["intent"] == "refund" and triaged["order_ids"] == ["SB-12345"]
-    variables = {"intent": "refund", "order_ids": ["SB-12345"], "agents": "retrieval", "message": message}
+    variables = {
+        "intent": "refund",
+        "order_ids": ["SB-12345"],
+        "agents": "retrieval",
+        "parallel": "retrieval and account",
+        "message": message,
+    }
     plan = planner(request(PLANNER, variables))
-    assert "tools" in plan_check(plan["slip"])
+    assert "tools" in plan["slip"]
+    assert plan_problems(plan["slip"], intent="refund", order_ids=["SB-12345"]) == []
     assert "billing_specialist" in json.dumps(UNUSABLE["planner"])  # the unusable plan names an unknown agent
     calls = tools(
         {
