@@ -36,6 +36,8 @@ WORKER_ENV = {
     # A price for the offline model, so that cost accounting and cost budgets are exercised.
     "LLM_PRICES_JSON": '{"offline-deterministic": [1.0, 2.0]}',
     "AGENT_RETRY_BACKOFF_SECONDS": "0.2",
+    # Retries are sent by the supervisor when due: a quicker tick for quicker tests.
+    "SUPERVISOR_TICK_SECONDS": "0.25",
 }
 
 RUN_SETTLED = ("completed", "failed", "timed_out", "cancelled", "awaiting_review")

@@ -31,7 +31,7 @@ STATUSES = {
     "agents.llm.errors.LLMTimeout": 503,
     "agents.llm.errors.LLMUnavailable": 503,
     "agents.llm.errors.LLMRequestRejected": 500,
-    "agents.llm.errors.LLMMalformedOutput": 500,
+    "agents.llm.errors.LLMMalformedOutput": 503,
     "agents.llm.errors.LLMCircuitOpen": 503,
     "orchestration.permissions.NotAReviewer": 403,
     "orchestration.permissions.MayNotReplay": 403,
