@@ -31,7 +31,8 @@ class ManagedProcess:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def start(self, timeout: float = 60.0) -> Self:
+    def start(self, timeout: float = 60.0, wait: bool = True) -> Self:
+        """Start the process and (with `wait`) return once it is ready."""
         self.log_path.parent.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             self.args,
@@ -42,7 +43,7 @@ class ManagedProcess:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        while not self.ready():
+        while wait and not self.ready():
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.args[:5]} exited with {self.process.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:

@@ -128,7 +128,8 @@ def worker_factory(database_url: str) -> Iterator[Callable[..., WorkerProcess]]:
         name: str = "fault", env: dict[str, str] | None = None, supervise: bool = True, **kwargs: Any
     ) -> WorkerProcess:
         if supervise and not any(isinstance(p, SupervisorProcess) for p in started):
-            started.append(SupervisorProcess(database_url, env={**WORKER_ENV, **(env or {})}).start())
+            # Not waited for: it is up long before the worker that starts next (and a tick is idempotent).
+            started.append(SupervisorProcess(database_url, env={**WORKER_ENV, **(env or {})}).start(wait=False))
         process = WorkerProcess(database_url, name=name, env={**WORKER_ENV, **(env or {})}, **kwargs).start()
         started.append(process)
         return process

@@ -105,7 +105,10 @@ def test_500s_open_the_breaker_which_postpones_steps_until_a_probe_closes_it(fak
 def test_a_timeout_is_retried_then_the_run_fails_cleanly(fake, worker_factory, start_run) -> None:
     fake.fail_always("triage", "sleep:3")
     # The breaker is kept shut here (it would postpone the step until the deadline: another test's subject).
-    worker_factory("llm", env=llm_env(fake, LLM_TIMEOUT_SECONDS="1", LLM_BREAKER_FAILURES="100"))
+    worker_factory(
+        "llm",
+        env=llm_env(fake, LLM_TIMEOUT_SECONDS="1", LLM_BREAKER_FAILURES="100", AGENT_RETRY_BACKOFF_MAX_SECONDS="0.4"),
+    )
     run = run_wait(start_run().id, timeout=90)
     assert run.status == "failed" and run.reason == "agent_failed"
     triage = Step.objects.get(run=run, agent="triage")
@@ -138,7 +141,7 @@ def test_malformed_json_fails_a_try_which_is_retried(fake, worker_factory, start
 
 def test_malformed_json_on_every_try_is_dead_lettered_with_the_raw_output(fake, worker_factory, start_run) -> None:
     fake.fail_always("responder", "malformed")
-    worker_factory("llm", env=llm_env(fake))
+    worker_factory("llm", env=llm_env(fake, AGENT_RETRY_BACKOFF_MAX_SECONDS="0.4"))
     run = run_wait(start_run().id, timeout=90)
     assert run.status == "failed"
     responder = Step.objects.get(run=run, agent="responder")

@@ -133,11 +133,13 @@ def test_a_poison_message_on_a_worker_that_dies_whole_is_given_up_by_the_supervi
     # Threads pool: the poison takes the whole worker down; every new worker picks the step up and dies in turn,
     # until the supervisor has seen STEP_MAX_LOST + 1 losses.
     fault_set("poison", True)
-    supervisor_factory()
+    supervisor_factory(env={"WORKER_DEAD_SECONDS": "2"})  # quicker to call each crashed worker dead
     try:
         run = start_run(slip=["triage", "poison", "deliver"], budget={"deadline_seconds": 120})
         for _ in range(django_settings.STEP_MAX_LOST + 3):
-            crasher = worker_factory("crasher", pool="threads", concurrency=2, supervise=False)
+            crasher = worker_factory(
+                "crasher", pool="threads", concurrency=2, supervise=False, env={"WORKER_DEAD_SECONDS": "2"}
+            )
             wait_for(lambda w=crasher: w.process.poll() is not None or run_status(run) == "failed", timeout=40)
             if run_status(run) == "failed":
                 break
@@ -226,6 +228,9 @@ def test_database_connections_cut_mid_run_cost_nothing(worker_factory, start_run
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         assert cursor.fetchone()[0] >= 1
+    pool = getattr(connection, "pool", None)
+    if pool is not None:
+        pool.check()  # this process's idle pooled connections were cut too: replace them before the next test
     run = run_wait(run.id, timeout=45)
     assert run.status == "completed", (run.reason, run.reason_detail)
     assert replies(run) == 1
