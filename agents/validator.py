@@ -12,10 +12,12 @@ staff: customers see only a public reason, `orchestration.public`); a pass
 approves the proposed actions for deliver to execute.
 
 Its model's verdict: the schema asks for `pass` and `reasons` (sentences, not empty); the check: a failing verdict
-says why, and a passing one has no reasons (a verdict that is both is no verdict). Fallback (for a verdict still
-unusable after the repair round, and for one malformed twice): fail closed — an unusable verdict never approves
-anything; the run goes to review with reason `validation_failed` (a policy outcome, not a failure) and the reason
-`llm_unusable: ...` for the reviewer, recorded on the step and logged.
+says why, and a passing one has no reasons (a verdict that is both is no verdict). A verdict still unusable after
+the repair round is asked for once more afresh. Fallback (for one still unusable then): fail closed — an unusable
+verdict never approves anything; the run goes to review with reason `validation_failed` and the reason
+`llm_unusable: ...` for the reviewer, recorded on the step and logged. A verdict still malformed (not JSON, not the
+schema) fails the try instead (`LLMMalformedOutput`), retried like a provider error: a flaky answer is asked again,
+not handed to a person.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from agents.grounding import (
     sentences,
 )
 from agents.knowledge import tokenize
-from agents.llm.agent import LLMAgent, fallback_record
-from agents.llm.base import LLMRejected, LLMResponse
+from agents.llm.agent import LLMAgent, fallback_record, usage_sum
+from agents.llm.base import Fault, LLMRejected, LLMResponse
 from agents.payload import LLMFallback, Payload, Verdict
 from agents.registry import agents_all
 from agents.tools.refunds import refund_check
@@ -127,32 +129,39 @@ def prompts_all() -> list[tuple[str, str]]:
 
 
 def llm_verdict(payload: Payload, draft: str, actions: list[Any]) -> tuple[list[str], Usage, dict[str, LLMFallback]]:
-    """The model's reasons against the reply (none when it passes), the call's usage, and the run's `llm_fallbacks`
-    (with the validator's when its verdict was unusable: then it fails closed, with a reason saying so)."""
-    response = llm.complete(
-        PROMPT,
-        {
-            "reply": draft,
-            "actions": actions,
-            "sources": {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})},
-        },
-        agent=Validator.name,
-    )
+    """The model's reasons against the reply (none when it passes), the calls' usage, and the run's `llm_fallbacks`
+    (with the validator's when its verdict was unusable: then it fails closed, with a reason saying so).
+
+    A verdict still unusable after the repair round is asked for once more afresh (where answers vary) before the
+    fallback; one still malformed then fails the try (`LLMMalformedOutput`: retried like a provider error)."""
+    variables = {
+        "reply": draft,
+        "actions": actions,
+        "sources": {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})},
+    }
+    response = llm.complete(PROMPT, variables, agent=Validator.name)
+    spent = [response.usage]
+    if isinstance(response, LLMRejected) and llm.answers_vary():
+        response = llm.complete(PROMPT, variables, agent=Validator.name)
+        spent.append(response.usage)
     match response:
         case LLMResponse():
-            return [f"llm: {reason}" for reason in response.data["reasons"]], response.usage, {}
+            return [f"llm: {reason}" for reason in response.data["reasons"]], usage_sum(spent), {}
         case LLMRejected():
+            if response.problems.fault == Fault.MALFORMED:
+                raise response.error()
             fallbacks = fallback_record(payload, agent=Validator.name, rejected=response, fallback=FAIL_CLOSED)
             reason = f"llm_unusable: the model gave no usable verdict ({response.problems.text}); a person checks it."
-            return [reason], response.usage, fallbacks
+            return [reason], usage_sum(spent), fallbacks
         case _:
             assert_never(response)
 
 
 class Validator(Agent):
     name = "validator"
-    version = "4"
+    version = "5"
     queue = Queue.LLM
+    max_retries = LLMAgent.max_retries  # provider errors and malformed verdicts, as for the other LLM agents
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload

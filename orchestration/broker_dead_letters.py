@@ -11,6 +11,7 @@ Redis has no dead-letter queue: there, only the database's own cap (STEP_MAX_LOS
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import bootsteps
@@ -53,6 +54,7 @@ class DeadLetterConsumer(bootsteps.ConsumerStep):
         except DatabaseError:
             logger.warning("a broker dead letter could not be recorded; it is requeued", exc_info=True)
             connection.close()
+            time.sleep(1.0)  # the database is away: not a hot loop of requeues meanwhile
             message.requeue()
             return
         message.ack()

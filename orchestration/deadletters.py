@@ -88,8 +88,9 @@ def dead_letter_replay(dead_letter_id: int) -> str:
         if step is not None and step.status == Step.Status.FAILED:
             step.status = Step.Status.RETRYING
             step.retry_base = step.attempt
+            step.lost = 0  # a replayed poison message gets its STEP_MAX_LOST again, as it gets its retries
             step.finished_at = None
-            step.save(update_fields=["status", "retry_base", "finished_at"])
+            step.save(update_fields=["status", "retry_base", "lost", "finished_at"])
         run.reason = run.reason_detail = ""  # the failure being replayed no longer stands
         run_reopen(run)
         transaction.on_commit(lambda: run_dispatch(run))

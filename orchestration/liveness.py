@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
@@ -25,6 +26,7 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from agents.registry import agents_all
@@ -82,7 +84,7 @@ class WorkerBeater(threading.Thread):
     def __init__(self, consumer: Any) -> None:
         super().__init__(name="switchboard-worker-beat", daemon=True)
         self.consumer = consumer
-        self.name_key = f"{consumer.hostname}:{os.getpid()}"
+        self.name_key = f"{consumer.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started_at = timezone.now()
         self.stopping = threading.Event()
         self._steps: dict[str, tuple[str, str] | None] = {}
@@ -107,7 +109,8 @@ class WorkerBeater(threading.Thread):
             connection.close()
 
     def beat(self) -> None:
-        fields = {"pids": self.pids(), "held": self.held(), "beat_at": timezone.now(), "gone_at": None}
+        fields = {"pids": self.pids(), "held": self.held(), "beat_at": Now(), "host_beat_at": timezone.now()}
+        fields["gone_at"] = None
         if not WorkerBeat.objects.filter(name=self.name_key).update(**fields):
             WorkerBeat.objects.update_or_create(
                 name=self.name_key,
@@ -121,7 +124,7 @@ class WorkerBeater(threading.Thread):
         return [int(pid) for pid in processes] if processes else [os.getpid()]
 
     def held(self) -> list[dict[str, Any]]:
-        """The agent messages this worker holds: running or reserved, and those waiting for a countdown."""
+        """The agent messages this worker holds: running or reserved (and any waiting for a countdown)."""
         requests = _snapshot(worker_state.reserved_requests) + _snapshot(worker_state.active_requests)
         timer = getattr(self.consumer, "timer", None)
         for waiting in _snapshot(getattr(getattr(timer, "schedule", None), "queue", [])):
@@ -137,7 +140,8 @@ class WorkerBeater(threading.Thread):
                 self._steps[request.id] = request_step(request)
             target = self._steps[request.id]
             if target is not None:
-                held.append({"run": target[0], "step": target[1], "pid": getattr(request, "worker_pid", None)})
+                pid = getattr(request, "worker_pid", None)
+                held.append({"run": target[0], "step": target[1], "task": request.id, "pid": pid})
         if len(self._steps) > 4 * max(len(seen), 64):
             self._steps = {key: value for key, value in self._steps.items() if key in seen}
         return held

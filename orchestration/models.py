@@ -321,17 +321,21 @@ class WorkerBeat(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=200, unique=True)
-    """'<node name>:<main process id>' (e.g. 'llm@host:4242'): one incarnation of a worker."""
+    """'<node name>:<main process id>:<random>' (e.g. 'llm@host:4242:9f1c0a2b'): one incarnation of a worker — a
+    container restarted with the same host name and process id is a new row."""
     node = models.CharField(max_length=200, db_index=True)
     """The Celery node name (--hostname); a restarted worker has the same node name and a new row."""
     pids = models.JSONField(default=list)
     """Process ids that execute tasks: the pool's children (prefork), or the worker's own (threads, solo)."""
     held = models.JSONField(default=list)
-    """The messages the worker holds, as [{"run": run id, "step": step key, "pid": executing pid or null}]: running,
-    reserved and waiting for a countdown."""
+    """The messages the worker holds, as [{"run": run id, "step": step key, "task": task id, "pid": executing pid or
+    null}]: running and reserved."""
     started_at = models.DateTimeField()
+    """When this incarnation started, by the worker's clock (a try started before it is not this worker's)."""
     beat_at = models.DateTimeField(db_index=True)
-    """The last time the worker wrote this row."""
+    """The last time the worker wrote this row, by the database's clock (hosts' clocks may disagree)."""
+    host_beat_at = models.DateTimeField()
+    """The same moment by the worker's clock (compared with its tries' start times, also by its clock)."""
     gone_at = models.DateTimeField(null=True, blank=True)
     """When the supervisor found the worker dead and took over its work (a dead worker is handled once)."""
 

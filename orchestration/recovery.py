@@ -67,6 +67,7 @@ def step_lost(
     message: Any,
     error: str,
     now: datetime | None = None,
+    wait: bool = True,
 ) -> LostOutcome:
     """Record that the try of step `key` running in `worker` ("<node>:<pid>") died with its process.
 
@@ -76,7 +77,10 @@ def step_lost(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        run = Run.objects.select_for_update().defer("start_envelope").filter(id=run_id).first()
+        # The supervisor does not wait on a run another transaction holds (`wait=False`): a dead host's open
+        # transaction could hold it for long; the try's lease, or the next tick, takes it then.
+        locked = Run.objects.select_for_update(skip_locked=not wait)
+        run = locked.defer("start_envelope").filter(id=run_id).first()
         if run is None or run.status not in Run.ACTIVE:
             return LostOutcome.NOTHING
         step = Step.objects.filter(run=run, key=key).first()
@@ -90,8 +94,8 @@ def step_lost(
         if holder is None and step.status == Step.Status.RUNNING:
             return LostOutcome.NOTHING
         last = step.attempts.order_by("-number").first()
-        if holder is None and last is not None and (last.task_id, last.worker) == (task_id, worker):
-            return LostOutcome.NOTHING  # this loss is recorded already (by the worker and by the supervisor)
+        if holder is None and last is not None and _same_try(last, task_id=task_id, worker=worker):
+            return LostOutcome.NOTHING  # this loss is recorded already (by the worker, or the supervisor)
         if holder is not None:
             step.attempts.filter(id=holder.id).abandon(now, error=error)
         else:
@@ -120,6 +124,16 @@ def step_lost(
         run.save(update_fields=["last_progress_at"])
     logger.warning("step %s lost with its worker %s (loss %d)", key, worker, step.lost, extra={"run_id": run_id})
     return LostOutcome.RETRY
+
+
+def _same_try(attempt: StepAttempt, *, task_id: str, worker: str) -> bool:
+    """Whether `attempt` is the lost try of this task in this process (recorded already): a redelivered message keeps
+    its task id, but runs in another process."""
+    return (
+        attempt.status == StepAttempt.Status.ABANDONED
+        and attempt.worker == worker
+        and (not task_id or not attempt.task_id or attempt.task_id == task_id)
+    )
 
 
 def _step_new_lost(run: Run, key: str, agent: Agent, now: datetime) -> Step:
@@ -184,6 +198,7 @@ def attempt_lost(*, attempt: StepAttempt, message: Any = None, now: datetime | N
         message=message,
         error=f"the worker process {attempt.worker} is gone (no heartbeat)",
         now=now,
+        wait=False,
     )
 
 
@@ -223,7 +238,8 @@ def step_lease_expired(*, step_id: int, now: datetime | None = None) -> bool:
         step = Step.objects.filter(id=step_id).only("run_id").first()
         if step is None:
             return False
-        Run.objects.select_for_update().filter(id=step.run_id).only("id").first()
+        if Run.objects.select_for_update(skip_locked=True).filter(id=step.run_id).only("id").first() is None:
+            return False  # another transaction holds the run: next tick
         step = Step.objects.get(id=step_id)
         if step.status != Step.Status.RUNNING or step.lease_expires_at is None or step.lease_expires_at >= now:
             return False
@@ -238,11 +254,14 @@ def step_retry_send(*, step_id: int, now: datetime | None = None) -> bool:
     """A retry is due: it is sent now (the run re-dispatched) and, should that message be lost too, again after
     RETRY_GRACE_SECONDS. True if this call claimed it (one supervisor of several)."""
     now = now or timezone.now()
-    return bool(
-        Step.objects.filter(id=step_id, status=Step.Status.RETRYING, lease_expires_at__lt=now).update(
-            lease_expires_at=now + timedelta(seconds=settings.RETRY_GRACE_SECONDS)
+    with transaction.atomic():
+        due = Step.objects.select_for_update(skip_locked=True).filter(
+            id=step_id, status=Step.Status.RETRYING, lease_expires_at__lt=now
         )
-    )
+        if not list(due.values_list("id", flat=True)):  # not due, or held by another transaction: not now
+            return False
+        Step.objects.filter(id=step_id).update(lease_expires_at=now + timedelta(seconds=settings.RETRY_GRACE_SECONDS))
+        return True
 
 
 def message_step(task_name: str, args: Any) -> tuple[Agent, str, str] | None:
@@ -274,7 +293,9 @@ def message_dead_lettered(*, task_name: str, task_id: str, args: Any, detail: st
     with transaction.atomic():
         run = Run.objects.select_for_update().defer("start_envelope").filter(id=run_id).first()
         step = Step.objects.filter(run=run, key=key).first() if run is not None else None
-        if run is None or run.status not in Run.ACTIVE or (step is not None and step.status in Step.FINISHED):
+        # The step held by another delivery (a re-dispatch) under a live lease is that delivery's: only recorded.
+        held = step is not None and step.status == Step.Status.RUNNING and (step.lease_expires_at or now) > now
+        if run is None or run.status not in Run.ACTIVE or held or (step is not None and step.status in Step.FINISHED):
             dead_letter_record(
                 task_name=task_name,
                 task_id=task_id,

@@ -216,6 +216,9 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
         recorded = _with_database(
             lambda: steps.step_succeed(attempt=attempt, result=result, envelope=after, control=control)
         )
+    except steps.StaleTry as stale:
+        logger.info("%s", stale)
+        raise Ignore() from stale
     except INFRASTRUCTURE_TRANSIENT as exc:
         # It could not be recorded even so: a failed try like any other.
         return _failed(delivery, attempt, exc)

@@ -9,7 +9,6 @@ and applies its decision.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -52,7 +51,9 @@ from orchestration.pipeline import FlowControl
 from orchestration.runs import run_after_step, run_fail, run_halt, run_mark_started
 from project.errors import PermanentError, RunHalted
 
-logger = logging.getLogger(__name__)
+
+class StaleTry(Exception):
+    """A try's late result for a step (or run) that has ended meanwhile: it changes nothing and is dropped."""
 
 
 def step_begin(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
@@ -241,6 +242,8 @@ def step_succeed(*, attempt: Attempt, result: AgentResult, envelope: Envelope, c
         step = _step_of(attempt)
         if step.status == Step.Status.COMPLETED:
             return cast(dict[str, Any], step.output)
+        if step.status == Step.Status.FAILED or run.status not in Run.ACTIVE:
+            raise StaleTry(f"step {step.key} is {step.status} and its run {run.status}: this late result is dropped")
         return _step_record_success(run, step, attempt, result, envelope, control, timezone.now())
 
 
@@ -292,9 +295,9 @@ def step_fail(
     (the supervisor sends it); a `postponed` try uses up no retry. Without a retry the step fails, and so does the
     run — or, when a guard or the agent stopped it on purpose (`RunHalted`), it goes to a person, from `envelope`.
 
-    An atomic agent's try (no rows yet: they rolled back with it, and so did its claim and the run's lock) is written
-    here only if the claim still holds, decided again under the lock: False when another delivery has meanwhile taken
-    or finished the step, the run has stopped, or a guard now stops a new step (the run is halted as at a claim).
+    A try is written only while it still holds its step, decided under the lock: False when another delivery has
+    meanwhile taken or finished it (a leased try's worker taken for dead, its lease run out), the run has stopped, or
+    (an atomic try, whose rows rolled back with it) a guard now stops a new step (the run is halted as at a claim).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -306,6 +309,8 @@ def step_fail(
         else:
             run = Run.objects.select_for_update().defer("start_envelope").get(id=attempt.run_id)
             step = _step_of(attempt)
+            if not (step.status == Step.Status.RUNNING and step.attempt == attempt.number):
+                return False  # taken over (its worker was taken for dead, its lease ran out) or done: a late failure
         will_retry = retry_in is not None
         if retry_in is not None:
             step.error = error_text(error)

@@ -27,12 +27,12 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -124,15 +124,22 @@ def supervisor_sweep(now: datetime | None = None) -> SweepReport:
 
 
 def workers_dead(now: datetime, report: TickReport) -> set[str]:
-    """Record the tries lost with dead workers and pool processes; return the runs to re-dispatch."""
-    cutoff = now - timedelta(seconds=settings.WORKER_DEAD_SECONDS)
+    """Record the tries lost with dead workers and pool processes; return the runs to re-dispatch.
+
+    Heartbeats are stamped with the database's clock and judged by it. No worker is taken for dead until supervisors
+    have been ticking for WORKER_DEAD_SECONDS without a gap: after the database was away, workers could not beat
+    either, and must have had the time to beat again."""
+    database_now = database_clock()
+    if not ticks_continuous(database_now):
+        return set()
+    cutoff = database_now - timedelta(seconds=settings.WORKER_DEAD_SECONDS)
     beats = list(WorkerBeat.objects.filter(gone_at__isnull=True))
     live = [beat for beat in beats if beat.beat_at >= cutoff]
     dead = [beat for beat in beats if beat.beat_at < cutoff]
     known_nodes = {beat.node for beat in beats}
     runs: set[str] = set()
     running = StepAttempt.objects.filter(status=StepAttempt.Status.RUNNING, step__status=Step.Status.RUNNING)
-    for attempt in running.select_related("step")[:TICK_BATCH]:
+    for attempt in running.select_related("step").order_by("started_at")[:TICK_BATCH]:
         node, _, pid = attempt.worker.rpartition(":")
         if node not in known_nodes or _process_alive(node, pid, attempt.started_at, live):
             continue
@@ -144,13 +151,37 @@ def workers_dead(now: datetime, report: TickReport) -> set[str]:
     return runs
 
 
+def database_clock() -> datetime:
+    """The database's clock: heartbeats are stamped with it, since hosts' clocks may disagree."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite: UTC, as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def ticks_continuous(database_now: datetime) -> bool:
+    """Note this tick; whether supervisors have ticked without a gap (longer than a few ticks: the database, or every
+    supervisor, was away) for WORKER_DEAD_SECONDS."""
+    gap = timedelta(seconds=max(3 * settings.SUPERVISOR_TICK_SECONDS, 2.0))
+    last = SupervisorMark.objects.filter(name="tick").values_list("value", flat=True).first()
+    since = SupervisorMark.objects.filter(name="ticking_since").values_list("value", flat=True).first()
+    if last is None or since is None or database_now - datetime.fromisoformat(last) > gap:
+        since = database_now.isoformat()
+        SupervisorMark.objects.update_or_create(name="ticking_since", defaults={"value": since})
+    SupervisorMark.objects.update_or_create(name="tick", defaults={"value": database_now.isoformat()})
+    return database_now - datetime.fromisoformat(since) >= timedelta(seconds=settings.WORKER_DEAD_SECONDS)
+
+
 def _process_alive(node: str, pid: str, started_at: datetime, live: list[WorkerBeat]) -> bool:
-    """Whether process `pid` of worker `node` is alive: a live row of the node lists it, or the try started after the
-    node's last beat (a pool process newer than the row)."""
-    rows = [beat for beat in live if beat.node == node]
+    """Whether the process `pid` of worker `node` that started a try at `started_at` (its clock) is alive: a live row
+    of the node's, from before the try, lists it — or the try started after the row's last beat (a pool process newer
+    than the row). Rows and tries of one host are compared by that host's clock."""
+    rows = [beat for beat in live if beat.node == node and started_at >= beat.started_at]
     if any(pid.isdigit() and int(pid) in beat.pids for beat in rows):
         return True
-    return any(started_at >= beat.beat_at for beat in rows)
+    return any(started_at >= beat.host_beat_at for beat in rows)
 
 
 def _worker_gone(beat: WorkerBeat, now: datetime, report: TickReport) -> set[str]:
@@ -169,7 +200,7 @@ def _worker_gone(beat: WorkerBeat, now: datetime, report: TickReport) -> set[str
             continue
         runs.add(str(run_id))
         if pid and key:
-            _held_try_lost(beat.node, str(run_id), str(key), int(pid), now, report)
+            _held_try_lost(beat.node, str(run_id), str(key), int(pid), str(held.get("task") or ""), now, report)
     workers = [f"{beat.node}:{pid}" for pid in beat.pids]
     recent = beat.beat_at - timedelta(seconds=2 * settings.WORKER_BEAT_SECONDS)
     finished_last = StepAttempt.objects.filter(
@@ -181,8 +212,9 @@ def _worker_gone(beat: WorkerBeat, now: datetime, report: TickReport) -> set[str
     return runs
 
 
-def _held_try_lost(node: str, run_id: str, key: str, pid: int, now: datetime, report: TickReport) -> None:
-    """A message a dead worker was executing (it may have left no row: an atomic try dies with its transaction)."""
+def _held_try_lost(node: str, run_id: str, key: str, pid: int, task_id: str, now: datetime, report: TickReport) -> None:
+    """A message a dead worker was executing (it may have left no row: an atomic try dies with its transaction). The
+    same try found running on a step (`attempt_lost`, a moment before) is recorded once: same task, same process."""
     agent = agents_all().get(key.split(".", 1)[-1])
     if agent is None:
         return
@@ -191,7 +223,8 @@ def _held_try_lost(node: str, run_id: str, key: str, pid: int, now: datetime, re
         key=key,
         agent=agent,
         worker=f"{node}:{pid}",
-        task_id="",
+        task_id=task_id,
+        wait=False,
         message=None,
         error=f"the worker {node} is gone (no heartbeat) while process {pid} ran this step",
         now=now,

@@ -127,6 +127,11 @@ DATABASES = {
 # Celery's Django fixup closes a worker's connections only every 2 x this many tasks (0: after each).
 CELERY_DB_REUSE_MAX = 500 if DB_PERSISTENT_CONNECTIONS else 0
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A transaction left open by a host that vanished (a partition, a dead machine) releases its row locks after this
+    # (the server ends the session; our transactions last milliseconds): DATABASE_IDLE_IN_TRANSACTION_SECONDS.
+    idle = int(DATABASE_IDLE_IN_TRANSACTION_SECONDS * 1000)  # noqa: F405  (project.settings_recovery)
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c idle_in_transaction_session_timeout={idle}"
 if (
     DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     and DB_POOL_MAX_SIZE > 0

@@ -45,6 +45,11 @@ STEP_MAX_LOST = env_int("STEP_MAX_LOST", 2)
 # redelivery; a worker slot is held meanwhile (nothing could run anyway).
 DATABASE_WAIT_SECONDS = env_float("DATABASE_WAIT_SECONDS", 30.0)
 
+# PostgreSQL ends a session that stays idle inside a transaction this long, releasing its row locks: a host that
+# vanished mid-transaction (a partition) would otherwise hold a run's lock until TCP gives up (hours). Our
+# transactions last milliseconds; shorter frees locks sooner, too short would cut a slow but live transaction.
+DATABASE_IDLE_IN_TRANSACTION_SECONDS = env_float("DATABASE_IDLE_IN_TRANSACTION_SECONDS", 60.0)
+
 # --- Worker liveness (orchestration/liveness.py) -----------------------------------------------------
 # Every worker writes its row (the runs it holds, its pool's process ids) this often: one small UPDATE per worker.
 WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 1.0)

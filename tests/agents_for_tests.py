@@ -28,6 +28,7 @@ PATHS = [
     "tests.agents_for_tests.LoopC",
     "tests.agents_for_tests.Liar",
     "tests.agents_for_tests.SleepyAtomic",
+    "tests.agents_for_tests.SleepyLong",
     "tests.agents_for_tests.Poison",
     "tests.agents_for_tests.PoisonAtomic",
     "tests.agents_for_tests.Stall",
@@ -127,6 +128,13 @@ class Liar(Agent):
 
     def handle(self, envelope: Envelope) -> AgentResult:
         return AgentResult(payload={"draft": "Your refund of 999.00 EUR for order SB-00001 is confirmed."})
+
+
+class SleepyLong(Sleepy):
+    """Sleepy with a long lease: a test of a worker's death is not overtaken by the lease running out."""
+
+    name = "sleepy_long"
+    time_limit = 60
 
 
 class SleepyAtomic(Sleepy):

@@ -158,8 +158,16 @@ def test_an_empty_reply_after_asking_afresh_hands_the_run_to_a_person(
     assert api(token).get(f"/runs/{run.id}/").json["reason"]["code"] == "in_review"
 
 
-def test_a_verdict_without_reasons_twice_fails_closed(fake, worker_factory, start_run) -> None:
+def test_a_verdict_without_reasons_twice_is_asked_again_afresh(fake, worker_factory, start_run) -> None:
     fake.fail_next("validator", "unusable", "unusable")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert len(fake.calls("validator")) == 3  # asked, repaired, asked afresh
+
+
+def test_a_verdict_without_reasons_after_asking_afresh_fails_closed(fake, worker_factory, start_run) -> None:
+    fake.fail_next("validator", "unusable", "unusable", "unusable", "unusable")
     worker_factory("llm", env=llm_env(fake))
     run = run_wait(start_run().id)
     assert run.status == "awaiting_review" and run.reason == "validation_failed"
@@ -176,3 +184,12 @@ def test_an_unusable_answer_once_is_repaired(fake, worker_factory, start_run) ->
     run = run_wait(start_run().id)
     assert run.status == "completed"
     assert len(fake.calls("planner")) == 2 and "llm_fallbacks" not in step_payload(run, "planner")
+
+
+def test_a_malformed_verdict_is_retried_not_handed_to_a_person(fake, worker_factory, start_run) -> None:
+    fake.fail_next("validator", "malformed", "malformed", "malformed", "malformed")
+    worker_factory("llm", env=llm_env(fake))
+    run = run_wait(start_run().id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    validator = Step.objects.get(run=run, agent="validator")
+    assert [a.error_type for a in validator.attempts.all()] == ["LLMMalformedOutput", ""]

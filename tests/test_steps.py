@@ -139,3 +139,68 @@ def test_a_leased_try_is_recorded_on_the_rows_written_when_it_started(envelope: 
     assert step.status == "failed"
     run = Run.objects.get(id=envelope.run_id)
     assert (run.status, run.reason) == ("failed", "agent_failed")
+
+
+# --- A leased try taken over (its worker taken for dead, its lease run out): its late result changes nothing ---
+
+RESPONDER = agent_get("responder")  # an agent that waits on an LLM: its tries hold a lease
+
+
+@pytest.fixture
+def leased(envelope: Envelope) -> Envelope:
+    """The same run, its next agent the responder (a leased step)."""
+    return envelope.evolve(slip=["responder", "validator", "deliver"])
+
+
+def begin(envelope: Envelope, task_id: str, worker: str) -> Attempt:
+    start = steps.step_begin(envelope=envelope, agent=RESPONDER, task_id=task_id, worker=worker)
+    assert isinstance(start, Proceed)
+    return start.attempt
+
+
+def taken_over(envelope: Envelope) -> tuple[Attempt, Attempt]:
+    """Try A claims the step; its lease runs out; try B takes the step over."""
+    first = begin(envelope, "task-a", "w:1")
+    Step.objects.filter(id=first.step_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    second = begin(envelope, "task-b", "w:2")
+    assert (first.number, second.number) == (1, 2)
+    return first, second
+
+
+def reply_result(envelope: Envelope, text: str) -> tuple[AgentResult, Envelope, FlowControl]:
+    result = AgentResult(payload={"draft": text})
+    after, control = envelope_after(envelope, RESPONDER.name, result)
+    return result, after, control
+
+
+def test_a_late_failure_of_a_try_taken_over_changes_nothing(leased: Envelope) -> None:
+    first, second = taken_over(leased)
+    result, after, control = reply_result(leased, "from B")
+    steps.step_succeed(attempt=second, result=result, envelope=after, control=control)
+    late = steps.step_fail(
+        attempt=first, error=TransientError("A's LLM call timed out"), retry_in=1.0, envelope=leased, agent=RESPONDER
+    )
+    assert late is False
+    step = Step.objects.get(id=second.step_id)
+    assert step.status == "completed" and step.output["envelope"]["payload"]["draft"] == "from B"
+    assert Run.objects.get(id=leased.run_id).status in Run.ACTIVE
+
+
+def test_a_late_failure_while_the_step_is_held_by_its_taker_changes_nothing(leased: Envelope) -> None:
+    first, second = taken_over(leased)
+    assert (
+        steps.step_fail(attempt=first, error=TransientError("late"), retry_in=None, envelope=leased, agent=RESPONDER)
+        is False
+    )
+    step = Step.objects.get(id=second.step_id)
+    assert step.status == "running" and step.attempt == 2  # still B's
+    assert Run.objects.get(id=leased.run_id).status in Run.ACTIVE  # and the run not failed
+
+
+def test_a_late_success_for_a_step_given_up_is_dropped(leased: Envelope) -> None:
+    first = begin(leased, "task-a", "w:1")
+    Step.objects.filter(id=first.step_id).update(status="failed")
+    result, after, control = reply_result(leased, "too late")
+    with pytest.raises(steps.StaleTry):
+        steps.step_succeed(attempt=first, result=result, envelope=after, control=control)
+    assert Step.objects.get(id=first.step_id).status == "failed"

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import redis
@@ -21,8 +22,9 @@ from django.db import connection
 from agents.envelope import Envelope
 from conversations.models import Message
 from harness.processes import ServerProcess, WorkerProcess, redis_server
-from orchestration.models import DeadLetter, Run, Step, WorkerBeat
-from orchestration.supervisor import supervisor_tick
+from orchestration.deadletters import dead_letter_replay
+from orchestration.models import DeadLetter, Run, Step, SupervisorMark, WorkerBeat
+from orchestration.supervisor import database_clock, supervisor_tick, ticks_continuous
 from tests.agents_for_tests import fault_set
 from tests.conftest import WORKER_ENV, broker_reset, run_wait, wait_for
 
@@ -30,7 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 SLEEPY = ["triage", "sleepy", ["retrieval", "account"], "responder", "validator", "deliver"]
 SLEEPY_ATOMIC = ["triage", "sleepy_atomic", ["retrieval", "account"], "responder", "validator", "deliver"]
-ALL_SLEEPY = ["triage", "sleepy", "retrieval", "account", "responder", "validator", "deliver"]
+SLEEPY_LONG = ["triage", "sleepy_long", ["retrieval", "account"], "responder", "validator", "deliver"]
 
 
 def replies(run: Run) -> int:
@@ -54,8 +56,11 @@ def test_a_worker_killed_mid_step_is_resumed_elsewhere_on_the_default_settings(w
     # Threads pool: the one process is the worker; killing it loses everything it held. The broker would hand the
     # message back after BROKER_VISIBILITY_TIMEOUT (an hour, the default): the supervisor must not wait for that.
     doomed = worker_factory("doomed", pool="threads", concurrency=4)
-    run = start_run(slip=SLEEPY, budget={"deadline_seconds": 90})
-    sleepy = running_step(run, "sleepy")
+    run = start_run(slip=SLEEPY_LONG, budget={"deadline_seconds": 90})
+    sleepy = running_step(run, "sleepy_long")
+    # Killed once its heartbeat lists the step (the supervisor then finds the try twice: running on the step and in
+    # the dead worker's row; it is one lost try).
+    wait_for(lambda: held_pid(doomed.hostname, "sleepy_long"), timeout=10)
     doomed.kill()
     killed_at = time.monotonic()
 
@@ -66,13 +71,14 @@ def test_a_worker_killed_mid_step_is_resumed_elsewhere_on_the_default_settings(w
     assert replies(run) == 1
     steps = list(Step.objects.filter(run=run))
     assert sorted(s.agent for s in steps) == sorted(
-        ["triage", "sleepy", "retrieval", "account", "responder", "validator", "deliver"]
+        ["triage", "sleepy_long", "retrieval", "account", "responder", "validator", "deliver"]
     )
     assert all(s.status == "completed" for s in steps)
     attempts = list(Step.objects.get(id=sleepy.id).attempts.all())
     assert [a.status for a in attempts] == ["abandoned", "succeeded"]
     assert attempts[0].worker.startswith("doomed-") and attempts[1].worker.startswith("rescuer-")
     assert "is gone" in attempts[0].error
+    assert Step.objects.get(id=sleepy.id).lost == 1  # one death, one lost try
     assert run.recoveries >= 1
     assert WorkerBeat.objects.get(node=doomed.hostname).gone_at is not None
 
@@ -110,7 +116,7 @@ def test_a_message_that_kills_its_process_every_time_is_dead_lettered(worker_fac
     fault_set(agent, True)
     try:
         worker = worker_factory("victim", concurrency=1, supervise=False)
-        run = start_run(slip=["triage", agent, "deliver"], budget={"deadline_seconds": 90})
+        run = start_run(slip=["triage", agent, *SLEEPY[2:]], budget={"deadline_seconds": 90})
         run = run_wait(run.id, timeout=60, statuses=("failed", "completed", "timed_out"))
     finally:
         fault_set(agent, False)
@@ -125,6 +131,10 @@ def test_a_message_that_kills_its_process_every_time_is_dead_lettered(worker_fac
     assert worker.process.poll() is None  # the worker lives on, serving others
     time.sleep(2)
     assert step.attempts.count() == django_settings.STEP_MAX_LOST + 1
+    # Replayed once the cause is fixed, the step gets its STEP_MAX_LOST again, and the run completes.
+    assert "re-dispatched" in dead_letter_replay(letter.id)
+    run = run_wait(run.id, timeout=40, statuses=("completed", "failed"))
+    assert run.status == "completed", (run.reason, run.reason_detail)
 
 
 def test_a_poison_message_on_a_worker_that_dies_whole_is_given_up_by_the_supervisor(
@@ -280,3 +290,14 @@ def test_a_try_past_its_lease_is_taken_over_and_done_once(worker_factory, start_
     time.sleep(4)  # the first try ends now, late: nothing changes
     assert [a.status for a in stall.attempts.all()] == ["abandoned", "succeeded"]
     assert replies(run) == 1 and Step.objects.filter(run=run, agent="stall").count() == 1
+
+
+def test_no_worker_is_taken_for_dead_right_after_the_database_was_away(transactional_db) -> None:
+    # While the database is away nobody can beat; once it is back, workers need WORKER_DEAD_SECONDS to beat again.
+    now = database_clock()
+    before = {"tick": now - timedelta(seconds=30), "ticking_since": now - timedelta(hours=1)}
+    for name, value in before.items():
+        SupervisorMark.objects.update_or_create(name=name, defaults={"value": value.isoformat()})
+    ticks = [now + timedelta(seconds=second) for second in range(int(django_settings.WORKER_DEAD_SECONDS) + 1)]
+    continuous = [ticks_continuous(tick) for tick in ticks]  # a tick a second from `now`, after a 30 s gap
+    assert continuous == [False] * (len(ticks) - 1) + [True]

@@ -38,7 +38,14 @@ def uid(value: object) -> str:
     return str(value).replace("-", "").lower()
 
 
-def is_policy(reason: str) -> bool:
+#: The validator failing closed on its model's unusable verdict: a review caused by the model, not by the reply.
+MODEL_FAULT_DETAIL = "llm_unusable"
+
+
+def is_policy(reason: str, detail: str = "") -> bool:
+    """Whether a review item's reason is the policy's (its detail names the validator's model failing closed: not)."""
+    if MODEL_FAULT_DETAIL in detail:
+        return False
     return reason.startswith("refund_") or reason in POLICY_REASONS
 
 
@@ -54,9 +61,10 @@ def verdict_make(snapshot: Snapshot, sent: list[Sent]) -> dict[str, Any]:
     faults: Counter[str] = Counter()
     policy_runs, fault_runs = set(), set()
     for run_id, items in items_by_run.items():
-        for reason in {item["reason"] for item in items}:
-            (policy if is_policy(reason) else faults)[reason] += 1
-            (policy_runs if is_policy(reason) else fault_runs).add(run_id)
+        for reason, detail in {(item["reason"], str(item.get("detail") or "")) for item in items}:
+            policy_side = is_policy(reason, detail)
+            (policy if policy_side else faults)[reason] += 1
+            (policy_runs if policy_side else fault_runs).add(run_id)
     timed_out = {uid(m["run_id"]) for m in runs if m["status"] == "timed_out"}
     timed_out |= {r for r, items in items_by_run.items() if any(i["reason"] == "timed_out" for i in items)}
     return {

@@ -36,6 +36,7 @@ class Command(BaseCommand):
         logger.info("supervisor started: a tick every %.1fs", settings.SUPERVISOR_TICK_SECONDS)
         while not stop.is_set():
             try:
+                lock_timeout_set()
                 report = supervisor_tick()
             except DatabaseError as exc:
                 logger.warning("supervisor tick skipped, the database is unavailable: %s", exc)
@@ -57,3 +58,11 @@ class Command(BaseCommand):
                 break
             stop.wait(settings.SUPERVISOR_TICK_SECONDS)
         logger.info("supervisor stopped")
+
+
+def lock_timeout_set() -> None:
+    """This process's database session waits at most 2 s for a lock (PostgreSQL): a dead host's open transaction may
+    hold a run's lock until DATABASE_IDLE_IN_TRANSACTION_SECONDS; the tick fails fast and the next goes on."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
