@@ -64,7 +64,9 @@ class Database:
             )
             or []
         )
-        found = {match.replace("-", "") for row in rows for match in _UUID.findall(str(row["query"]).lower())}
+        # A worker's heartbeat names the runs it holds, but is no step under way: not counted.
+        steps = [row for row in rows if "orchestration_workerbeat" not in str(row["query"]).lower()]
+        found = {match.replace("-", "") for row in steps for match in _UUID.findall(str(row["query"]).lower())}
         return sorted(found)
 
     def run_for_start(self, *, finished: bool) -> dict[str, Any] | None:
