@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 LOOP_GUARD_URI = "urn:switchboard:a2a:loop-guard:v1"
 """The extension's identifier (a URN: it names the contract, it is not fetched)."""
 
 MAX_PATH = 32
 """A path longer than this is refused as malformed whatever the hop limit says: it bounds what we store."""
+
+
+#: The reasons a receiver refuses a request for (its run's `reason`; the A2A task ends `rejected`).
+REFUSAL_CODES = ("a2a_loop_detected", "a2a_hop_limit", "a2a_budget_spent")
 
 
 class LoopGuardInvalid(ValueError):
@@ -43,18 +47,22 @@ class LoopGuard:
     cost_left_usd: Decimal | None = None
     """Cost in US dollars the request may still spend; None: not limited."""
 
-    def to_metadata(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """The extension's object (what goes under LOOP_GUARD_URI)."""
         data: dict[str, Any] = {"hops": self.hops, "maxHops": self.max_hops, "path": list(self.path)}
         if self.tokens_left is not None:
             data["tokensLeft"] = self.tokens_left
         if self.cost_left_usd is not None:
             data["costLeftUsd"] = str(self.cost_left_usd)
-        return {LOOP_GUARD_URI: data}
+        return data
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {LOOP_GUARD_URI: self.to_json()}
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> LoopGuard | None:
         """The guard in a message's metadata; None if the sender did not use the extension."""
-        data = (metadata or {}).get(LOOP_GUARD_URI)
+        data = _whole_numbers((metadata or {}).get(LOOP_GUARD_URI))
         if data is None:
             return None
         if not isinstance(data, dict):
@@ -71,15 +79,16 @@ class LoopGuard:
         return cls(hops=hops, max_hops=max_hops, path=list(path), tokens_left=tokens, cost_left_usd=cost)
 
     def refusal(self, *, instance_id: str) -> tuple[str, str] | None:
-        """Why a receiver with this instance id refuses the request: (reason code, sentence), or None."""
+        """Why a receiver with this instance id refuses the request: (reason code, sentence), or None. The codes are
+        `REFUSAL_CODES`; the sentence names instance ids only (no content)."""
         if instance_id in self.path:
-            return "loop_detected", f"this request already went through {instance_id}: {' -> '.join(self.path)}."
+            return "a2a_loop_detected", f"this request already went through {instance_id}: {' -> '.join(self.path)}."
         if self.hops > self.max_hops:
-            return "hop_limit", f"the request crossed {self.hops} systems; its limit is {self.max_hops}."
+            return "a2a_hop_limit", f"the request crossed {self.hops} systems; its limit is {self.max_hops}."
         if self.tokens_left is not None and self.tokens_left <= 0:
-            return "budget_spent", "the request has no tokens left to spend."
+            return "a2a_budget_spent", "the request has no tokens left to spend."
         if self.cost_left_usd is not None and self.cost_left_usd <= 0:
-            return "budget_spent", "the request has no budget left to spend."
+            return "a2a_budget_spent", "the request has no budget left to spend."
         return None
 
 
@@ -97,7 +106,7 @@ class LoopGuardSpent:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> LoopGuardSpent | None:
-        data = (metadata or {}).get(LOOP_GUARD_URI)
+        data = _whole_numbers((metadata or {}).get(LOOP_GUARD_URI))
         if not isinstance(data, dict) or "spentTokens" not in data:
             return None
         tokens, cost = data.get("spentTokens"), _decimal(data.get("spentCostUsd", "0"))
@@ -106,7 +115,18 @@ class LoopGuardSpent:
         return cls(tokens=tokens, cost_usd=cost)
 
 
-def _count(value: Any) -> bool:
+def _whole_numbers(data: Any) -> Any:
+    """Metadata travels as a protobuf Struct, whose numbers are doubles: 2 arrives as 2.0. Whole doubles back to int."""
+    if isinstance(data, dict):
+        return {key: _whole_numbers(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_whole_numbers(value) for value in data]
+    if isinstance(data, float) and data.is_integer():
+        return int(data)
+    return data
+
+
+def _count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1_000_000_000
 
 

@@ -170,10 +170,10 @@ def procfile_web_options(env: Mapping[str, str]) -> list[str]:
     return options
 
 
-def web_server(database_url: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """uvicorn serving the project as the Procfile's `web` line does (its options, in one process on a free port);
-    `env` (settings) also fills the line's `${VAR:-default}`s, e.g. WEB_MAX_CONNECTIONS."""
-    port = free_port()
+def web_server(database_url: str, env: dict[str, str] | None = None, port: int | None = None) -> ServerProcess:
+    """uvicorn serving the project as the Procfile's `web` line does (its options, in one process on `port`, else a
+    free one); `env` (settings) also fills the line's `${VAR:-default}`s, e.g. WEB_MAX_CONNECTIONS."""
+    port = port or free_port()
     args = [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
     server = ServerProcess(args, port=port, env={"DATABASE_URL": database_url, **(env or {})}, name="web")
     server.args += procfile_web_options(server.env)

@@ -57,6 +57,9 @@ class Run(models.Model):
     # Times the supervisor re-dispatched this run (its worker died, a lease or a retry ran out, the broker lost
     # its messages, or it stalled); see orchestration.recovery.
     recoveries = models.PositiveIntegerField(default=0)
+    # Started over A2A by a caller that used our loop-guard extension: what its request carried (hops, path of
+    # systems, budget left; agents/a2a_guard.py), for the remote steps this run delegates in turn. Null otherwise.
+    a2a_guard = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

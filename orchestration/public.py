@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from typing import TypedDict
 
+from agents.a2a_guard import REFUSAL_CODES
 from conversations.refunds import RefundProblemCode
 from orchestration.models import Run
 
@@ -32,6 +33,8 @@ class PublicReason(enum.StrEnum):
     """The run passed its deadline; a person follows up."""
     FAILED = "failed"
     """Something went wrong; a person follows up."""
+    REFUSED = "refused"
+    """An A2A request our loop guard refused (it came back to us, crossed too many systems, or had no budget)."""
     SUPPORT_FOLLOW_UP = "support_follow_up"
     """Any other reason (one this table does not know yet)."""
 
@@ -48,6 +51,10 @@ PUBLIC_REASON_MESSAGES: dict[PublicReason, str] = {
     ),
     PublicReason.FAILED: (
         "Something went wrong while answering your message. A member of our support team will follow up here."
+    ),
+    PublicReason.REFUSED: (
+        "This request was not accepted: it had already passed through this service, crossed too many services, "
+        "or had no budget left."
     ),
     PublicReason.SUPPORT_FOLLOW_UP: "A member of our support team will follow up here.",
 }
@@ -74,6 +81,8 @@ RUN_REASONS: dict[str, PublicReason] = {
     "timed_out": PublicReason.DELAYED,
     "agent_failed": PublicReason.FAILED,
     "slip_exhausted": PublicReason.FAILED,
+    # Our A2A loop guard refused the request (agents.a2a_guard).
+    **{code: PublicReason.REFUSED for code in REFUSAL_CODES},
     # The refund policy's codes, whichever it has.
     **{code.value: PublicReason.REFUND_IN_REVIEW for code in RefundProblemCode},
 }

@@ -20,7 +20,7 @@ from agents.envelope import Envelope, SlipEntry
 from agents.payload import Payload
 from conversations.models import Conversation, Customer, Message
 from conversations.selectors import conversation_get, message_history
-from conversations.services import message_content_clean, message_create
+from conversations.services import conversation_create, message_content_clean, message_create
 from orchestration.budgets import budget_limits, budget_snapshot
 from orchestration.models import ReviewItem, Run, Step, StepAttempt
 from orchestration.pipeline import run_dispatch
@@ -50,6 +50,7 @@ def run_start(
     trace_id: str,
     budget: dict[str, Any] | None = None,
     slip: list[SlipEntry] | None = None,
+    a2a_guard: dict[str, Any] | None = None,
 ) -> Run:
     """Record a run for a customer message and dispatch its first agents after commit.
 
@@ -63,6 +64,7 @@ def run_start(
         trace_id=trace_id,
         budget=limits,
         deadline_at=timezone.now() + timedelta(seconds=float(limits["deadline_seconds"])),
+        a2a_guard=a2a_guard,
     )
     envelope = Envelope(
         run_id=str(run.id),
@@ -84,31 +86,81 @@ def run_start(
 def conversation_message_post(
     *,
     customer: Customer,
-    conversation_id: object,
+    conversation_id: object | None,
     content: object,
     trace_id: str,
     idempotency_key: str | None = None,
+    budget: dict[str, Any] | None = None,
+    a2a_guard: dict[str, Any] | None = None,
+    refusal: tuple[str, str] | None = None,
 ) -> tuple[Message, Run, bool]:
     """Store a customer's message and start a run for it; returns (message, run, created).
 
-    With an idempotency key, repeating the call returns the first message and
-    run (created=False); the same key with different content is a Conflict.
+    `conversation_id` None starts a new conversation (A2A's SendMessage without a contextId). With an idempotency
+    key, repeating the call returns the first message and run (created=False) — looked up before anything is created,
+    so a repeat without a conversation id finds the first one's; the same key with different content is a Conflict.
+    `budget` caps the run's limits (keys as `budgets.budget_defaults`), `a2a_guard` is stored on the run
+    (`Run.a2a_guard`). With `refusal` (a reason code and a sentence: our loop guard refused the request) the
+    message is kept and its run recorded as failed for that reason, never dispatched.
     """
     content = message_content_clean(content)
-    conversation = conversation_get(customer=customer, conversation_id=conversation_id)
-    # Scoped per customer, and stored as a digest: any key length fits the message's key column, and two different
-    # keys stay different.
-    key = f"customer:{customer.id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}" if idempotency_key else None
+    key = message_key(customer=customer, idempotency_key=idempotency_key) if idempotency_key else None
+    conversation = (
+        None if conversation_id is None else conversation_get(customer=customer, conversation_id=conversation_id)
+    )
     with transaction.atomic():
+        if key is not None:
+            repeated = Message.objects.filter(idempotency_key=key).select_related("run").first()
+            if repeated is not None:
+                return _repeated(repeated, conversation=conversation, content=content)
+        conversation = conversation or conversation_create(customer=customer)
         message, created = message_create(
             conversation_id=conversation.id, role=Message.Role.CUSTOMER, content=content, idempotency_key=key
         )
-        if not created:
-            if message.conversation_id != conversation.id or message.content != content:
-                raise Conflict("This Idempotency-Key was already used for a different message.")
-            return message, Run.objects.get(trigger_message=message), False
-        run = run_start(conversation=conversation, message=message, trace_id=trace_id)
+        if not created:  # the same key at the same moment
+            return _repeated(message, conversation=conversation, content=content)
+        if refusal is not None:
+            return (
+                message,
+                run_refused(conversation=conversation, message=message, trace_id=trace_id, refusal=refusal),
+                True,
+            )
+        run = run_start(
+            conversation=conversation, message=message, trace_id=trace_id, budget=budget, a2a_guard=a2a_guard
+        )
     return message, run, True
+
+
+def message_key(*, customer: Customer, idempotency_key: str) -> str:
+    """A message's stored key: scoped per customer, and a digest, so any key length fits the column and two
+    different keys stay different."""
+    return f"customer:{customer.id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
+def _repeated(message: Message, *, conversation: Conversation | None, content: str) -> tuple[Message, Run, bool]:
+    if (conversation is not None and message.conversation_id != conversation.id) or message.content != content:
+        raise Conflict("This Idempotency-Key was already used for a different message.")
+    return message, Run.objects.get(trigger_message=message), False
+
+
+def run_refused(*, conversation: Conversation, message: Message, trace_id: str, refusal: tuple[str, str]) -> Run:
+    """The run of a message our A2A loop guard refused: recorded as failed with the guard's reason, not started."""
+    now = timezone.now()
+    code, sentence = refusal
+    run = Run(
+        conversation=conversation,
+        trigger_message=message,
+        trace_id=trace_id,
+        budget=budget_limits(None),
+        deadline_at=now,
+        status=Run.Status.FAILED,
+        reason=code,
+        reason_detail=sentence,
+        finished_at=now,
+    )
+    run.save(force_insert=True)
+    logger.warning("A2A request refused: %s", code, extra={"run_id": str(run.id), "trace_id": trace_id})
+    return run
 
 
 def run_reopen(run: Run) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
+from agents.models import LedgerEntry
 from conversations.models import Customer, Message
 from conversations.orders import amount_parse
 from conversations.selectors import conversation_transcript
@@ -167,3 +168,23 @@ def reviewer_refunds_on_the_way(*, order_ids: Iterable[str]) -> dict[str, Decima
             if action.get("order_id") in wanted and amount is not None:
                 totals[action["order_id"]] = totals.get(action["order_id"], Decimal("0")) + amount
     return totals
+
+
+def run_messages(run: Run) -> list[Message]:
+    """The messages a run is about, oldest first: its customer's message, then the replies and notices that
+    followed it in the conversation up to the next customer message."""
+    after = Message.objects.filter(conversation_id=run.conversation_id).order_by("created_at", "id")
+    trigger = run.trigger_message
+    messages = [trigger]
+    for message in after.filter(created_at__gte=trigger.created_at).exclude(id=trigger.id)[:50]:
+        if message.role == Message.Role.CUSTOMER:
+            break
+        messages.append(message)
+    return messages
+
+
+def run_reply(run: Run) -> Message | None:
+    """The reply a completed run delivered (deliver records it in the ledger), or None."""
+    entry = LedgerEntry.objects.filter(key=f"run:{run.id}:reply").first()
+    message_id = (entry.result or {}).get("message_id") if entry is not None else None
+    return Message.objects.filter(id=message_id).first() if message_id else None

@@ -1,0 +1,9 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("orchestration", "0010_worker_liveness")]
+
+    operations = [
+        migrations.AddField(model_name="run", name="a2a_guard", field=models.JSONField(blank=True, null=True)),
+    ]
