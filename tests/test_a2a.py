@@ -13,26 +13,36 @@ from typing import Any
 
 import httpx
 import pytest
-from a2a.client import ClientConfig, create_client
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory, create_client
 from a2a.types import a2a_pb2 as a2a
 
 from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
-from tests.conftest import WORKER_ENV, broker_reset
+from orchestration.models import Run
+from tests.conftest import WORKER_ENV, broker_reset, llm_env
+
+GUARD = "urn:switchboard:a2a:loop-guard:v1"
 
 pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def a2a_stack(database_url: str) -> Iterator[dict[str, Any]]:
-    """Two web processes behind one PUBLIC_BASE_URL (the first's), a worker and a supervisor."""
+def a2a_stack(database_url: str, fake_server: Any) -> Iterator[dict[str, Any]]:
+    """Two web processes behind one PUBLIC_BASE_URL (the first's), a worker and a supervisor; the agents' model is the
+    fake OpenAI-compatible server, whose latency a test can raise to keep a run in flight."""
     broker_reset()
     port = free_port()
-    env = {**WORKER_ENV, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "A2A_BLOCKING_WAIT_SECONDS": "20"}
+    env = {
+        **WORKER_ENV,
+        **llm_env(fake_server),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "A2A_BLOCKING_WAIT_SECONDS": "20",
+        "SSE_POLL_SECONDS": "0.5",
+    }
     first = web_server(database_url, env=env, port=port).start()
     second = web_server(database_url, env=env).start()
     worker = WorkerProcess(database_url, name="a2a", env=env).start()
     supervisor = SupervisorProcess(database_url, env=env).start()
-    yield {"url": first.url, "other_url": second.url}
+    yield {"url": first.url, "other_url": second.url, "fake": fake_server}
     supervisor.stop()
     worker.stop()
     second.stop()
@@ -90,3 +100,124 @@ def test_blocking_send_answers_with_the_reply(a2a_stack, make_customer) -> None:
     assert task.artifacts[0].parts[0].text
     assert task.status.message.parts[0].text == task.artifacts[0].parts[0].text
     assert [m.role for m in task.history][:1] == [a2a.ROLE_USER]
+
+
+@pytest.fixture
+def fake_llm(a2a_stack) -> Iterator[Any]:
+    """The fake model, quick; a test may slow it (`fake_llm.latency = seconds`)."""
+    fake = a2a_stack["fake"]
+    fake.latency = 0.0
+    yield fake
+    fake.latency = 0.0
+
+
+async def jsonrpc(
+    url: str, token: str | None, method: str, params: Any, *, version: str = "1.0", **headers: str
+) -> httpx.Response:
+    """A raw JSON-RPC call (for what a well-behaved client never sends)."""
+    sent = {"A2A-Version": version, **headers} if version else dict(headers)
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(
+            url + "/a2a/jsonrpc", json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params}, headers=sent
+        )
+
+
+def message_params(text: str, **extra: Any) -> dict[str, Any]:
+    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}], **extra}
+    return {"message": message}
+
+
+def test_return_immediately_then_get_task_until_it_ends(a2a_stack, fake_llm, make_customer) -> None:
+    _, token = make_customer()
+    fake_llm.latency = 0.3
+
+    async def go() -> tuple[a2a.Task, a2a.Task, int]:
+        client = await client_for(a2a_stack["url"], token, polling=True)
+        async with client:
+            request = a2a.SendMessageRequest(message=user_message("How long does shipping take?"))
+            first = [r async for r in client.send_message(request)][-1].task
+            polls = 0
+            task = first
+            for _ in range(200):
+                if task.status.state in (a2a.TASK_STATE_COMPLETED, a2a.TASK_STATE_FAILED):
+                    break
+                await asyncio.sleep(0.2)
+                polls += 1
+                task = await client.get_task(a2a.GetTaskRequest(id=first.id))
+        return first, task, polls
+
+    first, last, polls = run(go())
+    assert first.status.state in (a2a.TASK_STATE_SUBMITTED, a2a.TASK_STATE_WORKING)
+    assert not first.artifacts
+    assert polls > 1
+    assert last.status.state == a2a.TASK_STATE_COMPLETED and last.artifacts[0].parts[0].text
+
+
+def test_streaming_and_listing(a2a_stack, fake_llm, make_customer) -> None:
+    _, token = make_customer()
+
+    async def go() -> tuple[list[Any], a2a.ListTasksResponse, a2a.ListTasksResponse]:
+        client = await client_for(a2a_stack["url"], token, streaming=True)
+        async with client:
+            events = [
+                e
+                async for e in client.send_message(
+                    a2a.SendMessageRequest(message=user_message("How long does shipping take?"))
+                )
+            ]
+            context_id = events[0].task.context_id
+            follow_up = user_message("How long does shipping take?", context_id=context_id)
+            more = [e async for e in client.send_message(a2a.SendMessageRequest(message=follow_up))]
+            listed = await client.list_tasks(a2a.ListTasksRequest(context_id=context_id, page_size=1))
+            rest = await client.list_tasks(
+                a2a.ListTasksRequest(context_id=context_id, page_size=1, page_token=listed.next_page_token)
+            )
+        return events + more, listed, rest
+
+    events, listed, rest = run(go())
+    kinds = [e.WhichOneof("payload") for e in events]
+    assert kinds[0] == "task"
+    finals = [e.status_update for e in events if e.WhichOneof("payload") == "status_update"]
+    assert [s.status.state for s in finals].count(a2a.TASK_STATE_COMPLETED) == 2
+    assert any(e.WhichOneof("payload") == "artifact_update" for e in events)
+    assert listed.total_size == 2 and len(listed.tasks) == 1 and listed.next_page_token
+    assert len(rest.tasks) == 1 and rest.tasks[0].id != listed.tasks[0].id and not rest.next_page_token
+
+
+def test_resubscribe_through_another_web_process(a2a_stack, fake_llm, make_customer) -> None:
+    """Sent to one web process, followed through another: the task lives in the database, not in a process."""
+    _, token = make_customer()
+    fake_llm.latency = 0.8
+
+    async def go() -> tuple[a2a.Task, list[Any]]:
+        sender = await client_for(a2a_stack["url"], token, polling=True)
+        async with sender:
+            task = [
+                r
+                async for r in sender.send_message(
+                    a2a.SendMessageRequest(message=user_message("How long does shipping take?"))
+                )
+            ][-1].task
+        async with httpx.AsyncClient(timeout=30) as http:
+            card = await A2ACardResolver(http, a2a_stack["url"]).get_agent_card()
+        other = client_for_url(a2a_stack["other_url"], token, card)
+        async with other:
+            events = [e async for e in other.subscribe(a2a.SubscribeToTaskRequest(id=task.id))]
+        return task, events
+
+    task, events = run(go())
+    assert task.status.state != a2a.TASK_STATE_COMPLETED
+    states = [e.status_update.status.state for e in events if e.WhichOneof("payload") == "status_update"]
+    assert states[-1] == a2a.TASK_STATE_COMPLETED
+
+
+def client_for_url(url: str, token: str, card: Any) -> Any:
+    """A client for a card whose interfaces are pointed at `url` (another web process of the same deployment)."""
+    patched = a2a.AgentCard()
+    patched.CopyFrom(card)
+    for interface in patched.supported_interfaces:
+        interface.url = interface.url.replace(interface.url.split("/a2a/")[0], url)
+    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(patched)
