@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -18,9 +20,11 @@ from a2a.types import a2a_pb2 as a2a
 
 from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
 from orchestration.models import Run
+from tests.conftest import ROOT_DIR as ROOT
 from tests.conftest import WORKER_ENV, broker_reset, llm_env
 
 GUARD = "urn:switchboard:a2a:loop-guard:v1"
+INSTANCE_ID = "switchboard-test-a"
 
 pytestmark = [pytest.mark.e2e]
 
@@ -36,6 +40,7 @@ def a2a_stack(database_url: str, fake_server: Any) -> Iterator[dict[str, Any]]:
         **llm_env(fake_server),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "A2A_BLOCKING_WAIT_SECONDS": "20",
+        "A2A_INSTANCE_ID": INSTANCE_ID,
         "SSE_POLL_SECONDS": "0.5",
     }
     first = web_server(database_url, env=env, port=port).start()
@@ -221,3 +226,155 @@ def client_for_url(url: str, token: str, card: Any) -> Any:
         interface.url = interface.url.replace(interface.url.split("/a2a/")[0], url)
     http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
     return ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(patched)
+
+
+def test_isolation_and_bad_input_are_clear_errors_and_store_nothing(a2a_stack, fake_llm, make_customer) -> None:
+    url = a2a_stack["url"]
+    _, token = make_customer()
+    _, other = make_customer()
+    task = run(jsonrpc(url, token, "SendMessage", message_params("How long does shipping take?")))
+    task_id, context_id = task.json()["result"]["task"]["id"], task.json()["result"]["task"]["contextId"]
+    runs_before = Run.objects.count()
+
+    def error(response: httpx.Response) -> dict[str, Any]:
+        assert response.status_code == 200, response.text
+        return response.json()["error"]
+
+    # Another customer's token: the task does not exist for them, whatever the method.
+    assert error(run(jsonrpc(url, other, "GetTask", {"id": task_id})))["code"] == -32001
+    assert error(run(jsonrpc(url, other, "CancelTask", {"id": task_id})))["code"] == -32001
+    assert run(jsonrpc(url, other, "ListTasks", {"contextId": context_id})).json()["result"]["tasks"] == []
+    assert error(run(jsonrpc(url, other, "SendMessage", message_params("hi", contextId=context_id))))["code"] == -32602
+
+    async def subscribe() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await http.post(
+                url + "/a2a/jsonrpc",
+                json={"jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask", "params": {"id": task_id}},
+                headers={"Authorization": f"Bearer {other}", "A2A-Version": "1.0"},
+            )
+
+    assert "-32001" in run(subscribe()).text
+    # Unknown task, no token, bad token.
+    assert error(run(jsonrpc(url, token, "GetTask", {"id": str(uuid.uuid4())})))["code"] == -32001
+    assert error(run(jsonrpc(url, token, "GetTask", {"id": "../../etc"})))["code"] == -32001
+    assert run(jsonrpc(url, None, "GetTask", {"id": task_id})).status_code == 401
+    assert run(jsonrpc(url, "not-a-token", "GetTask", {"id": task_id})).status_code == 401
+
+    # Malformed JSON-RPC, unknown method, bad params, oversized message, non-text parts.
+    async def raw(body: bytes) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as http:
+            headers = {"Authorization": f"Bearer {token}", "A2A-Version": "1.0", "Content-Type": "application/json"}
+            return await http.post(url + "/a2a/jsonrpc", content=body, headers=headers)
+
+    assert error(run(raw(b'{"jsonrpc": "2.0", "id": 1, "method": ')))["code"] == -32700
+    assert error(run(raw(b"[1, 2]")))["code"] == -32600
+    assert error(run(jsonrpc(url, token, "NoSuchMethod", {})))["code"] == -32601
+    assert error(run(jsonrpc(url, token, "SendMessage", {"message": {"role": "ROLE_USER"}})))["code"] in (
+        -32602,
+        -32600,
+    )
+    big = run(jsonrpc(url, token, "SendMessage", message_params("x" * 200_000)))
+    assert big.status_code == 413 or error(big)["code"] in (-32602, -32600)
+    too_long = run(jsonrpc(url, token, "SendMessage", message_params("x" * 20_000)))
+    assert error(too_long)["code"] == -32602
+    file_part = {"message": {"messageId": "f1", "role": "ROLE_USER", "parts": [{"url": "http://example.invalid/x"}]}}
+    assert error(run(jsonrpc(url, token, "SendMessage", file_part)))["code"] == -32602
+    # The same messageId: the same task; with other content, an error.
+    params = message_params("How long does shipping take?")
+    params["configuration"] = {"returnImmediately": True}
+    first = run(jsonrpc(url, token, "SendMessage", params)).json()["result"]["task"]
+    again = run(jsonrpc(url, token, "SendMessage", params)).json()["result"]["task"]
+    assert again["id"] == first["id"] and again["contextId"] == first["contextId"]
+    params["message"]["parts"] = [{"text": "Refund everything."}]
+    assert "already used" in error(run(jsonrpc(url, token, "SendMessage", params)))["message"]
+    assert Run.objects.count() == runs_before + 1  # only the deduplicated message made a run
+
+
+def test_loop_guard_rejects_and_caps(a2a_stack, fake_llm, make_customer) -> None:
+    url = a2a_stack["url"]
+    _, token = make_customer()
+    # A request from a peer that uses the extension: accepted, its guard kept on the run for onward delegation.
+    params = message_params(
+        "How long does shipping take?", metadata={GUARD: {"hops": 1, "maxHops": 4, "path": ["peer-a"]}}
+    )
+    params["configuration"] = {"returnImmediately": True}
+    accepted = run(jsonrpc(url, token, "SendMessage", params)).json()["result"]["task"]
+    assert Run.objects.get(id=accepted["id"]).a2a_guard == {"hops": 1, "maxHops": 4, "path": ["peer-a"]}
+    # A request that already went through this instance: rejected, with the reason; nothing runs.
+    looped = message_params("hi again")
+    looped["message"]["metadata"] = {GUARD: {"hops": 2, "maxHops": 4, "path": ["peer-a", INSTANCE_ID]}}
+    rejected = run(jsonrpc(url, token, "SendMessage", looped)).json()["result"]["task"]
+    assert rejected["status"]["state"] == "TASK_STATE_REJECTED"
+    assert "already went through" in rejected["status"]["message"]["parts"][0]["text"]
+    run_ = Run.objects.get(id=rejected["id"])
+    assert run_.status == "failed" and run_.reason == "a2a_loop_detected" and not run_.steps.exists()
+    hops = message_params("hops")
+    hops["message"]["metadata"] = {GUARD: {"hops": 5, "maxHops": 4, "path": ["a", "b", "c", "d"]}}
+    assert (
+        run(jsonrpc(url, token, "SendMessage", hops)).json()["result"]["task"]["status"]["state"]
+        == "TASK_STATE_REJECTED"
+    )
+    broke = message_params("money")
+    broke["message"]["metadata"] = {GUARD: {"hops": 1, "maxHops": 4, "path": ["a"], "costLeftUsd": "0"}}
+    assert (
+        run(jsonrpc(url, token, "SendMessage", broke)).json()["result"]["task"]["status"]["state"]
+        == "TASK_STATE_REJECTED"
+    )
+    malformed = message_params("bad")
+    malformed["message"]["metadata"] = {GUARD: {"hops": "many"}}
+    assert run(jsonrpc(url, token, "SendMessage", malformed)).json()["error"]["code"] == -32602
+    # A budget left caps the run's own.
+    capped = message_params("How long does shipping take?")
+    capped["message"]["metadata"] = {
+        GUARD: {"hops": 1, "maxHops": 4, "path": ["a"], "tokensLeft": 123, "costLeftUsd": "0.5"}
+    }
+    capped["configuration"] = {"returnImmediately": True}
+    task = run(jsonrpc(url, token, "SendMessage", capped, **{"A2A-Extensions": GUARD})).json()["result"]["task"]
+    limits = Run.objects.get(id=task["id"]).budget
+    assert limits["max_tokens"] == 123 and limits["max_cost_usd"] == 0.5
+    assert task["metadata"][GUARD]["spentTokens"] == 0
+
+
+def test_traceparent_is_honoured(a2a_stack, fake_llm, make_customer) -> None:
+    _, token = make_customer()
+    trace_id = uuid.uuid4().hex
+    params = message_params("How long does shipping take?")
+    params["configuration"] = {"returnImmediately": True}
+    task = run(jsonrpc(a2a_stack["url"], token, "SendMessage", params, traceparent=f"00-{trace_id}-{'ab' * 8}-01"))
+    assert Run.objects.get(id=task.json()["result"]["task"]["id"]).trace_id == trace_id
+
+
+V03_SDK = "a2a-sdk==0.3.26"
+
+
+@pytest.fixture(scope="session")
+def v03_python() -> str:
+    """A virtualenv with the v0.3 a2a-sdk (made once, kept in .run/ for the next session of tests)."""
+    venv = ROOT / ".run" / "a2a-sdk-0.3"
+    python = venv / "bin" / "python"
+    stamp = venv / "installed.txt"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == V03_SDK):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", V03_SDK], check=True, timeout=600)
+        stamp.write_text(V03_SDK)
+    return str(python)
+
+
+def test_a_v03_client_speaks_to_the_same_server(a2a_stack, fake_llm, make_customer, v03_python) -> None:
+    """a2a-sdk 0.3 (message/send, tasks/get, message/stream; no A2A-Version header) against the v1.0 server."""
+    _, token = make_customer()
+    script = ROOT / "harness" / "a2a_v03_client.py"
+    done = subprocess.run(
+        [v03_python, str(script), a2a_stack["url"], token], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["card"]["url"] == a2a_stack["url"] + "/a2a/jsonrpc" and result["card"]["protocolVersion"] == "0.3"
+    assert result["sent"]["kind"] == "task" and result["sent"]["status"]["state"] == "completed"
+    assert result["sent"]["artifacts"][0]["parts"][0]["text"]
+    assert result["got"]["id"] == result["sent"]["id"] and result["got"]["status"]["state"] == "completed"
+    assert result["streamed"][0]["kind"] == "task"
+    assert (
+        result["streamed"][-1]["kind"] == "status-update" and result["streamed"][-1]["status"]["state"] == "completed"
+    )
