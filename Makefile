@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export EMBEDDED_REDIS_PORT ?= 6390
 export FLOWER_BASIC_AUTH ?= flower:flower-local
+# The A2A agent card's addresses (absolute): where `make run` serves.
+export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
 # The embedded redis-server runs only when no REDIS_URL is given.
 PROCESSES := web worker worker-llm beat supervisor flower $(if $(REDIS_URL),,redis)
 
@@ -27,6 +29,7 @@ run: install
 	@echo "Switchboard is starting:"
 	@echo "  API      http://127.0.0.1:$(PORT)/api/v1/   (health: /api/v1/health/)"
 	@echo "  Admin    http://127.0.0.1:$(PORT)/admin/"
+	@echo "  A2A      $(PUBLIC_BASE_URL)/.well-known/agent-card.json   (docs/a2a.md)"
 	@echo "  Flower   http://127.0.0.1:5555/   (basic auth $(FLOWER_BASIC_AUTH))"
 	@echo "  Redis    $(if $(REDIS_URL),$(REDIS_URL),embedded redis-server on 127.0.0.1:$(EMBEDDED_REDIS_PORT))"
 	@sed 's/^/  /' .run/demo.txt

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from a2a.types import a2a_pb2 as a2a
-from a2a.utils.errors import InvalidParamsError, UnsupportedOperationError
+from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError, UnsupportedOperationError
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from google.protobuf.json_format import MessageToDict
@@ -63,7 +63,7 @@ def message_request_parse(params: a2a.SendMessageRequest, *, headers: dict[str, 
     texts = []
     for part in message.parts:
         if part.WhichOneof("content") != "text":
-            raise InvalidParamsError(message="Only text parts are accepted (defaultInputModes: text/plain).")
+            raise ContentTypeNotSupportedError(message="Only text parts are accepted (defaultInputModes: text/plain).")
         texts.append(part.text)
     if not texts:
         raise InvalidParamsError(message="message.parts must hold at least one text part.")

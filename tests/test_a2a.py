@@ -279,7 +279,7 @@ def test_isolation_and_bad_input_are_clear_errors_and_store_nothing(a2a_stack, f
     too_long = run(jsonrpc(url, token, "SendMessage", message_params("x" * 20_000)))
     assert error(too_long)["code"] == -32602
     file_part = {"message": {"messageId": "f1", "role": "ROLE_USER", "parts": [{"url": "http://example.invalid/x"}]}}
-    assert error(run(jsonrpc(url, token, "SendMessage", file_part)))["code"] == -32602
+    assert error(run(jsonrpc(url, token, "SendMessage", file_part)))["code"] == -32005
     # The same messageId: the same task; with other content, an error.
     params = message_params("How long does shipping take?")
     params["configuration"] = {"returnImmediately": True}
