@@ -378,3 +378,27 @@ def test_a_v03_client_speaks_to_the_same_server(a2a_stack, fake_llm, make_custom
     assert (
         result["streamed"][-1]["kind"] == "status-update" and result["streamed"][-1]["status"]["state"] == "completed"
     )
+
+
+def test_the_http_json_binding_and_the_extended_card(a2a_stack, fake_llm, make_customer) -> None:
+    """The same tasks through the HTTP+JSON (REST) binding, chosen by the client from the card."""
+    _, token = make_customer()
+
+    async def go() -> tuple[a2a.Task, a2a.Task, a2a.AgentCard, int]:
+        http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        config = ClientConfig(httpx_client=http, streaming=False, supported_protocol_bindings=["HTTP+JSON"])
+        client = await create_client(a2a_stack["url"], client_config=config)
+        async with client:
+            request = a2a.SendMessageRequest(message=user_message("How long does shipping take?"))
+            task = [r async for r in client.send_message(request)][-1].task
+            got = await client.get_task(a2a.GetTaskRequest(id=task.id))
+            extended = await client.get_extended_agent_card(a2a.GetExtendedAgentCardRequest())
+        async with httpx.AsyncClient(timeout=30) as anonymous:
+            refused = await anonymous.get(a2a_stack["url"] + f"/a2a/rest/tasks/{task.id}")
+        return task, got, extended, refused.status_code
+
+    task, got, extended, anonymous_status = run(go())
+    assert task.status.state == a2a.TASK_STATE_COMPLETED and got.id == task.id
+    assert got.artifacts[0].parts[0].text == task.artifacts[0].parts[0].text
+    assert "Your limits" in extended.description
+    assert anonymous_status == 401
