@@ -32,6 +32,8 @@ class PublicReason(enum.StrEnum):
     """The run passed its deadline; a person follows up."""
     FAILED = "failed"
     """Something went wrong; a person follows up."""
+    CANCELLED = "cancelled"
+    """The run was stopped before it answered (`POST /api/v1/runs/{id}/cancel/`): nothing sent, nothing changed."""
     SUPPORT_FOLLOW_UP = "support_follow_up"
     """Any other reason (one this table does not know yet)."""
 
@@ -49,6 +51,7 @@ PUBLIC_REASON_MESSAGES: dict[PublicReason, str] = {
     PublicReason.FAILED: (
         "Something went wrong while answering your message. A member of our support team will follow up here."
     ),
+    PublicReason.CANCELLED: "This answer was stopped before it was sent, and nothing was changed.",
     PublicReason.SUPPORT_FOLLOW_UP: "A member of our support team will follow up here.",
 }
 
@@ -74,6 +77,8 @@ RUN_REASONS: dict[str, PublicReason] = {
     "timed_out": PublicReason.DELAYED,
     "agent_failed": PublicReason.FAILED,
     "slip_exhausted": PublicReason.FAILED,
+    # orchestration.cancel
+    "cancelled": PublicReason.CANCELLED,
     # The refund policy's codes, whichever it has.
     **{code.value: PublicReason.REFUND_IN_REVIEW for code in RefundProblemCode},
 }
