@@ -24,6 +24,7 @@ from a2a_server.tasks import STATUSES_OF_STATE, TaskView, task_view_read
 from agents.a2a_guard import REFUSAL_CODES, LoopGuard, LoopGuardInvalid
 from conversations.models import Customer
 from orchestration.budgets import budget_defaults
+from orchestration.cancel import run_cancel
 from orchestration.models import Run
 from orchestration.runs import conversation_message_post
 from orchestration.selectors import run_get
@@ -134,8 +135,6 @@ def task_view_reread(*, run_id: Any) -> TaskView | None:
 
 def task_cancel(*, customer: Customer, task_id: str) -> TaskView | str | None:
     """Cancel the caller's task: its view after, None if not found, or why it cannot be cancelled."""
-    from orchestration.cancel import run_cancel
-
     try:
         run = run_cancel(customer=customer, run_id=task_id)
     except NotFound:

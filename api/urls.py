@@ -10,6 +10,7 @@ urlpatterns = [
     path("conversations/<str:conversation_id>/messages/", views.MessageListView.as_view(), name="message-list"),
     path("runs/<str:run_id>/", views.RunDetailView.as_view(), name="run-detail"),
     path("runs/<str:run_id>/events/", run_events_view, name="run-events"),
+    path("runs/<str:run_id>/cancel/", views.RunCancelView.as_view(), name="run-cancel"),
     path("orders/", views.OrderListView.as_view(), name="order-list"),
     path("reviews/", views.ReviewListView.as_view(), name="review-list"),
     path("reviews/<str:item_id>/", views.ReviewDetailView.as_view(), name="review-detail"),

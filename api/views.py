@@ -40,6 +40,7 @@ from api.throttles import (
 from conversations.models import Conversation, Customer
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
 from conversations.services import conversation_create
+from orchestration.cancel import run_cancel
 from orchestration.models import ReviewItem
 from orchestration.reviews import UNSET, review_decide
 from orchestration.runs import conversation_message_post
@@ -197,6 +198,26 @@ class RunDetailView(CustomerView):
         tags=["runs"],
     )
     def get(self, request: Request, run_id: str) -> Response:
+        return Response(RunSerializer(run_detail_get(customer=self.customer, run_id=run_id)).data)
+
+
+class RunCancelView(CustomerView):
+    @extend_schema(
+        operation_id="runs_cancel",
+        summary="Cancel a run: stop it while it is queued, running or waiting for a person",
+        description=(
+            "The run becomes `cancelled` (reason code `cancelled`): its agents stop, a person's review of it is "
+            "closed, and nothing it prepared is sent or executed — no reply, no refund. The conversation gets one "
+            "short notice saying so. Answers the run as `GET /api/v1/runs/{run_id}/` does. Cancelling a cancelled "
+            "run answers it unchanged; a run that completed, failed or timed out is 409 (`not_cancelable`)."
+        ),
+        parameters=[id_parameter("run_id")],
+        request=None,
+        responses=RunSerializer,
+        tags=["runs"],
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run_cancel(customer=self.customer, run_id=run_id)
         return Response(RunSerializer(run_detail_get(customer=self.customer, run_id=run_id)).data)
 
 

@@ -74,6 +74,8 @@ def dead_letter_replay(dead_letter_id: int) -> str:
         run = Run.objects.select_for_update().filter(id=dead_letter.run_id).first() if dead_letter.run_id else None
         if run is not None and run.status == Run.Status.COMPLETED:
             return f"dead letter {dead_letter.id}: run {run.id} is already completed; nothing to do."
+        if run is not None and run.status == Run.Status.CANCELLED:
+            return f"dead letter {dead_letter.id}: run {run.id} was cancelled; not replayed."
         if run is not None and run.status not in (Run.Status.FAILED, *Run.ACTIVE):
             return f"dead letter {dead_letter.id}: run {run.id} is {run.status}; a person is handling it, not replayed."
         dead_letter.status = DeadLetter.Status.REPLAYED

@@ -225,6 +225,8 @@ class ReviewItem(models.Model):
         EDITED = "edited"
         REJECTED = "rejected"
         EXPIRED = "expired"
+        # Closed undecided: its run was cancelled (orchestration.cancel); nothing can be decided on it any more.
+        CANCELLED = "cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="review_items")

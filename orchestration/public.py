@@ -35,6 +35,8 @@ class PublicReason(enum.StrEnum):
     """Something went wrong; a person follows up."""
     REFUSED = "refused"
     """An A2A request our loop guard refused (it came back to us, crossed too many systems, or had no budget)."""
+    CANCELLED = "cancelled"
+    """The run was stopped before it answered (`POST /api/v1/runs/{id}/cancel/`): nothing sent, nothing changed."""
     SUPPORT_FOLLOW_UP = "support_follow_up"
     """Any other reason (one this table does not know yet)."""
 
@@ -56,6 +58,7 @@ PUBLIC_REASON_MESSAGES: dict[PublicReason, str] = {
         "This request was not accepted: it had already passed through this service, crossed too many services, "
         "or had no budget left."
     ),
+    PublicReason.CANCELLED: "This answer was stopped before it was sent, and nothing was changed.",
     PublicReason.SUPPORT_FOLLOW_UP: "A member of our support team will follow up here.",
 }
 
@@ -83,6 +86,8 @@ RUN_REASONS: dict[str, PublicReason] = {
     "slip_exhausted": PublicReason.FAILED,
     # Our A2A loop guard refused the request (agents.a2a_guard).
     **{code: PublicReason.REFUSED for code in REFUSAL_CODES},
+    # orchestration.cancel
+    "cancelled": PublicReason.CANCELLED,
     # The refund policy's codes, whichever it has.
     **{code.value: PublicReason.REFUND_IN_REVIEW for code in RefundProblemCode},
 }

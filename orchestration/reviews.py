@@ -210,10 +210,16 @@ def review_decide(
     *, item_id: object, reviewer: Any, decision: object, reply: Any = UNSET, action: Any = UNSET
 ) -> ReviewItem:
     """Record a reviewer's decision and resume the run. A second decision on the same item
-    (another reviewer, a second click) is refused with Conflict; the first one stands."""
+    (another reviewer, a second click) is refused with Conflict; the first one stands. So is a decision on an item
+    whose run was cancelled (`orchestration.cancel`: the item is closed in the same transaction)."""
     reviewer_require(reviewer)
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().select_related("run").get(id=review_get(item_id).id)
+        if item.status == ReviewItem.Status.CANCELLED:
+            raise Conflict(
+                f"This item was closed undecided: its run was cancelled at {item.decided_at:%Y-%m-%d %H:%M:%S} UTC. "
+                "Nothing can be approved, sent or refunded for it."
+            )
         if item.status != ReviewItem.Status.OPEN:
             by = f" by {item.decided_by.get_username()}" if item.decided_by else ""
             raise Conflict(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, assert_never
 
 from django.db import transaction
@@ -41,6 +41,8 @@ CUSTOMER_NOTICE_FAILED = (
 CUSTOMER_NOTICE_TIMED_OUT = (
     "Sorry, answering this is taking longer than it should. A member of our support team will follow up here."
 )
+#: The one message a cancelled run leaves: no reply, nothing executed (`run_mark_cancelled`).
+CUSTOMER_NOTICE_CANCELLED = "This answer was stopped before it was sent, and nothing was changed."
 
 
 def run_start(
@@ -250,18 +252,39 @@ def run_time_out(run: Run, *, detail: str, envelope: Envelope | None = None) -> 
     run.reason_detail = detail
     run.finished_at = now
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
-    running = StepAttempt.objects.filter(step__run=run, status=StepAttempt.Status.RUNNING)
-    task_ids = [task_id for task_id in running.values_list("task_id", flat=True) if task_id]
-    unfinished = [Step.Status.RUNNING, Step.Status.RETRYING]
-    running.filter(step__status__in=unfinished).abandon(now)
-    run.steps.filter(status__in=unfinished).update(
-        status=Step.Status.FAILED, error="the run timed out", finished_at=now, lease_expires_at=None
-    )
-    if task_ids:
-        transaction.on_commit(lambda: tasks_revoke(task_ids), robust=True)
+    _steps_stop(run, now, error="the run timed out")
     _customer_notice(run, "timed_out", CUSTOMER_NOTICE_TIMED_OUT)
     logger.warning("run timed out: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
     return review_item_open(run, reason="timed_out", detail=detail, envelope=envelope or run_latest_envelope(run))
+
+
+def run_mark_cancelled(run: Run, *, detail: str) -> None:
+    """Someone stopped the run (`orchestration.cancel.run_cancel`, which also closes its open review item): cancel its
+    running steps as a timeout does. The customer gets a short notice, never a reply: no claim, no step's result and
+    no effect (deliver runs under this lock) follows a run that is not active."""
+    now = timezone.now()
+    run.status = Run.Status.CANCELLED
+    run.reason = "cancelled"
+    run.reason_detail = detail
+    run.finished_at = now
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    _steps_stop(run, now, error="the run was cancelled")
+    _customer_notice(run, "cancelled", CUSTOMER_NOTICE_CANCELLED)
+    logger.info("run cancelled: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def _steps_stop(run: Run, now: datetime, *, error: str) -> None:
+    """A stopped run's unfinished steps fail, their tries still running are abandoned, and the tasks executing them
+    are revoked after commit (a late result of theirs is dropped anyway: `steps.StaleTry`)."""
+    running = StepAttempt.objects.filter(step__run=run, status=StepAttempt.Status.RUNNING)
+    task_ids = [task_id for task_id in running.values_list("task_id", flat=True) if task_id]
+    unfinished = [Step.Status.RUNNING, Step.Status.RETRYING]
+    running.filter(step__status__in=unfinished).abandon(now, error=error)
+    run.steps.filter(status__in=unfinished).update(
+        status=Step.Status.FAILED, error=error, finished_at=now, lease_expires_at=None
+    )
+    if task_ids:
+        transaction.on_commit(lambda: tasks_revoke(task_ids), robust=True)
 
 
 def tasks_revoke(task_ids: list[str]) -> None:

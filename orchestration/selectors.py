@@ -97,9 +97,9 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
     """What has happened in a run, as (order key, event type, data), oldest first, and its status now.
 
     Events: `run` (each status it reached; a stopped run's with its public reason), `step` (started, finished,
-    failed, retrying), `review` (a person is checking, with the public reason; decided), `message` (replies and
-    notices in the conversation since the run began). The live-progress stream (SSE) sends each event once;
-    order keys are (epoch ms, name).
+    failed, retrying), `review` (a person is checking, with the public reason; decided, or cancelled with its run),
+    `message` (replies and notices in the conversation since the run began). The live-progress stream (SSE) sends
+    each event once; order keys are (epoch ms, name).
 
     Customers read these: the data is the public view (`orchestration.public`) — no internal reasons or
     details, no errors, models, prompts, tokens or costs, and only messages the conversation shows them anyway.
@@ -129,7 +129,9 @@ def run_events(run_id: uuid.UUID | str) -> tuple[list[tuple[tuple[int, str], str
             {"id": str(item.id), "reason": public_reason_view(item.reason)},
         )
         if item.decided_at:
-            add(item.decided_at, f"review:{item.id}:decided", "review", {"id": str(item.id), "status": "decided"})
+            # Closed undecided when its run was cancelled; decided otherwise.
+            ended = "cancelled" if item.status == ReviewItem.Status.CANCELLED else "decided"
+            add(item.decided_at, f"review:{item.id}:{ended}", "review", {"id": str(item.id), "status": ended})
     replies = Message.objects.filter(conversation_id=run.conversation_id, created_at__gte=run.created_at).exclude(
         role=Message.Role.CUSTOMER
     )

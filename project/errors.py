@@ -46,6 +46,12 @@ class Conflict(SwitchboardError):
     code = "conflict"
 
 
+class NotCancelable(Conflict):
+    """The run has ended (completed, failed or timed out): there is nothing left to cancel."""
+
+    code = "not_cancelable"
+
+
 # --- Agent execution -------------------------------------------------------------
 class TransientError(SwitchboardError):
     """A failure that may pass: retried with backoff up to the agent's limit."""

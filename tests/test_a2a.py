@@ -402,3 +402,36 @@ def test_the_http_json_binding_and_the_extended_card(a2a_stack, fake_llm, make_c
     assert got.artifacts[0].parts[0].text == task.artifacts[0].parts[0].text
     assert "Your limits" in extended.description
     assert anonymous_status == 401
+
+
+def test_cancel_mid_run_delivers_nothing_after(a2a_stack, fake_llm, make_customer) -> None:
+    _, token = make_customer()
+    fake_llm.latency = 1.0
+
+    async def go() -> tuple[a2a.Task, a2a.Task, a2a.Task]:
+        client = await client_for(a2a_stack["url"], token, polling=True)
+        async with client:
+            request = a2a.SendMessageRequest(message=user_message("How long does shipping take?"))
+            task = [r async for r in client.send_message(request)][-1].task
+            for _ in range(100):
+                task = await client.get_task(a2a.GetTaskRequest(id=task.id))
+                if task.status.state == a2a.TASK_STATE_WORKING:
+                    break
+                await asyncio.sleep(0.05)
+            cancelled = await client.cancel_task(a2a.CancelTaskRequest(id=task.id))
+            again = await client.cancel_task(a2a.CancelTaskRequest(id=task.id))
+            await asyncio.sleep(4)  # longer than the steps that were in flight
+            after = await client.get_task(a2a.GetTaskRequest(id=task.id))
+        return cancelled, again, after
+
+    cancelled, again, after = run(go())
+    assert cancelled.status.state == again.status.state == after.status.state == a2a.TASK_STATE_CANCELED
+    assert not after.artifacts
+    run_ = Run.objects.get(id=cancelled.id)
+    assert run_.status == "cancelled"
+    replies = run_.conversation.messages.filter(role="assistant")
+    assert not replies.exists()
+    # A task that has ended cannot be cancelled.
+    done = run(jsonrpc(a2a_stack["url"], token, "SendMessage", message_params("How long does shipping take?")))
+    done_id = done.json()["result"]["task"]["id"]
+    assert run(jsonrpc(a2a_stack["url"], token, "CancelTask", {"id": done_id})).json()["error"]["code"] == -32002

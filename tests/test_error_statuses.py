@@ -19,6 +19,7 @@ STATUSES = {
     "project.errors.NotFound": 404,
     "project.errors.PermissionDenied": 403,
     "project.errors.Conflict": 409,
+    "project.errors.NotCancelable": 409,
     "project.errors.TransientError": 503,
     "project.errors.Postponed": 503,
     "project.errors.PermanentError": 500,

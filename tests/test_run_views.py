@@ -132,6 +132,7 @@ WRITTEN_REASONS = [
     "timed_out",
     "agent_failed",
     "slip_exhausted",
+    "cancelled",
     *(code.value for code in RefundProblemCode),
 ]
 

@@ -18,12 +18,13 @@
     progress: document.getElementById("progress"),
     steps: document.getElementById("steps"),
     progressTitle: document.getElementById("progress-title"),
+    cancel: document.getElementById("cancel-run"),
     form: document.getElementById("composer"),
     input: document.getElementById("message-input"),
     send: document.getElementById("send"),
     error: document.getElementById("composer-error"),
   };
-  const state = { conversationId: null, shown: new Set(), source: null, pollTimer: null };
+  const state = { conversationId: null, runId: null, shown: new Set(), source: null, pollTimer: null };
   const REVIEW_REASON_DEFAULT = els.reviewReason.textContent;
 
   function csrfToken() {
@@ -149,11 +150,38 @@
   function runFinished() {
     stopWatching();
     els.progress.dataset.done = "true";
-    els.progressTitle.textContent = "How we answered";
+    if (els.progress.dataset.cancelled !== "true") els.progressTitle.textContent = "How we answered";
+  }
+
+  // The run was stopped (by the Stop button, or elsewhere): nothing was sent; the stream's last events (the
+  // notice, then `end`) still arrive.
+  function showCancelled() {
+    els.progress.dataset.cancelled = "true";
+    els.progressTitle.textContent = "Stopped: no answer was sent";
+    els.review.hidden = true;
+    els.cancel.hidden = true;
+  }
+
+  async function cancelRun() {
+    const runId = state.runId;
+    if (!runId) return;
+    els.error.textContent = "";
+    els.cancel.disabled = true;
+    try {
+      const run = await api("POST", "/runs/" + runId + "/cancel/");
+      if (run.status === "cancelled" && state.runId === runId) showCancelled();
+      els.input.focus();  // the button is gone: back to the message box
+    } catch (error) {
+      // 409: the run ended first (answered, or handed on); its own events show how.
+      els.error.textContent = error.message;
+    } finally {
+      els.cancel.disabled = false;
+    }
   }
 
   // `reason` is the run's public reason ({code, message}: a fixed sentence per code), when it has one.
   function showReview(pending, reason) {
+    if (els.progress.dataset.cancelled === "true") return;
     els.review.hidden = !pending;
     if (pending) els.progressTitle.textContent = "Waiting for a person";
     if (pending && reason && reason.message) els.reviewReason.textContent = reason.message;
@@ -161,10 +189,13 @@
 
   function watchRun(runId) {
     stopWatching();
+    state.runId = runId;
     els.steps.replaceChildren();
     els.progress.hidden = false;
     delete els.progress.dataset.done;
+    delete els.progress.dataset.cancelled;
     els.progressTitle.textContent = "Working on it";
+    els.cancel.hidden = false;
     els.review.hidden = true;
     els.reviewReason.textContent = REVIEW_REASON_DEFAULT;
     if (!window.EventSource) return pollRun(runId);
@@ -180,6 +211,7 @@
       const data = JSON.parse(event.data);
       if (data.status === "awaiting_review") showReview(true, data.reason);
       if (data.status === "running") showReview(false);
+      if (data.status === "cancelled") showCancelled();
     });
     source.addEventListener("end", runFinished);
     source.onerror = () => {
@@ -196,6 +228,7 @@
     try {
       const run = await api("GET", "/runs/" + runId + "/");
       run.steps.forEach(showStep);
+      if (run.status === "cancelled") showCancelled();
       showReview(run.status === "awaiting_review", run.reason);
       const conversation = await api("GET", "/conversations/" + state.conversationId + "/messages/");
       conversation.forEach(showMessage);
@@ -210,11 +243,14 @@
     if (state.source) state.source.close();
     state.source = null;
     clearTimeout(state.pollTimer);
+    state.runId = null;
+    els.cancel.hidden = true;
   }
 
   // --- Wiring --------------------------------------------------------------------------
   els.create.addEventListener("click", () => newConversation().catch((error) => { els.error.textContent = error.message; }));
   els.form.addEventListener("submit", sendMessage);
+  els.cancel.addEventListener("click", cancelRun);
   els.input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {
       event.preventDefault();
