@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory, create_client
 from a2a.types import a2a_pb2 as a2a
+from django.conf import settings as django_settings
 
 from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
 from orchestration.models import Run
@@ -435,3 +437,15 @@ def test_cancel_mid_run_delivers_nothing_after(a2a_stack, fake_llm, make_custome
     done = run(jsonrpc(a2a_stack["url"], token, "SendMessage", message_params("How long does shipping take?")))
     done_id = done.json()["result"]["task"]["id"]
     assert run(jsonrpc(a2a_stack["url"], token, "CancelTask", {"id": done_id})).json()["error"]["code"] == -32002
+
+
+def test_the_rest_apis_message_throttle_counts_a2a_messages(a2a_stack, fake_llm, make_customer) -> None:
+    """One counter per customer, whichever interface the messages come through."""
+    customer, token = make_customer()
+    counter = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
+    key = f"switchboard:throttle_message_{customer.user.pk}"
+    counter.set(key, 20, ex=60)  # THROTTLE_MESSAGE_RATE's 20/min used up (through the REST API, say)
+    refused = run(jsonrpc(a2a_stack["url"], token, "SendMessage", message_params("How long does shipping take?")))
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert not Run.objects.filter(conversation__customer=customer).exists()
+    counter.delete(key)
