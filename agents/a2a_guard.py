@@ -59,16 +59,41 @@ class LoopGuard:
             return None
         if not isinstance(data, dict):
             raise LoopGuardInvalid("the loop-guard metadata must be an object.")
-        hops, max_hops, path = data.get("hops"), data.get("maxHops"), data.get("path", [])
+        hops, max_hops, path = _whole(data.get("hops")), _whole(data.get("maxHops")), data.get("path", [])
         if not _count(hops) or not _count(max_hops):
             raise LoopGuardInvalid("hops and maxHops must be whole numbers from 0.")
         if not isinstance(path, list) or len(path) > MAX_PATH or not all(_instance_id(p) for p in path):
             raise LoopGuardInvalid(f"path must be a list of at most {MAX_PATH} instance ids.")
-        tokens = data.get("tokensLeft")
+        tokens = _whole(data.get("tokensLeft"))
         if tokens is not None and not _count(abs(tokens) if isinstance(tokens, int) else tokens):
             raise LoopGuardInvalid("tokensLeft must be a whole number.")
         cost = _decimal(data.get("costLeftUsd"))
         return cls(hops=hops, max_hops=max_hops, path=list(path), tokens_left=tokens, cost_left_usd=cost)
+
+    @classmethod
+    def forward(
+        cls,
+        inbound: LoopGuard | None,
+        *,
+        instance_id: str,
+        max_hops: int,
+        tokens_left: int | None,
+        cost_left_usd: Decimal | None,
+    ) -> LoopGuard:
+        """What a system sends when it delegates (a remote agent step, `agents.remote`): one hop more than the request
+        it is serving arrived with (`inbound`; None when the request started here: the first hop), itself added to the
+        path, the first sender's `maxHops` (`max_hops` when it is the first sender), and the smaller of what the
+        inbound request and its own run may still spend (never below zero)."""
+        if inbound is not None:
+            tokens_left = _least(inbound.tokens_left, tokens_left)
+            cost_left_usd = _least(inbound.cost_left_usd, cost_left_usd)
+        return cls(
+            hops=inbound.hops + 1 if inbound is not None else 1,
+            max_hops=inbound.max_hops if inbound is not None else max_hops,
+            path=[*(inbound.path if inbound is not None else []), instance_id],
+            tokens_left=max(tokens_left, 0) if tokens_left is not None else None,
+            cost_left_usd=max(cost_left_usd, Decimal(0)) if cost_left_usd is not None else None,
+        )
 
     def refusal(self, *, instance_id: str) -> tuple[str, str] | None:
         """Why a receiver with this instance id refuses the request: (reason code, sentence), or None."""
@@ -100,10 +125,19 @@ class LoopGuardSpent:
         data = (metadata or {}).get(LOOP_GUARD_URI)
         if not isinstance(data, dict) or "spentTokens" not in data:
             return None
-        tokens, cost = data.get("spentTokens"), _decimal(data.get("spentCostUsd", "0"))
+        tokens, cost = _whole(data.get("spentTokens")), _decimal(data.get("spentCostUsd", "0"))
         if not _count(tokens) or cost is None or cost < 0:
             raise LoopGuardInvalid("spentTokens and spentCostUsd must be amounts from 0.")
         return cls(tokens=tokens, cost_usd=cost)
+
+
+def _whole(value: Any) -> Any:
+    """A whole number as an int, also when it arrives as a float (1.0): A2A metadata is a protobuf Struct, whose
+    numbers are doubles, so an SDK hands `"hops": 1` back as 1.0. Anything else is returned as it is (and refused by
+    the checks)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
 
 
 def _count(value: Any) -> bool:
@@ -126,3 +160,10 @@ def _decimal(value: Any) -> Decimal | None:
     if not amount.is_finite() or abs(amount) > 1_000_000:
         raise LoopGuardInvalid(f"{value!r} is not an amount.")
     return amount
+
+
+def _least(first: Any, second: Any) -> Any:
+    """The smaller of two limits, where None is no limit."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)

@@ -15,6 +15,7 @@ from typing import Any, assert_never
 from django.db import transaction
 from django.utils import timezone
 
+from agents.a2a_guard import LOOP_GUARD_URI, LoopGuard
 from agents.base import AgentResult, Outcome
 from agents.envelope import Envelope, SlipEntry
 from agents.payload import Payload
@@ -50,11 +51,13 @@ def run_start(
     trace_id: str,
     budget: dict[str, Any] | None = None,
     slip: list[SlipEntry] | None = None,
+    inbound_guard: LoopGuard | None = None,
 ) -> Run:
     """Record a run for a customer message and dispatch its first agents after commit.
 
     `budget` overrides the default limits for this run (keys as in `budgets.budget_defaults`);
-    `slip` replaces the initial routing slip (triage, then the planner).
+    `slip` replaces the initial routing slip (triage, then the planner); `inbound_guard` is the loop guard of the A2A
+    request the message came with (remote agent steps send it on, one hop further: `agents.remote`).
     """
     limits = budget_limits(budget)
     run = Run(
@@ -75,6 +78,8 @@ def run_start(
             history=message_history(conversation_id=conversation.id, limit=10)[:-1],
         ),
     )
+    if inbound_guard is not None:
+        envelope.payload["loop_guard"] = inbound_guard.to_metadata()[LOOP_GUARD_URI]
     run.start_envelope = envelope.to_dict()
     run.save(force_insert=True)
     transaction.on_commit(lambda: run_dispatch(run), robust=True)
