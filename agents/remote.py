@@ -236,7 +236,8 @@ class RemoteAgent(Agent):
             memo.put(asdict(call))
         state = TASK_STATES.get(reply.status.state, RemoteState.WORKING)
         where = f"{self.name}'s task {reply.id}"
-        why = get_message_text(reply.status.message) or "no reason given"
+        said = get_message_text(reply.status.message)
+        why = said or "no reason given"
         match state:
             case RemoteState.WORKING:
                 if call.polls < self.config.max_polls:
@@ -251,7 +252,7 @@ class RemoteAgent(Agent):
             case RemoteState.COMPLETED:
                 text = "\n".join(filter(None, (get_artifact_text(artifact) for artifact in reply.artifacts)))
                 metadata = MessageToDict(reply.metadata)
-                return self._answered(text or why, task_id=reply.id, metadata=metadata, latency_ms=latency_ms)
+                return self._answered(text or said, task_id=reply.id, metadata=metadata, latency_ms=latency_ms)
             case RemoteState.FAILED | RemoteState.CANCELED:
                 self._end(call, memo, state)
                 raise RemoteFailed(f"{where} ended {state.value}: {why}")

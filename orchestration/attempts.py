@@ -1,5 +1,6 @@
-"""A try of a step: the claimed try (`Attempt`), what the task wrapper does with a delivery (`StepStart`), and the
-attempt rows (one `StepAttempt` per try).
+"""A try of a step: the claimed try (`Attempt`), what the task wrapper does with a delivery (`StepStart`), what a try
+keeps on its step for the next (`AttemptMemo`, the agents' `StepMemo`), and the attempt rows (one `StepAttempt` per
+try).
 
 `orchestration.steps` makes these; `orchestration.runner` switches on `StepStart` with `typing.assert_never`.
 """
