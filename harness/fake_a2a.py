@@ -4,14 +4,17 @@ with a trivial, scripted agent executor. It stands in for another agent system (
 agent step (agents/remote.py) calls over real HTTP.
 
 Controlled from the test: `behaviour` is "answer" (completes at once with `answer`, reporting `spent_tokens` and
-`spent_cost` as a Switchboard does), "slow" (works for `slow_seconds`, then answers), "fail" (ends failed) or "input"
-(input-required). Its loop guard refuses, as a Switchboard's does, a request whose path already holds its
-`instance_id` or whose hops or budget are spent: the task ends rejected with the reason. `fail_next("500", ...)`
-answers the next A2A requests with those HTTP statuses; `send_delay` holds a SendMessage's answer after its task
-exists (a window to kill the caller in); `down()` stops the server (connections are refused) and `up()` starts it
-again on the same port (its tasks kept, as with a persistent store; tasks it was working on stay working, as after a
-crash). Like a Switchboard it deduplicates by message id: a message id seen before answers with its task, and no
-second task starts. Every request is recorded (`requests`: which A2A method, headers, body); the token it accepts is
+`spent_cost` as a Switchboard does), "slow" (works for `slow_seconds`, or until `release()`, then answers), "fail"
+(ends failed) or "input" (input-required). Its loop guard refuses, as a Switchboard's does, a request whose path
+already holds its `instance_id` or whose hops or budget are spent: the task ends rejected with the reason.
+
+Faults: `fail_next("500", ...)` answers the next A2A requests with those HTTP statuses; `send_delay` holds a
+SendMessage's answer after its task exists, `poll_delay` a GetTask's (windows to kill the caller in); `down()` stops
+the server (connections are refused) and `up()` starts it again on the same port (its tasks kept, as with a
+persistent store; tasks it was working on stay working, as after a crash).
+
+Like a Switchboard it deduplicates by message id: a message id seen before answers with its task, and no second task
+starts. Every request is recorded (`requests`: which A2A method, path, headers, body); the token it accepts is
 `token` (`Authorization: Token <token>`).
 """
 
@@ -94,7 +97,8 @@ class FakeA2A:
         """Default behaviour, no faults, nothing recorded."""
         with self._lock:
             self.behaviour, self.answer = "answer", "Our warranty desk says: the stove is covered for two years."
-            self.slow_seconds, self.send_delay = 2.0, 0.0
+            self.slow_seconds, self.send_delay, self.poll_delay = 2.0, 0.0, 0.0
+            self.released = threading.Event()
             self.spent_tokens, self.spent_cost = 120, "0.004200"
             self.requests.clear()
             self._faults.clear()
@@ -127,6 +131,10 @@ class FakeA2A:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = self._thread = None
+
+    def release(self) -> None:
+        """Let the tasks working ("slow") finish now."""
+        self.released.set()
 
     def fail_next(self, *statuses: str) -> None:
         """Answer the next A2A requests (not the card) with these HTTP statuses ("500", "503", ...)."""
@@ -185,6 +193,8 @@ class FakeA2A:
             return Response(f"fault {fault}", status_code=int(fault))
         if request.url.path.startswith("/a2a") and request.headers.get("authorization") != f"Token {self.token}":
             return JSONResponse({"error": "bad token"}, status_code=401)
+        if self.requests[-1].method == "GetTask":
+            await asyncio.sleep(self.poll_delay)
         return await call_next(request)
 
 
@@ -240,7 +250,9 @@ class _Executor(AgentExecutor):
         if refusal is not None:
             return
         if fake.behaviour == "slow":
-            await asyncio.sleep(fake.slow_seconds)
+            deadline = time.monotonic() + fake.slow_seconds
+            while time.monotonic() < deadline and not fake.released.is_set():
+                await asyncio.sleep(0.05)
         if fake.behaviour == "fail":
             await updater.failed(_say(updater, "the warranty database is unavailable"))
         elif fake.behaviour == "input":

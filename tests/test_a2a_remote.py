@@ -200,20 +200,34 @@ def test_a_remote_that_goes_down_mid_call_is_retried_then_the_run_goes_to_review
     assert ReviewItem.objects.get(run=run).status == "open"
 
 
-def test_a_worker_killed_while_sending_resumes_without_a_second_remote_task(fake, remote_stack, make_customer) -> None:
-    fake.send_delay = 2.0  # the remote has started the task; its answer is on its way when the worker dies
+def test_a_worker_killed_mid_send_and_mid_poll_resumes_with_one_remote_task(fake, remote_stack, make_customer) -> None:
+    # Killed once while its message is answered (the remote has started the task) and once while it polls; the
+    # remote task works until the test lets it finish.
+    fake.behaviour, fake.slow_seconds, fake.send_delay = "slow", 60, 1.5
     started = fake.tasks_started()
     run = run_with(make_customer()[0], trace_id=uuid.uuid4().hex)
     wait_for(lambda: fake.calls("SendMessage"), timeout=20)
-    step = wait_for(lambda: Step.objects.filter(run=run, agent="desk", status="running").first())
-    os.kill(int(step.attempts.get(status="running").worker.rpartition(":")[2]), signal.SIGKILL)
+    kill_the_try(run)
+    wait_for(lambda: len(fake.calls("SendMessage")) == 2, timeout=20)  # sent again by the next delivery
+    fake.poll_delay = 1.5
+    wait_for(lambda: fake.calls("GetTask"), timeout=20)
+    kill_the_try(run)
+    fake.poll_delay = 0.0
+    fake.release()
 
     run = run_wait(run.id, timeout=40)
     assert run.status == "completed", (run.reason, run.reason_detail)
     assert replies(run) == [ANSWER]
     sends = fake.calls("SendMessage")
-    assert len(sends) == 2 and len({sent_message(s)["messageId"] for s in sends}) == 1  # sent again, same id
-    assert fake.tasks_started() == started + 1  # one remote task
-    attempts = list(desk_step(run).attempts.all())
-    assert [a.status for a in attempts] == ["abandoned", "succeeded"]
-    assert remote_stack.process is not None and remote_stack.process.poll() is None  # the pool replaced its child
+    assert len(sends) == 2 and len({sent_message(s)["messageId"] for s in sends}) == 1  # the same message id
+    assert fake.tasks_started() == started + 1  # one remote task: the remote deduplicated the second send
+    step = desk_step(run)
+    statuses = [a.status for a in step.attempts.all()]
+    assert statuses.count("abandoned") == 2 and statuses[-1] == "succeeded" and step.lost == 2
+    assert remote_stack.process is not None and remote_stack.process.poll() is None  # the pool replaced its children
+
+
+def kill_the_try(run: Run) -> None:
+    """SIGKILL the pool process running the run's `desk` step."""
+    step = wait_for(lambda: Step.objects.filter(run=run, agent="desk", status="running").first())
+    os.kill(int(step.attempts.get(status="running").worker.rpartition(":")[2]), signal.SIGKILL)
