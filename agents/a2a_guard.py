@@ -78,6 +78,31 @@ class LoopGuard:
         cost = _decimal(data.get("costLeftUsd"))
         return cls(hops=hops, max_hops=max_hops, path=list(path), tokens_left=tokens, cost_left_usd=cost)
 
+    @classmethod
+    def forward(
+        cls,
+        inbound: LoopGuard | None,
+        *,
+        instance_id: str,
+        max_hops: int,
+        tokens_left: int | None,
+        cost_left_usd: Decimal | None,
+    ) -> LoopGuard:
+        """What a system sends when it delegates (a remote agent step, `agents.remote`): one hop more than the request
+        it is serving arrived with (`inbound`; None when the request started here: the first hop), itself added to the
+        path, the first sender's `maxHops` (`max_hops` when it is the first sender), and the smaller of what the
+        inbound request and its own run may still spend (never below zero)."""
+        if inbound is not None:
+            tokens_left = _least(inbound.tokens_left, tokens_left)
+            cost_left_usd = _least(inbound.cost_left_usd, cost_left_usd)
+        return cls(
+            hops=inbound.hops + 1 if inbound is not None else 1,
+            max_hops=inbound.max_hops if inbound is not None else max_hops,
+            path=[*(inbound.path if inbound is not None else []), instance_id],
+            tokens_left=max(tokens_left, 0) if tokens_left is not None else None,
+            cost_left_usd=max(cost_left_usd, Decimal(0)) if cost_left_usd is not None else None,
+        )
+
     def refusal(self, *, instance_id: str) -> tuple[str, str] | None:
         """Why a receiver with this instance id refuses the request: (reason code, sentence), or None. The codes are
         `REFUSAL_CODES`; the sentence names instance ids only (no content)."""
@@ -146,3 +171,10 @@ def _decimal(value: Any) -> Decimal | None:
     if not amount.is_finite() or abs(amount) > 1_000_000:
         raise LoopGuardInvalid(f"{value!r} is not an amount.")
     return amount
+
+
+def _least(first: Any, second: Any) -> Any:
+    """The smaller of two limits, where None is no limit."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)

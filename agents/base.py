@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from agents.envelope import Envelope, SlipEntry
 from agents.payload import Payload
@@ -75,6 +75,25 @@ class AgentResult:
     """Agents to visit next, before the rest of the slip (an agent handing work on)."""
 
 
+class StepMemo(Protocol):
+    """What one step keeps across its tries (the step record's `memo`), given to `Agent.handle_step` by the task
+    wrapper: for an agent whose work outlives one try (a remote agent's task, polled on later tries)."""
+
+    @property
+    def key(self) -> str:
+        """The step's key within its run ("<hop>.<agent>"): the same for every try and delivery of the step."""
+        ...
+
+    def get(self) -> dict[str, Any]:
+        """What the step's tries wrote so far ({} at first)."""
+        ...
+
+    def put(self, data: dict[str, Any]) -> None:
+        """Replace it; committed when this returns. Raises `PermanentError` when this try no longer holds the step
+        (another delivery took it over): the caller must not act on the world then."""
+        ...
+
+
 class Agent:
     """Base of every agent: a name, a version, a queue and `handle`.
 
@@ -96,6 +115,15 @@ class Agent:
     """A short agent that only uses the database: it runs inside one transaction with its step record
     (fewer round trips, and its writes commit exactly once with the step). Never for an agent that
     waits on the network or may run long: the run's row stays locked while it runs."""
+    review_when_exhausted: ClassVar[bool] = False
+    """When transient failures outlast `max_retries`, hand the run to a person (a review item, the last error's code
+    as its reason) instead of failing it; the message is dead-lettered either way. For an agent whose failure leaves
+    the customer's question unanswered but answerable by a person (a remote agent that is down)."""
 
     def handle(self, envelope: Envelope) -> AgentResult:
         raise NotImplementedError
+
+    def handle_step(self, envelope: Envelope, memo: StepMemo) -> AgentResult:
+        """What the task wrapper calls: `handle`, for agents that keep nothing across tries. An agent whose work
+        outlives a try overrides it and keeps its state in `memo` (not for `atomic` agents)."""
+        return self.handle(envelope)

@@ -46,8 +46,9 @@ def facts(text: str) -> set[str]:
 
 
 def sources_text(payload: Payload) -> str:
-    """Everything a reply may draw on: passages, the customer's account facts, tool results and the proposed
-    actions. Not the customer's message, nor the history: a customer's words are no source."""
+    """Everything a reply may draw on: passages, the customer's account facts, tool results, the proposed actions and
+    remote A2A agents' answers (a configured system's answer grounds its sentences; it backs no commitment:
+    `commitment_backed`). Not the customer's message, nor the history: a customer's words are no source."""
     parts = [f"{p['title']}. {p['section']}. {p['text']}" for p in payload.get("passages", [])]
     if payload.get("account"):
         parts.append(json.dumps(payload["account"]))
@@ -55,6 +56,7 @@ def sources_text(payload: Payload) -> str:
         parts.append(json.dumps(payload["tool_results"]))
     if payload.get("proposed_actions"):
         parts.append(json.dumps(payload["proposed_actions"]))
+    parts += [answer["text"] for answer in payload.get("remote_answers", {}).values()]
     return "\n".join(parts)
 
 

@@ -21,6 +21,8 @@ from conversations.selectors import Turn
 #: Writers that are not agents: the run's start (from the customer's message) and a review decision.
 RUN_START = "run start"
 REVIEW_DECISION = "review decision"
+#: The remote A2A agents, whatever their names (settings A2A_REMOTE_AGENTS; `agents.remote`).
+REMOTE_AGENTS = "remote agents"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,17 @@ class LLMFallback(TypedDict):
     """What was still wrong with the answer after the repair round."""
     fallback: str
     """What the agent did instead, in a few words."""
+
+
+class RemoteAnswer(TypedDict):
+    """What a remote A2A agent answered (`agents.remote`): its completed task's text, and where it came from."""
+
+    text: str
+    """The task's artifacts' text (else its final status message's, or the direct reply message's)."""
+    task_id: str
+    """The remote task's id ('' for a direct reply without a task)."""
+    card_url: str
+    """Where the remote agent's card is: which system answered."""
 
 
 class Approver(enum.StrEnum):
@@ -149,6 +162,25 @@ class Payload(TypedDict, total=False):
         ),
     ]
     review_item_id: Annotated[str, Key("The review item a decision came from.", (REVIEW_DECISION,), (), protected=True)]
+    loop_guard: Annotated[
+        dict[str, Any],
+        Key(
+            "The loop guard an A2A request arrived with (`agents.a2a_guard.LoopGuard`, as its metadata object): a "
+            "remote agent step extends its path and hops, so a request cannot loop back through us.",
+            (RUN_START,),
+            (REMOTE_AGENTS,),
+            protected=True,
+        ),
+    ]
+    remote_answers: Annotated[
+        dict[str, RemoteAnswer],
+        Key(
+            "Answers of remote A2A agents, by agent name: the responder passes the text on as the draft; the "
+            "validator checks it like any draft (it grounds sentences, it backs no commitment).",
+            (REMOTE_AGENTS,),
+            ("responder", "validator"),
+        ),
+    ]
     llm_fallbacks: Annotated[
         dict[str, LLMFallback],
         Key(

@@ -9,11 +9,17 @@ Fallback (for a plan still unusable after the repair round, and for one malforme
 the default plan for the intent, exactly as the offline planner decides (`planner_offline`: `TOOLS_SLIP` when the
 intent needs tools or the customer names an order, else `DEFAULT_SLIP`). So the planner never fails a run for what
 its model says.
+
+Remote A2A agents are put on the slip by configuration, never by the model (which cannot name them): when settings
+A2A_REMOTE_ROUTES maps the intent to a remote agent, `with_remote_agent` puts it just before the responder, which
+passes its answer on (the validator still checks it).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.conf import settings
 
 from agents import llm
 from agents.base import AgentResult
@@ -41,6 +47,15 @@ TOOL_INTENTS = ("refund", "order_status", "order_change", "human")
 def needs_tools(*, intent: str, order_ids: list[str]) -> bool:
     """Whether a plan must use the tools agent: the customer names an order, or the intent needs a tool."""
     return intent in TOOL_INTENTS or bool(order_ids)
+
+
+def with_remote_agent(slip: list[SlipEntry], *, intent: str) -> list[SlipEntry]:
+    """The slip with the remote A2A agent that answers this intent (settings A2A_REMOTE_ROUTES) just before the
+    responder; the slip as it is when no remote agent answers the intent."""
+    remote = settings.A2A_REMOTE_ROUTES.get(intent)
+    if remote is None or remote in slip or slip[-len(PLAN_END) :] != PLAN_END:
+        return slip
+    return [*slip[: -len(PLAN_END)], remote, *PLAN_END]
 
 
 def planner_offline(variables: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +148,7 @@ class Planner(LLMAgent):
         }
 
     def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
-        slip: list[SlipEntry] = data["slip"]
+        slip = with_remote_agent(data["slip"], intent=envelope.payload.get("intent", "other"))
         return AgentResult(payload={"plan": slip}, slip=slip)
 
     def fallback(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:

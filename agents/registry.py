@@ -1,4 +1,5 @@
-"""The agent registry: every agent, by name. Adding an agent is one module and one line here."""
+"""The agent registry: every agent, by name. Adding an agent is one module and one line here (a remote A2A agent: one
+entry of settings A2A_REMOTE_AGENTS)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,15 @@ AGENT_CLASSES = (
 def agents_all() -> dict[str, Agent]:
     """Every registered agent by name (instances are stateless and shared).
 
-    `settings.EXTRA_AGENTS` adds agents from elsewhere (the test suite's fault agents).
+    `settings.EXTRA_AGENTS` adds agents from elsewhere (the test suite's fault agents), and every remote A2A agent
+    of `settings.A2A_REMOTE_AGENTS` is one (`agents.remote`: configuration, no module of its own).
     """
     agents = [import_string(path)() for path in (*AGENT_CLASSES, *settings.EXTRA_AGENTS)]
+    if settings.A2A_REMOTE_AGENTS:
+        # Imported only when configured: the A2A client (httpx, protobuf) costs every process a third of a second.
+        from agents.remote import remote_agents
+
+        agents += remote_agents()
     names = [agent.name for agent in agents]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

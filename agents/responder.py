@@ -11,6 +11,10 @@ support team is checking and will reply; the reviewer writes the reply). An answ
 JSON, not the schema) fails the try (`LLMMalformedOutput`): it is retried like a provider error, and after the
 step's retries dead-lettered with the raw answers — a model or configuration fault for operators, not a question
 for a reviewer.
+
+A remote A2A agent's answer (`remote_answers`, `agents.remote`) is the reply: the responder passes its text on as the
+draft, asking no model (the remote system drafted it; the validator checks it like any draft). An empty answer is no
+answer: the responder drafts as usual.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from agents.grounding import reply_body, sentences
 from agents.knowledge import query_terms, tokenize
 from agents.llm.agent import LLMAgent
 from agents.llm.base import LLMRejected
+from agents.payload import Payload
 
 MAX_SENTENCES = 3
 #: The run's reason when no usable reply came: a person writes it.
@@ -116,12 +121,24 @@ PROMPT = llm.Prompt(
 )
 
 
+def remote_reply(payload: Payload) -> str:
+    """The remote agents' answers as one reply ('' when none answered with text)."""
+    answers = payload.get("remote_answers", {})
+    return "\n\n".join(text for answer in answers.values() if (text := answer["text"].strip()))
+
+
 class Responder(LLMAgent):
     name = "responder"
     version = "3"
     prompt = PROMPT
     fallback_doc = "no reply: the run goes to a person (reply_unusable)"
     fresh_asks = 1
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        reply = remote_reply(envelope.payload)
+        if reply:
+            return AgentResult(payload={"draft": reply, "draft_sources": []})
+        return super().handle(envelope)
 
     def prompt_variables(self, envelope: Envelope) -> dict[str, Any]:
         payload = envelope.payload

@@ -134,11 +134,10 @@ def llm_verdict(payload: Payload, draft: str, actions: list[Any]) -> tuple[list[
 
     A verdict still unusable after the repair round is asked for once more afresh (where answers vary) before the
     fallback; one still malformed then fails the try (`LLMMalformedOutput`: retried like a provider error)."""
-    variables = {
-        "reply": draft,
-        "actions": actions,
-        "sources": {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})},
-    }
+    sources: dict[str, Any] = {"passages": payload.get("passages", []), "tools": payload.get("tool_results", {})}
+    if payload.get("remote_answers"):
+        sources["remote_agents"] = payload["remote_answers"]
+    variables = {"reply": draft, "actions": actions, "sources": sources}
     response = llm.complete(PROMPT, variables, agent=Validator.name)
     spent = [response.usage]
     if isinstance(response, LLMRejected) and llm.answers_vary():

@@ -1,5 +1,6 @@
-"""A try of a step: the claimed try (`Attempt`), what the task wrapper does with a delivery (`StepStart`), and the
-attempt rows (one `StepAttempt` per try).
+"""A try of a step: the claimed try (`Attempt`), what the task wrapper does with a delivery (`StepStart`), what a try
+keeps on its step for the next (`AttemptMemo`, the agents' `StepMemo`), and the attempt rows (one `StepAttempt` per
+try).
 
 `orchestration.steps` makes these; `orchestration.runner` switches on `StepStart` with `typing.assert_never`.
 """
@@ -13,6 +14,13 @@ from typing import Any
 from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
 from orchestration.models import Step, StepAttempt
 from project.errors import PermanentError
+
+
+class MemoLost(PermanentError):
+    """This try no longer holds its step (another delivery took it over, or the step ended): it may not write the
+    step's memo, nor act on what it would have written."""
+
+    code = "memo_lost"
 
 
 def step_key(hop: int, agent_name: str) -> str:
@@ -76,6 +84,48 @@ class AtomicTryFailed(Exception):
 def exhausted_error(agent_name: str, attempts: int) -> PermanentError:
     """Why a step whose every try died mid-step was given up (its step's error and the dead letter's)."""
     return PermanentError(f"{agent_name} died mid-step on every one of {attempts} tries.")
+
+
+@dataclass(frozen=True)
+class AttemptMemo:
+    """A leased try's `agents.base.StepMemo`: the step record's `memo`, written only while the try holds the step.
+
+    Each `put` is one conditional UPDATE, committed at once (the try holds no transaction while its agent runs): the
+    step must still be running this try. A delivery that took the step over (the lease ran out, the worker was taken
+    for dead) bumped its attempt number first, so the old try's write matches nothing and raises `MemoLost`."""
+
+    attempt: Attempt
+
+    @property
+    def key(self) -> str:
+        return Step.objects.filter(id=self._step_id).values_list("key", flat=True).get()
+
+    def get(self) -> dict[str, Any]:
+        return dict(Step.objects.filter(id=self._step_id).values_list("memo", flat=True).get() or {})
+
+    def put(self, data: dict[str, Any]) -> None:
+        holding = Step.objects.filter(id=self._step_id, status=Step.Status.RUNNING, attempt=self.attempt.number)
+        if not holding.update(memo=data):
+            raise MemoLost(f"try {self.attempt.number} of step {self.attempt.step_id} no longer holds its step.")
+
+    @property
+    def _step_id(self) -> int:
+        if self.attempt.step_id is None:
+            raise AssertionError("a leased try's step is written when it starts")
+        return self.attempt.step_id
+
+
+@dataclass(frozen=True)
+class NoMemo:
+    """An atomic try's `agents.base.StepMemo`: its step is written once, with its result, so it keeps nothing."""
+
+    key: str
+
+    def get(self) -> dict[str, Any]:
+        return {}
+
+    def put(self, data: dict[str, Any]) -> None:
+        raise PermanentError("an atomic agent keeps nothing across tries (its step is written once, with its result).")
 
 
 # --- Attempt rows --------------------------------------------------------------------------

@@ -117,6 +117,9 @@ class Step(models.Model):
     # Tries lost with their worker process (killed, crashed, cut off): more than STEP_MAX_LOST and the message is
     # poison (it takes its worker down every time): the step is given up, dead-lettered with the evidence.
     lost = models.PositiveIntegerField(default=0)
+    # What an agent keeps across the step's tries (`agents.base.StepMemo`): a remote agent's message id, written before
+    # it is sent, and the remote task it polls. Written only by the try that holds the step; staff only.
+    memo = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["hop", "id"]

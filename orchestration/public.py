@@ -80,6 +80,15 @@ RUN_REASONS: dict[str, PublicReason] = {
     "stuck": PublicReason.IN_REVIEW,
     # The model's circuit breaker is open.
     "llm_unavailable": PublicReason.IN_REVIEW,
+    # A remote A2A agent (agents.remote) refused the request (its loop guard), asked for input or authentication,
+    # did not finish within its polls, or could not be reached through its retries; or any agent that hands its run
+    # to a person when its retries run out (`Agent.review_when_exhausted`).
+    "remote_rejected": PublicReason.IN_REVIEW,
+    "remote_input_required": PublicReason.IN_REVIEW,
+    "remote_auth_required": PublicReason.IN_REVIEW,
+    "remote_timed_out": PublicReason.IN_REVIEW,
+    "remote_unavailable": PublicReason.IN_REVIEW,
+    "agent_unavailable": PublicReason.IN_REVIEW,
     "customer_asked_for_person": PublicReason.PERSON_REQUESTED,
     "timed_out": PublicReason.DELAYED,
     "agent_failed": PublicReason.FAILED,

@@ -24,7 +24,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from agents.base import Agent, AgentResult, Outcome, Queue
+from agents.base import Agent, AgentResult, Outcome, Queue, StepMemo
 from agents.envelope import Envelope, SlipEntry, envelopes_merge
 from agents.payload import payload_write_problems
 from agents.registry import agent_get
@@ -32,8 +32,11 @@ from orchestration import steps
 from orchestration.attempts import (
     AtomicTryFailed,
     Attempt,
+    AttemptMemo,
     Done,
+    NoMemo,
     Proceed,
+    error_text,
     exhausted_error,
     step_key,
 )
@@ -41,7 +44,15 @@ from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from orchestration.pipeline import FlowControl, canvas_for
-from project.errors import InvalidEnvelope, PermanentError, Postponed, RunHalted, TransientError
+from project.errors import (
+    InvalidEnvelope,
+    PermanentError,
+    PollLater,
+    Postponed,
+    RunHalted,
+    SwitchboardError,
+    TransientError,
+)
 from project.ids import uuid_or_none
 from project.tracing import trace_set
 
@@ -139,7 +150,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
                     agent=agent,
                     task_id=task_id,
                     worker=worker,
-                    execute=lambda: _handle(agent, envelope),
+                    execute=lambda: _handle(agent, envelope, NoMemo(key)),
                 )
             )
         else:
@@ -208,7 +219,7 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
         # so that many threads waiting on LLMs need few connections.
         connection.close()
     try:
-        result, after, control = _handle(delivery.agent, delivery.envelope)
+        result, after, control = _handle(delivery.agent, delivery.envelope, AttemptMemo(attempt))
     except Exception as exc:  # noqa: BLE001  (classified by _failed: retried, escalated, or dead-lettered and re-raised)
         return _failed(delivery, attempt, exc)
     try:
@@ -242,8 +253,8 @@ def _with_database(action: Callable[[], T]) -> T:
             time.sleep(1.0)
 
 
-def _handle(agent: Agent, envelope: Envelope) -> tuple[AgentResult, Envelope, FlowControl]:
-    result = agent.handle(envelope)
+def _handle(agent: Agent, envelope: Envelope, memo: StepMemo) -> tuple[AgentResult, Envelope, FlowControl]:
+    result = agent.handle_step(envelope, memo)
     after, control = envelope_after(envelope, agent.name, result)
     return result, after, control
 
@@ -262,11 +273,11 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
     delivery has the step, the run stopped) leaves no trace: the error is raised as it is."""
     task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
 
-    def fail(retry_in: float | None, reason: str = "", postponed: bool = False) -> None:
+    def fail(retry_in: float | None, reason: str = "", postponed: bool = False, error: Exception = exc) -> None:
         def record() -> bool:
             with transaction.atomic():
                 recorded = steps.step_fail(
-                    attempt=attempt, error=exc, retry_in=retry_in, postponed=postponed, envelope=envelope, agent=agent
+                    attempt=attempt, error=error, retry_in=retry_in, postponed=postponed, envelope=envelope, agent=agent
                 )
                 if recorded and reason:
                     _dead_letter(task, delivery.incoming, reason, exc, envelope, delivery.step_key)
@@ -282,7 +293,8 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
         # Not this try's fault (the LLM's breaker is open): wait, using up no retry; the deadline bounds the wait.
         countdown = retry_countdown(1, exc.retry_after)
         fail(retry_in=countdown, postponed=True)
-        logger.warning("postponed for %.1fs: %s", countdown, exc)
+        # Polling work under way elsewhere (a remote agent's task) is the normal course, not a warning.
+        (logger.info if isinstance(exc, PollLater) else logger.warning)("postponed for %.1fs: %s", countdown, exc)
         raise Ignore()
     if isinstance(exc, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         if attempt.tries <= agent.max_retries:
@@ -292,6 +304,13 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
             logger.warning("transient failure (attempt %d), retrying in %.1fs: %s", attempt.tries, countdown, exc)
             raise Ignore()
         logger.error("step failed after %d attempts: %s", attempt.tries, exc)
+        if agent.review_when_exhausted:
+            # A person answers instead (the agent's choice, `Agent.review_when_exhausted`); the dead letter stays. The
+            # try is recorded as the halt it ends in (RunHalted, its text naming the last error).
+            code = exc.code if isinstance(exc, SwitchboardError) else "agent_unavailable"
+            halted = RunHalted(f"{agent.name} gave up after {attempt.number} attempts: {error_text(exc)}", code=code)
+            fail(retry_in=None, reason="retries_exhausted", error=halted)
+            return _stop(task, envelope.to_dict())
         fail(retry_in=None, reason="retries_exhausted")
         raise PermanentError(f"{agent.name} gave up after {attempt.number} attempts: {exc}") from exc
     if isinstance(exc, RunHalted):

@@ -57,7 +57,9 @@ def run_start(
     """Record a run for a customer message and dispatch its first agents after commit.
 
     `budget` overrides the default limits for this run (keys as in `budgets.budget_defaults`);
-    `slip` replaces the initial routing slip (triage, then the planner).
+    `slip` replaces the initial routing slip (triage, then the planner); `a2a_guard` is the loop guard of the A2A
+    request the message came with (`LoopGuard.to_json()`), kept on the run and in the payload: remote agent steps send
+    it on, one hop further (`agents.remote`).
     """
     limits = budget_limits(budget)
     run = Run(
@@ -79,6 +81,8 @@ def run_start(
             history=message_history(conversation_id=conversation.id, limit=10)[:-1],
         ),
     )
+    if a2a_guard is not None:
+        envelope.payload["loop_guard"] = a2a_guard
     run.start_envelope = envelope.to_dict()
     run.save(force_insert=True)
     transaction.on_commit(lambda: run_dispatch(run), robust=True)

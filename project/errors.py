@@ -71,6 +71,13 @@ class Postponed(TransientError):
     code = "postponed"
 
 
+class PollLater(Postponed):
+    """The work is under way elsewhere (a remote agent's task): the step asks again after `retry_after`, as a new try
+    sent by the supervisor, using up no retry; no worker waits meanwhile. The agent bounds how often it polls."""
+
+    code = "poll_later"
+
+
 class PermanentError(SwitchboardError):
     """A failure that retrying cannot fix: the message goes to the dead letters."""
 

@@ -16,7 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from project.env import env_bool, env_float, env_int, env_list, env_str
-from project.settings_a2a import *  # noqa: F403  # the A2A server, likewise
+from project.settings_a2a import *  # noqa: F403  # A2A: the server, the instance id, remote agents as steps
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
 
@@ -351,6 +351,8 @@ LOGGING = {
         # The openai client logs request options at DEBUG: keep it at INFO and above.
         "openai": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
+        # The A2A client logs whole agent cards at INFO, on every fetch.
+        "a2a": {"level": "WARNING"},
     },
 }
 

@@ -13,9 +13,11 @@ reach the logs, Flower or Sentry: messages carry a summary as `argsrepr`.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import logging
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -67,6 +69,26 @@ def trace_clear() -> None:
         var.set(None)
 
 
+# --- W3C trace context for outbound requests ----------------------------------------------------
+
+_W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def trace_id_w3c(trace_id: str) -> str:
+    """A trace id as a W3C trace id: as it is when it came from a traceparent (32 lower-case hex digits, not all zero),
+    else a stable one derived from it (the mapping is logged, so that the two can be matched)."""
+    if _W3C_TRACE_ID.match(trace_id) and trace_id.strip("0"):
+        return trace_id
+    derived = hashlib.sha256(trace_id.encode()).hexdigest()[:32]
+    logging.getLogger(__name__).info("trace id %s is sent on as the W3C trace id %s", trace_id, derived)
+    return derived
+
+
+def traceparent(trace_id: str) -> str:
+    """A W3C traceparent header for one outbound request (a remote agent's): the trace id, a new span id, sampled."""
+    return f"00-{trace_id_w3c(trace_id)}-{secrets.token_hex(8)}-01"
+
+
 # --- Logging -------------------------------------------------------------------------
 
 
@@ -102,7 +124,8 @@ def secrets_mask(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 def known_secrets() -> tuple[str, ...]:
     candidates = (getattr(settings, "OPENAI_API_KEY", ""), settings.SECRET_KEY, getattr(settings, "SENTRY_DSN", ""))
-    return tuple(secret for secret in candidates if secret)
+    remote_tokens = tuple(agent["token"] for agent in getattr(settings, "A2A_REMOTE_AGENTS", {}).values())
+    return tuple(secret for secret in (*candidates, *remote_tokens) if secret)
 
 
 class RedactSecretsFilter(logging.Filter):

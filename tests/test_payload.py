@@ -7,6 +7,7 @@ import pytest
 from agents.base import AgentResult
 from agents.payload import (
     PAYLOAD_KEYS,
+    REMOTE_AGENTS,
     REVIEW_DECISION,
     Approval,
     Approver,
@@ -26,17 +27,20 @@ def test_every_key_says_what_it_is_and_who_writes_it() -> None:
         assert key.doc.strip(), name
         # A key nobody writes any more (kept to read old envelopes) must be protected: nobody may write it.
         assert key.writers or key.protected, name
-        # Writers are registered agents or one of the two writers that are not agents.
-        assert set(key.writers) <= agents | {REVIEW_DECISION, "run start"}, name
+        # Writers are registered agents, one of the two writers that are not agents, or the remote A2A agents
+        # (configured, whatever their names: agents.remote).
+        assert set(key.writers) <= agents | {REVIEW_DECISION, "run start", REMOTE_AGENTS}, name
 
 
 def test_the_security_relevant_keys_are_protected() -> None:
     protected = {name for name, key in PAYLOAD_KEYS.items() if key.protected}
-    assert protected == {"approved_actions", "approval", "approved_by", "reply_role", "review_item_id"}
+    assert protected == {"approved_actions", "approval", "approved_by", "reply_role", "review_item_id", "loop_guard"}
     assert PAYLOAD_KEYS["approved_by"].writers == ()
     assert PAYLOAD_KEYS["approved_actions"].writers == ("validator", REVIEW_DECISION)
     for name in ("approval", "reply_role", "review_item_id"):
         assert PAYLOAD_KEYS[name].writers == (REVIEW_DECISION,), name
+    # The path an A2A request came by: no agent may rewrite it (a loop would go unseen).
+    assert PAYLOAD_KEYS["loop_guard"].writers == ("run start",)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +55,7 @@ def test_the_security_relevant_keys_are_protected() -> None:
         ("validator", "approved_by", False),
         ("tools", "approved_by", False),
         ("responder", "draft", True),
+        ("planner", "loop_guard", False),
         ("responder", "not_a_documented_key", True),
     ],
 )

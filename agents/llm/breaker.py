@@ -1,10 +1,12 @@
-"""A circuit breaker per provider and model, its state in Redis (shared by every worker).
+"""A circuit breaker per remote dependency, its state in Redis (shared by every worker): per LLM provider and model
+(`openai:<model>`), and per remote A2A agent (`a2a:<name>`, agents/remote.py).
 
-closed: calls go through; consecutive failures are counted. After
-LLM_BREAKER_FAILURES in a row it opens: calls fail at once with LLMCircuitOpen
-(no request is sent) for LLM_BREAKER_COOLDOWN_SECONDS. Then it is half-open:
-one caller at a time is let through as a probe; success closes it, failure
-opens it again.
+closed: calls go through; consecutive failures are counted. After `threshold`
+(LLM_BREAKER_FAILURES by default) in a row it opens: calls fail at once with its
+`open_error` (LLMCircuitOpen by default; a `Postponed` error: the step waits, using
+up no retry; no request is sent) for `cooldown` seconds (LLM_BREAKER_COOLDOWN_SECONDS).
+Then it is half-open: one caller at a time is let through as a probe; success closes
+it, failure opens it again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.conf import settings
 
 from agents.llm.errors import LLMCircuitOpen
 from project.caching import redis_client
+from project.errors import Postponed
 
 KEY_PREFIX = "switchboard:breaker:"
 # State outlives any cool-down but not forever.
@@ -23,29 +26,42 @@ STATE_TTL_SECONDS = 24 * 3600
 
 
 class CircuitBreaker:
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        threshold: int | None = None,
+        cooldown: float | None = None,
+        call_seconds: float | None = None,
+        open_error: type[Postponed] = LLMCircuitOpen,
+    ) -> None:
+        """`name` is the dependency's key (`openai:gpt-4o-mini`, `a2a:warranty_desk`); `threshold` and `cooldown`
+        default to the LLM's settings; `call_seconds` is the longest a call may take (a probe that never reports back
+        frees its slot after twice that), by default LLM_TIMEOUT_SECONDS; `open_error` is what a paused call raises."""
         self.name = name
         self.key = KEY_PREFIX + name
         self.probe_key = self.key + ":probe"
         self.client = redis_client(settings.REDIS_URL)
-        self.threshold = settings.LLM_BREAKER_FAILURES
-        self.cooldown = settings.LLM_BREAKER_COOLDOWN_SECONDS
+        self.threshold = threshold if threshold is not None else settings.LLM_BREAKER_FAILURES
+        self.cooldown = cooldown if cooldown is not None else settings.LLM_BREAKER_COOLDOWN_SECONDS
+        self.call_seconds = call_seconds if call_seconds is not None else settings.LLM_TIMEOUT_SECONDS
+        self.open_error = open_error
 
     def before_call(self) -> bool:
-        """Raise LLMCircuitOpen if calls are paused; return True if this call is the half-open probe."""
+        """Raise `open_error` if calls are paused; return True if this call is the half-open probe."""
         data = self.client.hgetall(self.key)
         if data.get(b"state") != b"open":
             return False
         waited = time.time() - float(data.get(b"opened_at", b"0"))
         if waited < self.cooldown:
-            raise LLMCircuitOpen(
+            raise self.open_error(
                 f"{self.name} failed {self.threshold} times in a row; calls are paused for "
                 f"{self.cooldown - waited:.0f} more seconds.",
                 retry_after=self.cooldown - waited + random.uniform(0, 1),
             )
-        probe_ttl = int(settings.LLM_TIMEOUT_SECONDS * 2) + 5
+        probe_ttl = int(self.call_seconds * 2) + 5
         if not self.client.set(self.probe_key, "1", nx=True, ex=probe_ttl):
-            raise LLMCircuitOpen(
+            raise self.open_error(
                 f"{self.name} is being probed after failures; calls are paused until it answers.",
                 retry_after=random.uniform(1, 3),
             )
