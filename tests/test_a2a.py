@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -16,16 +15,25 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from a2a.client import A2ACardResolver, ClientConfig, ClientFactory, create_client
+from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.types import a2a_pb2 as a2a
 from django.conf import settings as django_settings
 
-from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
 from orchestration.models import Run
+from tests.a2a_support import (
+    GUARD,
+    client_for,
+    client_for_url,
+    jsonrpc,
+    message_params,
+    run,
+    switchboard,
+    user_message,
+    v03_python_make,
+)
 from tests.conftest import ROOT_DIR as ROOT
-from tests.conftest import WORKER_ENV, broker_reset, llm_env
+from tests.conftest import llm_env
 
-GUARD = "urn:switchboard:a2a:loop-guard:v1"
 INSTANCE_ID = "switchboard-test-a"
 
 pytestmark = [pytest.mark.e2e]
@@ -33,45 +41,21 @@ pytestmark = [pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def a2a_stack(database_url: str, fake_server: Any) -> Iterator[dict[str, Any]]:
-    """Two web processes behind one PUBLIC_BASE_URL (the first's), a worker and a supervisor; the agents' model is the
-    fake OpenAI-compatible server, whose latency a test can raise to keep a run in flight."""
-    broker_reset()
-    port = free_port()
+    """Two web processes of one Switchboard, a worker and a supervisor; the agents' model is the fake
+    OpenAI-compatible server, whose latency a test can raise to keep a run in flight."""
     env = {
-        **WORKER_ENV,
         **llm_env(fake_server),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "A2A_BLOCKING_WAIT_SECONDS": "20",
         "A2A_INSTANCE_ID": INSTANCE_ID,
         "SSE_POLL_SECONDS": "0.5",
     }
-    first = web_server(database_url, env=env, port=port).start()
-    second = web_server(database_url, env=env).start()
-    worker = WorkerProcess(database_url, name="a2a", env=env).start()
-    supervisor = SupervisorProcess(database_url, env=env).start()
-    yield {"url": first.url, "other_url": second.url, "fake": fake_server}
-    supervisor.stop()
-    worker.stop()
-    second.stop()
-    first.stop()
+    with switchboard(database_url, env, webs=2) as (url, other_url):
+        yield {"url": url, "other_url": other_url, "fake": fake_server}
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout=60))
-
-
-def user_message(text: str, *, context_id: str = "", message_id: str | None = None) -> a2a.Message:
-    return a2a.Message(
-        message_id=message_id or uuid.uuid4().hex,
-        context_id=context_id,
-        role=a2a.ROLE_USER,
-        parts=[a2a.Part(text=text)],
-    )
-
-
-async def client_for(url: str, token: str, *, streaming: bool = False, polling: bool = False) -> Any:
-    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    return await create_client(url, client_config=ClientConfig(httpx_client=http, streaming=streaming, polling=polling))
+@pytest.fixture(scope="session")
+def v03_python() -> str:
+    return v03_python_make()
 
 
 def test_the_card_is_public_and_absolute(a2a_stack) -> None:
@@ -116,24 +100,6 @@ def fake_llm(a2a_stack) -> Iterator[Any]:
     fake.latency = 0.0
     yield fake
     fake.latency = 0.0
-
-
-async def jsonrpc(
-    url: str, token: str | None, method: str, params: Any, *, version: str = "1.0", **headers: str
-) -> httpx.Response:
-    """A raw JSON-RPC call (for what a well-behaved client never sends)."""
-    sent = {"A2A-Version": version, **headers} if version else dict(headers)
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient(timeout=30) as http:
-        return await http.post(
-            url + "/a2a/jsonrpc", json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params}, headers=sent
-        )
-
-
-def message_params(text: str, **extra: Any) -> dict[str, Any]:
-    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}], **extra}
-    return {"message": message}
 
 
 def test_return_immediately_then_get_task_until_it_ends(a2a_stack, fake_llm, make_customer) -> None:
@@ -218,16 +184,6 @@ def test_resubscribe_through_another_web_process(a2a_stack, fake_llm, make_custo
     assert task.status.state != a2a.TASK_STATE_COMPLETED
     states = [e.status_update.status.state for e in events if e.WhichOneof("payload") == "status_update"]
     assert states[-1] == a2a.TASK_STATE_COMPLETED
-
-
-def client_for_url(url: str, token: str, card: Any) -> Any:
-    """A client for a card whose interfaces are pointed at `url` (another web process of the same deployment)."""
-    patched = a2a.AgentCard()
-    patched.CopyFrom(card)
-    for interface in patched.supported_interfaces:
-        interface.url = interface.url.replace(interface.url.split("/a2a/")[0], url)
-    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    return ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(patched)
 
 
 def test_isolation_and_bad_input_are_clear_errors_and_store_nothing(a2a_stack, fake_llm, make_customer) -> None:
@@ -345,22 +301,6 @@ def test_traceparent_is_honoured(a2a_stack, fake_llm, make_customer) -> None:
     params["configuration"] = {"returnImmediately": True}
     task = run(jsonrpc(a2a_stack["url"], token, "SendMessage", params, traceparent=f"00-{trace_id}-{'ab' * 8}-01"))
     assert Run.objects.get(id=task.json()["result"]["task"]["id"]).trace_id == trace_id
-
-
-V03_SDK = "a2a-sdk==0.3.26"
-
-
-@pytest.fixture(scope="session")
-def v03_python() -> str:
-    """A virtualenv with the v0.3 a2a-sdk (made once, kept in .run/ for the next session of tests)."""
-    venv = ROOT / ".run" / "a2a-sdk-0.3"
-    python = venv / "bin" / "python"
-    stamp = venv / "installed.txt"
-    if not (python.exists() and stamp.exists() and stamp.read_text() == V03_SDK):
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", V03_SDK], check=True, timeout=600)
-        stamp.write_text(V03_SDK)
-    return str(python)
 
 
 def test_a_v03_client_speaks_to_the_same_server(a2a_stack, fake_llm, make_customer, v03_python) -> None:

@@ -86,7 +86,12 @@ def run_with(customer: Any, *, trace_id: str, guard: LoopGuard | None = None) ->
         message, _ = message_create(
             conversation_id=conversation.id, role=Message.Role.CUSTOMER, content="How long does shipping take?"
         )
-        return run_start(conversation=conversation, message=message, trace_id=trace_id, inbound_guard=guard)
+        return run_start(
+            conversation=conversation,
+            message=message,
+            trace_id=trace_id,
+            a2a_guard=guard.to_json() if guard is not None else None,
+        )
 
 
 def sent_message(request: Recorded) -> dict[str, Any]:
