@@ -27,7 +27,7 @@ from datetime import datetime
 from a2a.types import a2a_pb2 as a2a
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agents.a2a_guard import REFUSAL_CODES, LoopGuardSpent
+from agents.a2a_guard import LOOP_GUARD_URI, REFUSAL_CODES, LoopGuardSpent
 from conversations.models import Message
 from orchestration.models import Run
 from orchestration.public import public_reason_of
@@ -89,8 +89,13 @@ def task_from_view(
     if history_length is not None:
         history = history[-history_length:] if history_length > 0 else []
     task.history.extend(history)
+    guard: dict[str, object] = {}
     if report_spent or run.a2a_guard is not None:
-        task.metadata.update(LoopGuardSpent(tokens=run.tokens_used, cost_usd=run.cost_usd).to_metadata())
+        guard.update(LoopGuardSpent(tokens=run.tokens_used, cost_usd=run.cost_usd).to_metadata()[LOOP_GUARD_URI])
+    if task.status.state == a2a.TASK_STATE_REJECTED:
+        guard["refused"] = run.reason  # the sender's step reads why (agents.a2a_guard.refusal_of)
+    if guard:
+        task.metadata.update({LOOP_GUARD_URI: guard})
     return task
 
 
@@ -102,7 +107,7 @@ def task_status(view: TaskView) -> a2a.TaskStatus:
     if state == a2a.TASK_STATE_COMPLETED and view.reply is not None:
         text = view.reply.content
     elif state == a2a.TASK_STATE_REJECTED:
-        text = f"Rejected ({run.reason}): {run.reason_detail}"
+        text = f"Rejected: {run.reason_detail}"
     else:
         reason = public_reason_of(status=run.status, reason=run.reason)
         text = reason["message"] if reason else ""

@@ -178,3 +178,11 @@ def _least(first: Any, second: Any) -> Any:
     if first is None or second is None:
         return second if first is None else first
     return min(first, second)
+
+
+def refusal_of(metadata: dict[str, Any] | None) -> str | None:
+    """The loop guard's reason code a rejected task carries in its metadata (`{"refused": code}` under our key), if
+    it is one of ours."""
+    data = (metadata or {}).get(LOOP_GUARD_URI)
+    code = data.get("refused") if isinstance(data, dict) else None
+    return code if code in REFUSAL_CODES else None

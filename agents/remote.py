@@ -36,7 +36,7 @@ import httpx
 from a2a.client import A2ACardResolver, Client, ClientCallContext, ClientConfig, ClientFactory
 from a2a.client.errors import A2AClientTimeoutError, AgentCardResolutionError
 from a2a.extensions.common import HTTP_EXTENSION_HEADER
-from a2a.helpers import get_artifact_text, get_message_text, new_data_part, new_text_part
+from a2a.helpers import get_artifact_text, get_message_text, new_text_part
 from a2a.types.a2a_pb2 import (
     AgentCard,
     CancelTaskRequest,
@@ -53,47 +53,23 @@ from a2a.utils.errors import A2AError, InternalError
 from django.conf import settings
 from google.protobuf.json_format import MessageToDict
 
-from agents.a2a_guard import LOOP_GUARD_URI, LoopGuard, LoopGuardInvalid, LoopGuardSpent
+from agents.a2a_guard import LOOP_GUARD_URI, LoopGuard, LoopGuardInvalid, LoopGuardSpent, refusal_of
 from agents.base import MICRO_USD, Agent, AgentResult, Queue, StepMemo, Usage
 from agents.envelope import Envelope
 from agents.llm.breaker import CircuitBreaker
 from agents.payload import RemoteAnswer
-from project.errors import PermanentError, PollLater, Postponed, RunHalted, SwitchboardError, TransientError
+from agents.remote_errors import (
+    RemoteCircuitOpen,
+    RemoteFailed,
+    RemoteHalted,
+    RemotePending,
+    RemoteRefused,
+    RemoteUnavailable,
+)
+from project.errors import PermanentError, SwitchboardError
 from project.tracing import traceparent
 
 logger = logging.getLogger(__name__)
-
-
-class RemoteUnavailable(TransientError):
-    """The remote agent could not be reached, timed out or answered 5xx: retried with backoff."""
-
-    code = "remote_unavailable"
-
-
-class RemoteCircuitOpen(Postponed):
-    """The remote agent failed repeatedly; calls to it are paused: the step waits for the breaker's cool-down."""
-
-    code = "remote_unavailable"
-
-
-class RemotePending(PollLater):
-    """The remote task is still working: polled again after poll_seconds."""
-
-    code = "remote_pending"
-
-
-class RemoteFailed(PermanentError):
-    """The remote task failed or was cancelled, or the remote refused the request (HTTP 4xx, a protocol error: a
-    configuration to fix): retrying the same request will not help."""
-
-    code = "remote_failed"
-
-
-class RemoteHalted(RunHalted):
-    """The remote rejected the request, needs input or authentication, or did not finish in time: a person takes
-    over (the code says which)."""
-
-    code = "remote_rejected"
 
 
 class RemoteState(enum.StrEnum):
@@ -258,7 +234,9 @@ class RemoteAgent(Agent):
                 raise RemoteFailed(f"{where} ended {state.value}: {why}")
             case RemoteState.REJECTED:
                 self._end(call, memo, state)
-                raise RemoteHalted(f"{self.name} ({self.config.card_url}) rejected the request: {why}")
+                rejected = f"{self.name} ({self.config.card_url}) rejected the request: {why}"
+                refusal = refusal_of(MessageToDict(reply.metadata))
+                raise RemoteRefused(rejected, refusal=refusal) if refusal else RemoteHalted(rejected)
             case RemoteState.INPUT_REQUIRED | RemoteState.AUTH_REQUIRED:
                 self._end(call, memo, state)
                 raise RemoteHalted(f"{where} needs {state.value.split('_')[0]}: {why}", code=f"remote_{state.value}")
@@ -301,14 +279,13 @@ class RemoteAgent(Agent):
         )
 
     def message(self, envelope: Envelope, call: RemoteCall) -> Message:
-        """The message sent: the customer's question and its intent and order numbers (nothing else of the run leaves:
-        no history, no account facts), with the loop guard in its metadata."""
-        payload = envelope.payload
-        facts = {"intent": payload.get("intent", "other"), "orderIds": list(payload.get("order_ids", []))}
+        """The message sent: the customer's question as one text part — what every A2A agent accepts (`text/plain`;
+        Switchboard's own card accepts nothing else) — and nothing else of the run (no history, no account facts), with
+        the loop guard in its metadata."""
         message = Message(
             message_id=call.message_id,
             role=Role.ROLE_USER,
-            parts=[new_text_part(payload["message"]), new_data_part(facts)],
+            parts=[new_text_part(envelope.payload["message"])],
             extensions=[LOOP_GUARD_URI],
         )
         message.metadata.update(self.guard(envelope).to_metadata())

@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.base import AgentResult, Outcome
 from agents.envelope import Envelope, SlipEntry
 from agents.payload import Payload
+from agents.remote_errors import RemoteRefused
 from conversations.models import Conversation, Customer, Message
 from conversations.selectors import conversation_get, message_history
 from conversations.services import conversation_create, message_content_clean, message_create
@@ -220,11 +221,28 @@ def run_complete(run: Run) -> None:
 
 
 def run_halt(run: Run, error: RunHalted, envelope: Envelope) -> None:
-    """A guard stopped the run: a deadline times it out, anything else escalates it."""
+    """A guard stopped the run: a deadline times it out; a loop-guard refusal downstream, in a run that serves another
+    system's A2A request, ends it refused in turn (its caller decides: nobody here could resolve a loop); anything
+    else escalates it."""
     if isinstance(error, DeadlineExceeded):
         run_time_out(run, detail=error.message, envelope=envelope)
+    elif isinstance(error, RemoteRefused) and run.a2a_guard is not None:
+        run_refused_downstream(run, refusal=error.refusal, detail=error.message)
     else:
         run_escalate(run, reason=error.code, detail=error.message, envelope=envelope)
+
+
+def run_refused_downstream(run: Run, *, refusal: str, detail: str) -> None:
+    """End a run serving another system's A2A request as refused (failed with the loop guard's reason: its task is
+    `rejected`), with no notice and no review."""
+    run.status = Run.Status.FAILED
+    run.reason = refusal
+    run.reason_detail = detail
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    logger.warning(
+        "A2A request refused downstream: %s", refusal, extra={"run_id": str(run.id), "trace_id": run.trace_id}
+    )
 
 
 def run_escalate(run: Run, *, reason: str, detail: str = "", envelope: Envelope | None = None) -> ReviewItem:

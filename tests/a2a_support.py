@@ -15,7 +15,7 @@ import httpx
 from a2a.client import ClientConfig, ClientFactory, create_client
 from a2a.types import a2a_pb2 as a2a
 
-from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
+from harness.processes import ServerProcess, SupervisorProcess, WorkerProcess, free_port, web_server
 from tests.conftest import ROOT_DIR as ROOT
 from tests.conftest import WORKER_ENV, broker_reset
 
@@ -84,18 +84,21 @@ def v03_python_make() -> str:
 
 
 @contextmanager
-def switchboard(database_url: str, env: dict[str, str], *, webs: int = 1, name: str = "a2a") -> Iterator[list[str]]:
-    """One Switchboard: `webs` web processes (the first at PUBLIC_BASE_URL, which this sets), a worker and a
-    supervisor, on `database_url`; yields the web processes' URLs."""
-    broker_reset()
-    port = free_port()
+def switchboard(
+    database_url: str, env: dict[str, str], *, webs: int = 1, name: str = "a2a", port: int | None = None
+) -> Iterator[list[ServerProcess]]:
+    """One Switchboard: `webs` web processes (the first at PUBLIC_BASE_URL, which this sets: on `port`, else a free
+    one), a worker and a supervisor, on `database_url` (and `env`'s REDIS_URL, if any); yields the web processes."""
+    if "REDIS_URL" not in env:
+        broker_reset()
+    port = port or free_port()
     env = {**WORKER_ENV, **env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     servers = [web_server(database_url, env=env, port=port).start()]
     servers += [web_server(database_url, env=env).start() for _ in range(webs - 1)]
     worker = WorkerProcess(database_url, name=name, env=env).start()
     supervisor = SupervisorProcess(database_url, env=env).start()
     try:
-        yield [server.url for server in servers]
+        yield servers
     finally:
         supervisor.stop()
         worker.stop()

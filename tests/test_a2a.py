@@ -49,8 +49,8 @@ def a2a_stack(database_url: str, fake_server: Any) -> Iterator[dict[str, Any]]:
         "A2A_INSTANCE_ID": INSTANCE_ID,
         "SSE_POLL_SECONDS": "0.5",
     }
-    with switchboard(database_url, env, webs=2) as (url, other_url):
-        yield {"url": url, "other_url": other_url, "fake": fake_server}
+    with switchboard(database_url, env, webs=2) as (web, other):
+        yield {"url": web.url, "other_url": other.url, "fake": fake_server}
 
 
 @pytest.fixture(scope="session")
