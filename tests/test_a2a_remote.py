@@ -125,7 +125,7 @@ def test_a_remote_agent_on_the_slip_answers_the_customer(fake, make_customer, bi
     assert LOOP_GUARD_URI in send.headers["a2a-extensions"]
     message = sent_message(send)
     assert message["parts"][0]["text"] == "How long does shipping take?"
-    assert message["parts"][1]["data"]["intent"] == "shipping"
+    assert len(message["parts"]) == 1  # the question only: nothing else of the run leaves
     for request in fake.requests:  # the card, the message, any poll: one trace
         assert request.headers["traceparent"].split("-")[1] == trace_id
 
