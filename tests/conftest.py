@@ -13,7 +13,8 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.management.base import CommandError
-from django.db import connection, transaction
+from django.core.management.sql import emit_post_migrate_signal
+from django.db import DatabaseError, connection, connections, transaction
 from django.test import TransactionTestCase
 from django.utils import timezone
 
@@ -45,15 +46,32 @@ WORKER_ENV = {
 _flush = TransactionTestCase._fixture_teardown
 
 
+def _flush_quick(self: TransactionTestCase) -> None:
+    """Empty every table as Django's flush does, with DELETE instead of TRUNCATE on PostgreSQL: TRUNCATE makes new files
+    for every table and index (0.2 s for our 27 tables, after each of hundreds of tests), DELETE of the few rows a test
+    wrote takes a millisecond. Django's foreign keys are deferrable, so the order does not matter in one transaction.
+    Then post_migrate, as flush sends it (content types and permissions come back)."""
+    for db_name in self._databases_names(include_mirrors=False):  # type: ignore[attr-defined]
+        connection_ = connections[db_name]
+        if connection_.vendor != "postgresql":
+            _flush(self)
+            continue
+        tables = connection_.introspection.django_table_names(only_existing=True, include_views=False)
+        with transaction.atomic(using=db_name), connection_.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            cursor.execute("; ".join(f"DELETE FROM {connection_.ops.quote_name(table)}" for table in tables))
+        emit_post_migrate_signal(verbosity=0, interactive=False, db=db_name)
+
+
 def _flush_retried(self: TransactionTestCase) -> None:
-    """The flush after a transactional test (one TRUNCATE of every table) can meet a worker's heartbeat or a
-    supervisor's tick in a transaction that locks tables in another order; PostgreSQL then ends one of them as a
-    deadlock, often the flush, and the next test would find this one's rows. Flush again: the others retry too."""
+    """The flush after a transactional test can meet a worker's heartbeat or a supervisor's tick in a transaction that
+    locks rows in another order; PostgreSQL then ends one of them as a deadlock, sometimes the flush, and the next test
+    would find this one's rows. Flush again: the others retry too."""
     for attempt in range(1, 6):
         try:
-            _flush(self)
+            _flush_quick(self)
             return
-        except CommandError:
+        except (CommandError, DatabaseError):
             if attempt == 5:
                 raise
             time.sleep(0.2 * attempt)
