@@ -5,8 +5,9 @@ A pure ASGI middleware around the A2A app. The public agent card is open (it is 
 customer's API token (`Authorization: Bearer <token>` or `Token <token>`): 401 without one. The per-IP throttle
 counts first (before the token is looked up: a flood of bad tokens costs no query), the per-customer one after —
 the same Redis counters the REST API counts in (`api.throttles`), so a caller cannot double its rate by switching
-interfaces. Posting a message is counted in the message throttle by the handler (it alone knows the method).
-Throttled: 429 with Retry-After. These answers are HTTP statuses, as A2A leaves authentication and rate limits to
+interfaces; a request that posts a message (known from the HTTP+JSON path or the JSON-RPC method) also counts in the
+message throttle, and one that opens a stream in the stream limits (`api.streams`). Throttled: 429 with Retry-After,
+on every binding alike. These answers are HTTP statuses, as A2A leaves authentication and rate limits to
 the transport.
 """
 
@@ -14,19 +15,25 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from starlette.exceptions import HTTPException
 
 from api.authentication import tokens_with_customer
+from api.events import db_connections_release
+from api.streams import Refused, Slot, stream_opening_count, stream_release, stream_slot_take
 from api.throttles import MessagePostThrottle, PerCustomerThrottle, PerIPThrottle, SettingsRateThrottle
 from conversations.models import Customer
 from conversations.selectors import customer_for_user
+from project.middleware import trace_id_from_headers
 
-#: The key under which the middleware leaves the caller in the ASGI scope for the context builder.
+#: The keys under which the middleware leaves the caller and the trace id in the ASGI scope for the context builder.
 CALLER = "switchboard.caller"
+TRACE_ID = "switchboard.trace_id"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,28 +93,123 @@ def caller_admit(scope: dict[str, Any]) -> Customer | HTTPException:
     return throttled(PerCustomerThrottle(), throttle_request(scope, customer.user)) or customer
 
 
-def message_throttle_check(customer: Customer, scope: dict[str, Any]) -> None:
-    """Count a posted message in the REST API's message throttle (THROTTLE_MESSAGE_RATE); raises the 429."""
-    refused = throttled(MessagePostThrottle(), throttle_request(scope, customer.user))
-    if refused is not None:
-        raise refused
+#: JSON-RPC methods (v1.0 and v0.3) that post a message, and those that open a stream.
+POSTING_METHODS = frozenset({"SendMessage", "SendStreamingMessage", "message/send", "message/stream"})
+STREAMING_METHODS = frozenset({"SendStreamingMessage", "SubscribeToTask", "message/stream", "tasks/resubscribe"})
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    """What a request does, as far as the limits care."""
+
+    posts: bool
+    """It posts a customer message (the message throttle counts it)."""
+    streams: bool
+    """It opens a stream (counted in the stream openings, and holds a stream slot while open)."""
+
+
+def request_kind(path: str, body: bytes) -> RequestKind:
+    """From the HTTP+JSON path, or the JSON-RPC body's method (a body that is not JSON-RPC: neither; the SDK answers
+    it with its error)."""
+    if path.endswith(("/message:send", "/message:stream", ":subscribe")):
+        return RequestKind(posts=not path.endswith(":subscribe"), streams=not path.endswith("/message:send"))
+    try:
+        method = json.loads(body).get("method") if body else None
+    except (ValueError, AttributeError):
+        method = None
+    return RequestKind(posts=method in POSTING_METHODS, streams=method in STREAMING_METHODS)
+
+
+def limits_take(customer: Customer, scope: dict[str, Any], kind: RequestKind) -> Slot | HTTPException | None:
+    """The message throttle and the stream limits of the REST API for this request: the stream slot it holds (None
+    when it opens no stream), or the 429 (synchronous: Redis)."""
+    if kind.posts:
+        refused = throttled(MessagePostThrottle(), throttle_request(scope, customer.user))
+        if refused is not None:
+            return refused
+    if not kind.streams:
+        return None
+    opened = stream_opening_count(customer_id=customer.pk)
+    slot = opened if opened is not None else stream_slot_take(customer_id=customer.pk)
+    if isinstance(slot, Refused):
+        return HTTPException(slot.status, slot.message, headers={"Retry-After": str(slot.retry_after)})
+    return slot
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a synchronous function (database, Redis) in a thread, then give that thread's database connections back:
+    a thread of the pool keeps none between requests."""
+
+    def call() -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            db_connections_release()
+
+    return await sync_to_async(call, thread_sensitive=False)()
+
+
+async def body_read(receive: Any) -> tuple[bytes, Any]:
+    """The whole request body (already bounded by project.request_limits), and a `receive` that replays it."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", receive
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body, sent = b"".join(chunks), False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
 
 
 class Access:
-    """ASGI middleware: admit the caller (or answer 401/429 in the JSON error shape of the REST API)."""
+    """ASGI middleware in front of the SDK's routes: the request's trace id (answered as X-Trace-Id), the caller
+    (401), the throttles and stream limits (429) — answered in the REST API's JSON error shape before the SDK runs,
+    the same on every binding — and the stream slot, held until the response has been sent."""
 
     def __init__(self, app: Any, *, open_paths: tuple[str, ...]) -> None:
         self.app = app
         self.open_paths = open_paths
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        admitted = await sync_to_async(caller_admit, thread_sensitive=False)(scope)
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        trace_id = trace_id_from_headers(headers.get("traceparent"), headers.get("x-request-id"))
+        scope[TRACE_ID] = trace_id
+        send = with_trace_id(send, trace_id)
+        if scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        admitted = await in_thread(caller_admit, scope)
         if isinstance(admitted, HTTPException):
             return await error_send(send, admitted)
+        body, receive = await body_read(receive)
+        slot = await in_thread(limits_take, admitted, scope, request_kind(scope["path"], body))
+        if isinstance(slot, HTTPException):
+            return await error_send(send, slot)
         scope[CALLER] = admitted
-        return await self.app(scope, receive, send)
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            if slot is not None:
+                await in_thread(stream_release, slot)
+
+
+def with_trace_id(send: Any, trace_id: str) -> Any:
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"x-trace-id", trace_id.encode())]}
+        await send(message)
+
+    return sending
 
 
 async def error_send(send: Any, error: HTTPException) -> None:

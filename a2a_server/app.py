@@ -16,7 +16,7 @@ from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from a2a_server.access import CALLER, Access
+from a2a_server.access import CALLER, TRACE_ID, Access
 from a2a_server.card import JSONRPC_PATH, REST_PATH, agent_card
 from a2a_server.handler import RunRequestHandler
 
@@ -25,13 +25,13 @@ PREFIXES = ("/a2a/", AGENT_CARD_WELL_KNOWN_PATH)
 
 
 class CallContextBuilder(DefaultServerCallContextBuilder):
-    """The SDK's context (headers, requested extensions) plus the customer `Access` admitted and the ASGI scope
-    (the throttles read the client's address from it)."""
+    """The SDK's context (headers, requested extensions) plus the customer `Access` admitted and the request's trace
+    id (from its traceparent, else X-Request-ID, else new; answered as X-Trace-Id)."""
 
     def build(self, request: Request) -> ServerCallContext:
         context = super().build(request)
         context.state["caller"] = request.scope.get(CALLER)
-        context.state["scope"] = {"client": request.scope.get("client"), "headers": request.scope.get("headers", [])}
+        context.state["trace_id"] = request.scope.get(TRACE_ID, "")
         return context
 
 

@@ -11,49 +11,74 @@ run id, contextId = conversation id. Live updates wait on the same Redis wake-up
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import a2a_pb2 as a2a
 from a2a.utils.errors import (
+    A2AError,
+    InternalError,
     InvalidParamsError,
     PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from starlette.exceptions import HTTPException
 
 from a2a_server import inbound
-from a2a_server.access import message_throttle_check
+from a2a_server.access import in_thread
 from a2a_server.card import agent_card
 from a2a_server.tasks import TERMINAL_STATES, TaskView, task_from_view, task_state
-from agents.a2a_guard import LOOP_GUARD_URI
-from api.events import db_connections_release
-from api.streams import Refused, Wakeups, conversation_channel, run_channel, stream_release, stream_slot_take
+from api.streams import Wakeups, conversation_channel, run_channel
 from conversations.models import Customer
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a synchronous (database) function in a thread, then give that thread's connections back."""
+def guarded(method: F) -> F:
+    """An unexpected error (the database, Redis, a bug) is logged with the trace id and answered as the SDK's
+    InternalError with that trace id only: its text (host names, SQL) never reaches the caller. A2A errors, and the
+    HTTP errors Starlette answers itself, pass as they are."""
 
-    def call() -> T:
+    def internal(exc: Exception, context: ServerCallContext) -> InternalError:
+        trace_id = context.state.get("trace_id", "")
+        logger.exception("A2A %s failed", method.__name__, extra={"trace_id": trace_id})
+        return InternalError(message=f"Internal error; trace id {trace_id}.")
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self: Any, params: Any, context: ServerCallContext) -> AsyncGenerator[Event]:
+            try:
+                async for event in method(self, params, context):
+                    yield event
+            except (A2AError, HTTPException):
+                raise
+            except Exception as exc:
+                raise internal(exc, context) from exc
+
+        return cast(F, stream)
+
+    @functools.wraps(method)
+    async def call(self: Any, params: Any, context: ServerCallContext) -> Any:
         try:
-            return fn(*args, **kwargs)
-        finally:
-            db_connections_release()
+            return await method(self, params, context)
+        except (A2AError, HTTPException):
+            raise
+        except Exception as exc:
+            raise internal(exc, context) from exc
 
-    return await sync_to_async(call, thread_sensitive=False)()
+    return cast(F, call)
 
 
 def caller(context: ServerCallContext) -> Customer:
@@ -69,6 +94,7 @@ class RunRequestHandler(RequestHandler):
 
     # --- Messages ---------------------------------------------------------------------------
 
+    @guarded
     async def on_message_send(self, params: a2a.SendMessageRequest, context: ServerCallContext) -> a2a.Task:
         customer = caller(context)
         view = await self._post(params, context, customer)
@@ -76,18 +102,15 @@ class RunRequestHandler(RequestHandler):
             view = await self._wait(view, until=time.monotonic() + settings.A2A_BLOCKING_WAIT_SECONDS)
         return self._task(view, context, history_length=_history_length(params.configuration))
 
+    @guarded
     async def on_message_send_stream(
         self, params: a2a.SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        customer = caller(context)
-        slot = await _slot(customer)
-        try:
-            view = await self._post(params, context, customer)
-            async for event in self._events(view, context):
-                yield event
-        finally:
-            await sync_to_async(stream_release, thread_sensitive=False)(slot)
+        view = await self._post(params, context, caller(context))
+        async for event in self._events(view, context):
+            yield event
 
+    @guarded
     async def on_subscribe_to_task(
         self, params: a2a.SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
@@ -97,37 +120,37 @@ class RunRequestHandler(RequestHandler):
             raise UnsupportedOperationError(
                 message=f"Task {params.id} has ended ({view.run.status}): GetTask reads it."
             )
-        slot = await _slot(customer)
-        try:
-            async for event in self._events(view, context):
-                yield event
-        finally:
-            await sync_to_async(stream_release, thread_sensitive=False)(slot)
+        async for event in self._events(view, context):
+            yield event
 
     # --- Tasks ------------------------------------------------------------------------------
 
+    @guarded
     async def on_get_task(self, params: a2a.GetTaskRequest, context: ServerCallContext) -> a2a.Task | None:
         view = await self._read(caller(context), params.id)
         history = params.history_length if params.HasField("history_length") else None
         return self._task(view, context, history_length=history)
 
+    @guarded
     async def on_list_tasks(self, params: a2a.ListTasksRequest, context: ServerCallContext) -> a2a.ListTasksResponse:
-        page = await db(inbound.task_page_read, customer=caller(context), params=params)
+        page = await in_thread(inbound.task_page_read, customer=caller(context), params=params)
         history = params.history_length if params.HasField("history_length") else 0
         tasks = [self._task(view, context, history_length=history) for view in page.views]
         return a2a.ListTasksResponse(
             tasks=tasks, next_page_token=page.next_token, page_size=page.page_size, total_size=page.total
         )
 
+    @guarded
     async def on_cancel_task(self, params: a2a.CancelTaskRequest, context: ServerCallContext) -> a2a.Task | None:
         customer = caller(context)
-        cancelled = await db(inbound.task_cancel, customer=customer, task_id=params.id)
+        cancelled = await in_thread(inbound.task_cancel, customer=customer, task_id=params.id)
         if cancelled is None:
             raise TaskNotFoundError(message=f"Task {params.id} not found.")
         if isinstance(cancelled, str):
             raise TaskNotCancelableError(message=cancelled)
         return self._task(cancelled, context)
 
+    @guarded
     async def on_get_extended_agent_card(
         self, params: a2a.GetExtendedAgentCardRequest, context: ServerCallContext
     ) -> a2a.AgentCard:
@@ -136,21 +159,25 @@ class RunRequestHandler(RequestHandler):
 
     # --- Push notifications: not offered (the card says so) ---------------------------------
 
+    @guarded
     async def on_create_task_push_notification_config(
         self, params: a2a.TaskPushNotificationConfig, context: ServerCallContext
     ) -> a2a.TaskPushNotificationConfig:
         raise PushNotificationNotSupportedError
 
+    @guarded
     async def on_get_task_push_notification_config(
         self, params: a2a.GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> a2a.TaskPushNotificationConfig:
         raise PushNotificationNotSupportedError
 
+    @guarded
     async def on_list_task_push_notification_configs(
         self, params: a2a.ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> a2a.ListTaskPushNotificationConfigsResponse:
         raise PushNotificationNotSupportedError
 
+    @guarded
     async def on_delete_task_push_notification_config(
         self, params: a2a.DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
@@ -159,20 +186,17 @@ class RunRequestHandler(RequestHandler):
     # --- Helpers ------------------------------------------------------------------------------
 
     async def _post(self, params: a2a.SendMessageRequest, context: ServerCallContext, customer: Customer) -> TaskView:
-        request = inbound.message_request_parse(params, headers=context.state.get("headers", {}))
-        await db(message_throttle_check, customer, context.state.get("scope", {}))
-        return await db(inbound.message_post, customer=customer, request=request)
+        request = inbound.message_request_parse(params, trace_id=context.state["trace_id"])
+        return await in_thread(inbound.message_post, customer=customer, request=request)
 
     async def _read(self, customer: Customer, task_id: str) -> TaskView:
-        view = await db(inbound.task_view_get, customer=customer, task_id=task_id)
+        view = await in_thread(inbound.task_view_get, customer=customer, task_id=task_id)
         if view is None:
             raise TaskNotFoundError(message=f"Task {task_id} not found.")
         return view
 
     def _task(self, view: TaskView, context: ServerCallContext, history_length: int | None = None) -> a2a.Task:
-        return task_from_view(
-            view, history_length=history_length, report_spent=LOOP_GUARD_URI in context.requested_extensions
-        )
+        return task_from_view(view, history_length=history_length)
 
     async def _wait(self, view: TaskView, *, until: float) -> TaskView:
         """Wait for the run to end (or `until`), woken by its changes; the view as it then stands."""
@@ -215,7 +239,7 @@ async def _watch(view: TaskView, *, until: float) -> AsyncGenerator[TaskView]:
             if left <= 0:
                 return
             await wakeups.wait(min(left, settings.SSE_POLL_SECONDS))
-            fresh = await db(inbound.task_view_reread, run_id=run.id)
+            fresh = await in_thread(inbound.task_view_reread, run_id=run.id)
             if fresh is None:
                 return
             view = fresh
@@ -223,14 +247,6 @@ async def _watch(view: TaskView, *, until: float) -> AsyncGenerator[TaskView]:
     finally:
         await wakeups.close()
         await asyncio.sleep(0)
-
-
-async def _slot(customer: Customer) -> Any:
-    """A place among the customer's and everyone's open streams (the REST API's stream limits), or the 429."""
-    slot = await sync_to_async(stream_slot_take, thread_sensitive=False)(customer_id=customer.pk)
-    if isinstance(slot, Refused):
-        raise HTTPException(slot.status, slot.message, headers={"Retry-After": str(slot.retry_after)})
-    return slot
 
 
 def _history_length(configuration: a2a.SendMessageConfiguration) -> int | None:

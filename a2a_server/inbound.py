@@ -30,7 +30,6 @@ from orchestration.runs import conversation_message_post
 from orchestration.selectors import run_get
 from project.errors import Conflict, InvalidInput, NotFound
 from project.ids import uuid_or_none
-from project.middleware import trace_id_from_headers
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class MessageRequest:
     """From the request's traceparent (else X-Request-ID, else new): one trace across systems."""
 
 
-def message_request_parse(params: a2a.SendMessageRequest, *, headers: dict[str, str]) -> MessageRequest:
+def message_request_parse(params: a2a.SendMessageRequest, *, trace_id: str) -> MessageRequest:
     """The request's message, checked, or InvalidParamsError / UnsupportedOperationError saying what is wrong."""
     message = params.message
     if not message.message_id or len(message.message_id) > 200:
@@ -77,7 +76,7 @@ def message_request_parse(params: a2a.SendMessageRequest, *, headers: dict[str, 
         message_id=message.message_id,
         context_id=message.context_id or None,
         guard=guard,
-        trace_id=trace_id_from_headers(headers.get("traceparent"), headers.get("x-request-id")),
+        trace_id=trace_id,
     )
 
 

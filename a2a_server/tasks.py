@@ -70,14 +70,12 @@ class TaskView:
 def task_view_read(run: Run) -> TaskView:
     """Everything `task_from_view` needs (queries; call from a thread)."""
     reply = run_reply(run) if run.status == Run.Status.COMPLETED else None
-    return TaskView(run=run, messages=run_messages(run), reply=reply)
+    return TaskView(run=run, messages=run_messages(run, reply=reply), reply=reply)
 
 
-def task_from_view(
-    view: TaskView, *, history_length: int | None = None, include_artifacts: bool = True, report_spent: bool = False
-) -> a2a.Task:
-    """The task of a run. `history_length` None: the whole history, 0: none. `report_spent`: add what the run
-    spent under our extension's key (only for a caller using the extension, or a run started by one)."""
+def task_from_view(view: TaskView, *, history_length: int | None = None, include_artifacts: bool = True) -> a2a.Task:
+    """The task of a run. `history_length` None: the whole history, 0: none. A run started by another system with our
+    extension also reports what it spent, under the extension's key; a rejected one, the refusal's code."""
     run = view.run
     context_id, task_id = str(run.conversation_id), str(run.id)
     task = a2a.Task(id=task_id, context_id=context_id, status=task_status(view))
@@ -90,7 +88,7 @@ def task_from_view(
         history = history[-history_length:] if history_length > 0 else []
     task.history.extend(history)
     guard: dict[str, object] = {}
-    if report_spent or run.a2a_guard is not None:
+    if run.a2a_guard is not None:
         guard.update(LoopGuardSpent(tokens=run.tokens_used, cost_usd=run.cost_usd).to_metadata()[LOOP_GUARD_URI])
     if task.status.state == a2a.TASK_STATE_REJECTED:
         guard["refused"] = run.reason  # the sender's step reads why (agents.a2a_guard.refusal_of)
@@ -106,9 +104,7 @@ def task_status(view: TaskView) -> a2a.TaskStatus:
     text = ""
     if state == a2a.TASK_STATE_COMPLETED and view.reply is not None:
         text = view.reply.content
-    elif state == a2a.TASK_STATE_REJECTED:
-        text = f"Rejected: {run.reason_detail}"
-    else:
+    else:  # rejected included: its code's fixed sentence (the detail, with the path and addresses, is for staff)
         reason = public_reason_of(status=run.status, reason=run.reason)
         text = reason["message"] if reason else ""
     if text:

@@ -234,8 +234,10 @@ class RemoteAgent(Agent):
                 raise RemoteFailed(f"{where} ended {state.value}: {why}")
             case RemoteState.REJECTED:
                 self._end(call, memo, state)
-                rejected = f"{self.name} ({self.config.card_url}) rejected the request: {why}"
                 refusal = refusal_of(MessageToDict(reply.metadata))
+                rejected = (
+                    f"{self.name} ({self.config.card_url}) rejected the request ({refusal or 'no reason code'}): {why}"
+                )
                 raise RemoteRefused(rejected, refusal=refusal) if refusal else RemoteHalted(rejected)
             case RemoteState.INPUT_REQUIRED | RemoteState.AUTH_REQUIRED:
                 self._end(call, memo, state)

@@ -112,20 +112,20 @@ def conversation_message_post(
     """
     content = message_content_clean(content)
     key = message_key(customer=customer, idempotency_key=idempotency_key) if idempotency_key else None
-    conversation = (
-        None if conversation_id is None else conversation_get(customer=customer, conversation_id=conversation_id)
-    )
+    asked = None if conversation_id is None else conversation_get(customer=customer, conversation_id=conversation_id)
     with transaction.atomic():
         if key is not None:
             repeated = Message.objects.filter(idempotency_key=key).select_related("run").first()
             if repeated is not None:
-                return _repeated(repeated, conversation=conversation, content=content)
-        conversation = conversation or conversation_create(customer=customer)
+                return _repeated(repeated, conversation=asked, content=content)
+        conversation = asked or conversation_create(customer=customer)
         message, created = message_create(
             conversation_id=conversation.id, role=Message.Role.CUSTOMER, content=content, idempotency_key=key
         )
-        if not created:  # the same key at the same moment
-            return _repeated(message, conversation=conversation, content=content)
+        if not created:  # the same key at the same moment: the first call's message and run
+            if asked is None:
+                conversation.delete()  # the one this call started for nothing
+            return _repeated(message, conversation=asked, content=content)
         if refusal is not None:
             return (
                 message,

@@ -172,17 +172,15 @@ def reviewer_refunds_on_the_way(*, order_ids: Iterable[str]) -> dict[str, Decima
     return totals
 
 
-def run_messages(run: Run) -> list[Message]:
-    """The messages a run is about, oldest first: its customer's message, then the replies and notices that
-    followed it in the conversation up to the next customer message."""
-    after = Message.objects.filter(conversation_id=run.conversation_id).order_by("created_at", "id")
-    trigger = run.trigger_message
-    messages = [trigger]
-    for message in after.filter(created_at__gte=trigger.created_at).exclude(id=trigger.id)[:50]:
-        if message.role == Message.Role.CUSTOMER:
-            break
-        messages.append(message)
-    return messages
+def run_messages(run: Run, *, reply: Message | None) -> list[Message]:
+    """The messages of one run, oldest first: its customer's message, the notices it posted (keyed `run:<id>:...`) and
+    `reply`, the reply it delivered (`run_reply`) — not another run's, even when two runs of a conversation overlap."""
+    notices = Message.objects.filter(conversation_id=run.conversation_id, idempotency_key__startswith=f"run:{run.id}:")
+    own = notices.order_by("created_at", "id")
+    messages = [run.trigger_message, *own]
+    if reply is not None and reply not in messages:
+        messages.append(reply)
+    return sorted(messages, key=lambda message: (message.created_at, str(message.id)))
 
 
 def run_reply(run: Run) -> Message | None:

@@ -8,6 +8,7 @@ environment with the same helpers; the README's configuration table lists them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,16 +22,19 @@ from project.env import env_float, env_int, env_list, env_str
 
 
 def _instance_id_default() -> str:
-    """The host (and path) of PUBLIC_BASE_URL, else the database's host and name: what tells one Switchboard from
-    another without configuration. Two instances that share a database are one system; two on different databases
-    with the same host and name (two laptops' `switchboard` on 127.0.0.1) would take each other for a loop: set
-    A2A_INSTANCE_ID wherever instances talk to each other."""
+    """A digest of the host (and path) of PUBLIC_BASE_URL when it is set, else of the database's host and name: what
+    tells one Switchboard from another without configuration, without telling a peer our host names (the id travels
+    in the path of every request we send). Two instances that share a database are one system; two on different
+    databases with the same host and name (two laptops' `switchboard` on 127.0.0.1) would take each other for a loop:
+    set A2A_INSTANCE_ID wherever instances talk to each other."""
     base = os.environ.get("PUBLIC_BASE_URL", "")
     if base:
         parts = urlsplit(base)
-        return (parts.netloc + parts.path.rstrip("/")) or base
-    database = dj_database_url.parse(os.environ.get("DATABASE_URL") or "sqlite:///db.sqlite3")
-    return f"switchboard:{database.get('HOST') or 'local'}/{database.get('NAME')}"
+        source = (parts.netloc + parts.path.rstrip("/")) or base
+    else:
+        database = dj_database_url.parse(os.environ.get("DATABASE_URL") or "sqlite:///db.sqlite3")
+        source = f"{database.get('HOST') or 'local'}/{database.get('NAME')}"
+    return "switchboard-" + hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 # --- The A2A server (a2a_server/) ---------------------------------------------------------------

@@ -53,6 +53,13 @@ async def jsonrpc(
         )
 
 
+async def post(url: str, token: str | None, *, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+    """A raw POST (`json=` or `content=`) with the token and `A2A-Version: 1.0`."""
+    sent = {"A2A-Version": "1.0", **({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(url, headers=sent, **body)
+
+
 def message_params(text: str, **extra: Any) -> dict[str, Any]:
     message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}], **extra}
     return {"message": message}

@@ -26,6 +26,7 @@ from tests.a2a_support import (
     client_for_url,
     jsonrpc,
     message_params,
+    post,
     run,
     switchboard,
     user_message,
@@ -204,15 +205,8 @@ def test_isolation_and_bad_input_are_clear_errors_and_store_nothing(a2a_stack, f
     assert run(jsonrpc(url, other, "ListTasks", {"contextId": context_id})).json()["result"]["tasks"] == []
     assert error(run(jsonrpc(url, other, "SendMessage", message_params("hi", contextId=context_id))))["code"] == -32602
 
-    async def subscribe() -> httpx.Response:
-        async with httpx.AsyncClient(timeout=30) as http:
-            return await http.post(
-                url + "/a2a/jsonrpc",
-                json={"jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask", "params": {"id": task_id}},
-                headers={"Authorization": f"Bearer {other}", "A2A-Version": "1.0"},
-            )
-
-    assert "-32001" in run(subscribe()).text
+    subscribe = {"jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask", "params": {"id": task_id}}
+    assert "-32001" in run(post(url + "/a2a/jsonrpc", other, json=subscribe)).text
     # Unknown task, no token, bad token.
     assert error(run(jsonrpc(url, token, "GetTask", {"id": str(uuid.uuid4())})))["code"] == -32001
     assert error(run(jsonrpc(url, token, "GetTask", {"id": "../../etc"})))["code"] == -32001
@@ -220,10 +214,8 @@ def test_isolation_and_bad_input_are_clear_errors_and_store_nothing(a2a_stack, f
     assert run(jsonrpc(url, "not-a-token", "GetTask", {"id": task_id})).status_code == 401
 
     # Malformed JSON-RPC, unknown method, bad params, oversized message, non-text parts.
-    async def raw(body: bytes) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=30) as http:
-            headers = {"Authorization": f"Bearer {token}", "A2A-Version": "1.0", "Content-Type": "application/json"}
-            return await http.post(url + "/a2a/jsonrpc", content=body, headers=headers)
+    def raw(body: bytes) -> Any:
+        return post(url + "/a2a/jsonrpc", token, content=body, headers={"Content-Type": "application/json"})
 
     assert error(run(raw(b'{"jsonrpc": "2.0", "id": 1, "method": ')))["code"] == -32700
     assert error(run(raw(b"[1, 2]")))["code"] == -32600
@@ -264,7 +256,8 @@ def test_loop_guard_rejects_and_caps(a2a_stack, fake_llm, make_customer) -> None
     looped["message"]["metadata"] = {GUARD: {"hops": 2, "maxHops": 4, "path": ["peer-a", INSTANCE_ID]}}
     rejected = run(jsonrpc(url, token, "SendMessage", looped)).json()["result"]["task"]
     assert rejected["status"]["state"] == "TASK_STATE_REJECTED"
-    assert "already went through" in rejected["status"]["message"]["parts"][0]["text"]
+    assert "not accepted" in rejected["status"]["message"]["parts"][0]["text"]  # a fixed sentence: no path, no hosts
+    assert rejected["metadata"][GUARD]["refused"] == "a2a_loop_detected"
     run_ = Run.objects.get(id=rejected["id"])
     assert run_.status == "failed" and run_.reason == "a2a_loop_detected" and not run_.steps.exists()
     hops = message_params("hops")
@@ -301,6 +294,7 @@ def test_traceparent_is_honoured(a2a_stack, fake_llm, make_customer) -> None:
     params["configuration"] = {"returnImmediately": True}
     task = run(jsonrpc(a2a_stack["url"], token, "SendMessage", params, traceparent=f"00-{trace_id}-{'ab' * 8}-01"))
     assert Run.objects.get(id=task.json()["result"]["task"]["id"]).trace_id == trace_id
+    assert task.headers["X-Trace-Id"] == trace_id
 
 
 def test_a_v03_client_speaks_to_the_same_server(a2a_stack, fake_llm, make_customer, v03_python) -> None:
@@ -387,5 +381,20 @@ def test_the_rest_apis_message_throttle_counts_a2a_messages(a2a_stack, fake_llm,
     counter.set(key, 20, ex=60)  # THROTTLE_MESSAGE_RATE's 20/min used up (through the REST API, say)
     refused = run(jsonrpc(a2a_stack["url"], token, "SendMessage", message_params("How long does shipping take?")))
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    v03 = run(
+        jsonrpc(
+            a2a_stack["url"],
+            token,
+            "message/send",
+            {"message": {"messageId": "m", "role": "user", "parts": [{"kind": "text", "text": "hi"}]}},
+            version="",
+        )
+    )
+    assert v03.status_code == 429
+
+    rest = post(a2a_stack["url"] + "/a2a/rest/message:send", token, json=message_params("How long does shipping?"))
+    assert run(rest).status_code == 429
     assert not Run.objects.filter(conversation__customer=customer).exists()
     counter.delete(key)
+    reads = run(jsonrpc(a2a_stack["url"], token, "ListTasks", {}))  # not a message: not counted
+    assert reads.status_code == 200

@@ -144,14 +144,15 @@ def test_a_delegation_loop_is_stopped_with_the_reason_on_both_sides(pair, fake_t
     task = run(jsonrpc(pair["one"], token, "SendMessage", params)).json()["result"]["task"]
     mine = run_wait(task["id"], timeout=60)
     assert mine.status == "awaiting_review" and mine.reason == "remote_rejected"
-    assert ONE in mine.reason_detail and "already went through" in mine.reason_detail
+    assert "a2a_loop_detected" in mine.reason_detail
     # Instance one refused its own request coming back (1 -> 2 -> 1), as the extension says...
     refused = Run.objects.exclude(conversation__customer=customer).get(trace_id=mine.trace_id)
     assert refused.status == "failed" and refused.reason == "a2a_loop_detected" and not refused.steps.exists()
     # ...and instance two, serving one's request, ended refused in turn (no review there), with the path.
     theirs = [r for r in peer_runs(pair) if r["trace_id"] == mine.trace_id]
     assert len(theirs) == 1 and theirs[0]["status"] == "failed" and theirs[0]["reason"] == "a2a_loop_detected"
-    assert ONE in theirs[0]["detail"]
+    assert "a2a_loop_detected" in theirs[0]["detail"]
+    assert ONE in refused.reason_detail and TWO in refused.reason_detail  # the refusing side names the path (staff)
     assert not Run.objects.filter(status__in=Run.ACTIVE).exists()
     assert not [r for r in peer_runs(pair) if r["status"] in ("queued", "running")]
 
