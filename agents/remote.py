@@ -322,17 +322,20 @@ class RemoteAgent(Agent):
         return factory.create(card), context
 
     def _cancel(self, envelope: Envelope, call: RemoteCall) -> None:
+        self.remote_cancel(task_id=call.task_id, trace_id=envelope.trace_id)
+
+    def remote_cancel(self, *, task_id: str, trace_id: str) -> None:
         """Ask the remote to stop a task we gave up on (best effort: it may be gone, or finish anyway)."""
 
         async def cancel() -> None:
-            async with _http(self.config, envelope.trace_id) as http:
+            async with _http(self.config, trace_id) as http:
                 client, context = await self._connect(http)
-                await client.cancel_task(CancelTaskRequest(id=call.task_id), context=context)
+                await client.cancel_task(CancelTaskRequest(id=task_id), context=context)
 
         try:
             asyncio.run(cancel())
         except (A2AError, httpx.HTTPError, ValueError) as exc:
-            logger.info("%s: the remote task %s could not be cancelled: %s", self.name, call.task_id, exc)
+            logger.info("%s: the remote task %s could not be cancelled: %s", self.name, task_id, exc)
 
     def _failure(self, exc: Exception, breaker: CircuitBreaker, probing: bool) -> SwitchboardError:
         """The Switchboard error for a failed request, reported to the breaker: the remote being away or failing
@@ -374,3 +377,17 @@ async def _card(http: httpx.AsyncClient, url: str) -> AgentCard:
     with _cards_lock:
         _cards[url] = (time.monotonic(), card)
     return card
+
+
+def remote_tasks_cancel(*, trace_id: str, steps: list[tuple[str, dict[str, Any]]]) -> int:
+    """Ask remotes to stop the tasks these steps (agent name, step memo) started and did not see end: the run they
+    served was cancelled or timed out. Best effort; returns how many were asked."""
+    agents = {agent.name: agent for agent in remote_agents()}
+    asked = 0
+    for name, memo in steps:
+        agent = agents.get(name)
+        call = RemoteCall(**memo) if memo else None
+        if isinstance(agent, RemoteAgent) and call is not None and call.task_id and not call.ended:
+            agent.remote_cancel(task_id=call.task_id, trace_id=trace_id)
+            asked += 1
+    return asked

@@ -14,6 +14,8 @@ from agents.registry import agents_all
 AGENT_TASK_PREFIX = "agents."
 #: Run by beat every SUPERVISOR_SWEEP_SECONDS (the schedule in project/celery.py names it too).
 SWEEP_TASK = "supervisor.sweep"
+#: Sent after a run with remote A2A steps in flight is cancelled or times out: ask the remotes to stop.
+REMOTE_CANCEL_TASK = "remote.cancel"
 
 
 #: Seconds between a try's soft time limit (an exception in the agent) and its hard one (the process is killed).

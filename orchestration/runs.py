@@ -25,6 +25,7 @@ from conversations.services import conversation_create, message_content_clean, m
 from orchestration.budgets import budget_limits, budget_snapshot
 from orchestration.models import ReviewItem, Run, Step, StepAttempt
 from orchestration.pipeline import run_dispatch
+from orchestration.routing import REMOTE_CANCEL_TASK
 from project.celery import app
 from project.errors import Conflict, DeadlineExceeded, RunHalted
 
@@ -302,11 +303,13 @@ def _steps_stop(run: Run, now: datetime, *, error: str) -> None:
     task_ids = [task_id for task_id in running.values_list("task_id", flat=True) if task_id]
     unfinished = [Step.Status.RUNNING, Step.Status.RETRYING]
     running.filter(step__status__in=unfinished).abandon(now, error=error)
-    run.steps.filter(status__in=unfinished).update(
-        status=Step.Status.FAILED, error=error, finished_at=now, lease_expires_at=None
-    )
+    stopped = run.steps.filter(status__in=unfinished)
+    remote = stopped.filter(memo__has_key="task_id").exists()  # a remote A2A step's (agents.remote.RemoteCall)
+    stopped.update(status=Step.Status.FAILED, error=error, finished_at=now, lease_expires_at=None)
     if task_ids:
         transaction.on_commit(lambda: tasks_revoke(task_ids), robust=True)
+    if remote:  # a remote A2A agent may still be working for it: ask it to stop
+        transaction.on_commit(lambda: app.send_task(REMOTE_CANCEL_TASK, args=[str(run.id)]), robust=True)
 
 
 def tasks_revoke(task_ids: list[str]) -> None:

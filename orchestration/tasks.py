@@ -13,9 +13,11 @@ from celery import Task
 
 from agents.base import Agent
 from agents.registry import agents_all
+from agents.remote import remote_tasks_cancel
 from orchestration import liveness  # noqa: F401  (its worker signals; its StepRequest is named below)
 from orchestration.broker_dead_letters import dead_letter_consumer_install
-from orchestration.routing import HARD_LIMIT_GRACE, SWEEP_TASK, agent_task_name
+from orchestration.models import Run
+from orchestration.routing import HARD_LIMIT_GRACE, REMOTE_CANCEL_TASK, SWEEP_TASK, agent_task_name
 from orchestration.runner import agent_execute
 from orchestration.supervisor import supervisor_sweep
 from project.celery import app
@@ -59,3 +61,11 @@ def supervisor_sweep_task() -> dict[str, object]:
     """Run by beat: one supervisor tick (in case no supervisor process runs) and review deadlines
     (see orchestration.supervisor)."""
     return dataclasses.asdict(supervisor_sweep())
+
+
+@app.task(name=REMOTE_CANCEL_TASK, acks_late=True, ignore_result=True)
+def remote_tasks_cancel_task(run_id: str) -> int:
+    """Ask remote A2A agents to stop the tasks a stopped run's steps started (best effort)."""
+    run = Run.objects.get(id=run_id)
+    steps = list(run.steps.filter(memo__has_key="task_id").values_list("agent", "memo"))
+    return remote_tasks_cancel(trace_id=run.trace_id, steps=steps)

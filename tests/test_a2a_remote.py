@@ -25,6 +25,7 @@ from conversations.models import Message
 from conversations.services import conversation_create, message_create
 from harness.fake_a2a import BINDINGS, FakeA2A, Recorded
 from harness.processes import SupervisorProcess, WorkerProcess
+from orchestration.cancel import run_cancel
 from orchestration.models import DeadLetter, ReviewItem, Run, Step
 from orchestration.runs import run_start
 from tests.conftest import WORKER_ENV, broker_reset, run_wait, wait_for
@@ -173,6 +174,19 @@ def test_a_slow_remote_task_is_polled_by_separate_tries_that_use_up_no_retry(fak
     assert all(a.duration_ms < 1500 for a in attempts), [a.duration_ms for a in attempts]
     assert step.attempt - step.retry_base == 1  # waiting used up no retry
     assert {request.headers["traceparent"].split("-")[1] for request in fake.requests} == {trace_id}
+
+
+def test_a_run_cancelled_while_the_remote_works_asks_the_remote_to_stop(fake, make_customer) -> None:
+    fake.behaviour, fake.slow_seconds = "slow", 6.0
+    customer = make_customer()[0]
+    run = run_with(customer, trace_id=uuid.uuid4().hex)
+    wait_for(lambda: fake.calls("GetTask"), timeout=20)  # sent, and being followed
+    run_cancel(run_id=run.id, customer=customer)
+    cancel = wait_for(lambda: fake.calls("CancelTask"), timeout=20)
+    step = desk_step(run)
+    assert step.status == "failed" and len(cancel) == 1
+    assert step.memo["task_id"] in json.dumps(cancel[0].body) + cancel[0].path
+    assert replies(Run.objects.get(id=run.id)) == []
 
 
 def test_a_request_the_remote_rejects_as_a_loop_goes_to_review_with_the_reason(fake, make_customer) -> None:
