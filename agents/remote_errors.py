@@ -44,6 +44,6 @@ class RemoteRefused(RemoteHalted):
     system's A2A request ends refused too, passing the refusal back to that caller instead of queueing a review
     nobody here can resolve (`orchestration.runs.run_halt`); a run with a customer of ours goes to review."""
 
-    def __init__(self, message: str, *, refusal: str) -> None:
+    def __init__(self, message: str, *, refusal: str = "") -> None:
         super().__init__(message)
         self.refusal = refusal

@@ -227,7 +227,7 @@ def run_halt(run: Run, error: RunHalted, envelope: Envelope) -> None:
     else escalates it."""
     if isinstance(error, DeadlineExceeded):
         run_time_out(run, detail=error.message, envelope=envelope)
-    elif isinstance(error, RemoteRefused) and run.a2a_guard is not None:
+    elif isinstance(error, RemoteRefused) and error.refusal and run.a2a_guard is not None:
         run_refused_downstream(run, refusal=error.refusal, detail=error.message)
     else:
         run_escalate(run, reason=error.code, detail=error.message, envelope=envelope)

@@ -10,7 +10,7 @@ import pytest
 from api.errors import ERROR_STATUSES, error_status, exception_handler
 from project.errors import SwitchboardError
 
-PACKAGES = ["project", "conversations", "agents", "orchestration", "api", "chat"]
+PACKAGES = ["project", "conversations", "agents", "orchestration", "api", "chat", "a2a_server"]
 
 #: Every SwitchboardError subclass in the code base and the status the API answers it with.
 STATUSES = {
@@ -34,6 +34,14 @@ STATUSES = {
     "agents.llm.errors.LLMRequestRejected": 500,
     "agents.llm.errors.LLMMalformedOutput": 503,
     "agents.llm.errors.LLMCircuitOpen": 503,
+    "project.errors.PollLater": 503,
+    "agents.remote_errors.RemoteUnavailable": 503,
+    "agents.remote_errors.RemoteCircuitOpen": 503,
+    "agents.remote_errors.RemotePending": 503,
+    "agents.remote_errors.RemoteFailed": 500,
+    "agents.remote_errors.RemoteHalted": 409,
+    "agents.remote_errors.RemoteRefused": 409,
+    "orchestration.attempts.MemoLost": 500,
     "orchestration.permissions.NotAReviewer": 403,
     "orchestration.permissions.MayNotReplay": 403,
     "orchestration.reviews.SecondReviewerRequired": 403,
