@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from a2a_server import inbound
 from a2a_server.access import in_thread
 from a2a_server.card import agent_card
-from a2a_server.tasks import TERMINAL_STATES, TaskView, task_from_view, task_state
+from a2a_server.tasks import TERMINAL_STATES, TaskView, task_from_view, task_state, task_state_of
 from api.streams import Wakeups, conversation_channel, run_channel
 from conversations.models import Customer
 
@@ -199,11 +199,21 @@ class RunRequestHandler(RequestHandler):
         return task_from_view(view, history_length=history_length)
 
     async def _wait(self, view: TaskView, *, until: float) -> TaskView:
-        """Wait for the run to end (or `until`), woken by its changes; the view as it then stands."""
-        latest = view
-        async for fresh in _watch(view, until=until):
-            latest = fresh
-        return latest
+        """Wait for the run to end (or `until`), woken by its status changes (reading only its status: one small
+        query per change), then the whole view as it stands."""
+        run = view.run
+        status, reason = run.status, run.reason
+        wakeups = await Wakeups.subscribe([run_channel(run.id)])
+        try:
+            while task_state_of(status, reason) not in TERMINAL_STATES and (left := until - time.monotonic()) > 0:
+                await wakeups.wait(min(left, settings.SSE_POLL_SECONDS))
+                found = await in_thread(inbound.run_status_read, run_id=run.id)
+                if found is None:
+                    break
+                status, reason = found
+        finally:
+            await wakeups.close()
+        return await in_thread(inbound.task_view_reread, run_id=run.id) or view
 
     async def _events(self, view: TaskView, context: ServerCallContext) -> AsyncGenerator[Event]:
         """The task, then an update each time its state or status message changes, until it ends."""

@@ -127,6 +127,11 @@ def task_view_get(*, customer: Customer, task_id: str) -> TaskView | None:
         return None
 
 
+def run_status_read(*, run_id: Any) -> tuple[str, str] | None:
+    """A run's status and reason (one small query), or None once it is gone."""
+    return Run.objects.filter(id=run_id).values_list("status", "reason").first()
+
+
 def task_view_reread(*, run_id: Any) -> TaskView | None:
     run = Run.objects.select_related("trigger_message").filter(id=run_id).first()
     return task_view_read(run) if run is not None else None

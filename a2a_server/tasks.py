@@ -50,9 +50,14 @@ TERMINAL_STATES = (a2a.TASK_STATE_COMPLETED, a2a.TASK_STATE_FAILED, a2a.TASK_STA
 
 
 def task_state(run: Run) -> a2a.TaskState:
-    if run.status == Run.Status.FAILED and run.reason in REFUSAL_CODES:
+    return task_state_of(run.status, run.reason)
+
+
+def task_state_of(status: str, reason: str) -> a2a.TaskState:
+    """The task state of a run with this status and reason."""
+    if status == Run.Status.FAILED and reason in REFUSAL_CODES:
         return a2a.TASK_STATE_REJECTED
-    return STATES[run.status]
+    return STATES[status]
 
 
 @dataclass(frozen=True)
