@@ -92,7 +92,7 @@ def planner_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
 PROMPT = llm.Prompt(
     name="planner",
     version="3",
-    system=(
+    system_template=(
         "You plan how a customer-service request is handled by a team of agents. "
         "Answer only with JSON matching the schema."
     ),

@@ -69,8 +69,8 @@ def triage_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
 PROMPT = llm.Prompt(
     name="triage",
     version="2",
-    system=(
-        "You classify customer-service messages for Tallow & Pine, an online outdoor shop. "
+    system_template=(
+        "You classify customer-service messages for {shop}, {shop_description}. "
         "Answer only with JSON matching the schema."
     ),
     template=(

@@ -67,7 +67,7 @@ FAIL_CLOSED = "fail closed: the run goes to review"
 PROMPT = llm.Prompt(
     name="validator",
     version="3",
-    system=(
+    system_template=(
         "You check a customer-service reply and its proposed actions before they are sent or executed. "
         "It passes only if every statement is supported by the sources, it promises nothing outside "
         "policy, and it reveals no other customer's data or internal notes. Answer only with JSON "

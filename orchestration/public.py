@@ -12,11 +12,13 @@ another customer's order" from "the reply was not grounded".
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator, Mapping
 from typing import TypedDict
 
 from agents.a2a_guard import REFUSAL_CODES
 from conversations.refunds import RefundProblemCode
 from orchestration.models import Run
+from project import brand
 
 
 class PublicReason(enum.StrEnum):
@@ -41,26 +43,40 @@ class PublicReason(enum.StrEnum):
     """Any other reason (one this table does not know yet)."""
 
 
-#: The one sentence a customer reads for each code.
-PUBLIC_REASON_MESSAGES: dict[PublicReason, str] = {
-    PublicReason.IN_REVIEW: "A member of our support team is checking this and will reply here.",
-    PublicReason.REFUND_IN_REVIEW: (
-        "A member of our support team checks this refund before anything is issued, and will reply here."
-    ),
-    PublicReason.PERSON_REQUESTED: "You asked for a person: a member of our support team will reply here.",
-    PublicReason.DELAYED: (
-        "Answering this is taking longer than it should. A member of our support team will follow up here."
-    ),
-    PublicReason.FAILED: (
-        "Something went wrong while answering your message. A member of our support team will follow up here."
-    ),
+#: The one sentence a customer reads for each code, as written: `{Team}`/`{team}` is the brand's escalation wording
+#: (`BRAND_ESCALATION_TEAM`), filled when read (`PUBLIC_REASON_MESSAGES`).
+PUBLIC_REASON_TEXTS: dict[PublicReason, str] = {
+    PublicReason.IN_REVIEW: "{Team} is checking this and will reply here.",
+    PublicReason.REFUND_IN_REVIEW: "{Team} checks this refund before anything is issued, and will reply here.",
+    PublicReason.PERSON_REQUESTED: "You asked for a person: {team} will reply here.",
+    PublicReason.DELAYED: "Answering this is taking longer than it should. {Team} will follow up here.",
+    PublicReason.FAILED: "Something went wrong while answering your message. {Team} will follow up here.",
     PublicReason.REFUSED: (
         "This request was not accepted: it had already passed through this service, crossed too many services, "
         "or had no budget left."
     ),
-    PublicReason.CANCELLED: "This answer was stopped before it was sent, and nothing was changed.",
-    PublicReason.SUPPORT_FOLLOW_UP: "A member of our support team will follow up here.",
+    PublicReason.CANCELLED: "",  # the cancelled run's notice itself (`BRAND_NOTICE_CANCELLED`)
+    PublicReason.SUPPORT_FOLLOW_UP: "{Team} will follow up here.",
 }
+
+
+class _PublicReasonMessages(Mapping[PublicReason, str]):
+    """`PUBLIC_REASON_TEXTS` with the brand filled in, read from the settings at each lookup."""
+
+    def __getitem__(self, code: PublicReason) -> str:
+        if code is PublicReason.CANCELLED:
+            return brand.notice("cancelled")
+        return brand.fill(PUBLIC_REASON_TEXTS[code])
+
+    def __iter__(self) -> Iterator[PublicReason]:
+        return iter(PUBLIC_REASON_TEXTS)
+
+    def __len__(self) -> int:
+        return len(PUBLIC_REASON_TEXTS)
+
+
+#: The one sentence a customer reads for each code, as it reads now.
+PUBLIC_REASON_MESSAGES: Mapping[PublicReason, str] = _PublicReasonMessages()
 
 #: Every internal run reason (`Run.reason`, `ReviewItem.reason`) and its public code.
 RUN_REASONS: dict[str, PublicReason] = {

@@ -26,6 +26,7 @@ from orchestration.budgets import budget_limits, budget_snapshot
 from orchestration.models import ReviewItem, Run, Step, StepAttempt
 from orchestration.pipeline import run_dispatch
 from orchestration.routing import REMOTE_CANCEL_TASK
+from project import brand
 from project.celery import app
 from project.errors import Conflict, DeadlineExceeded, RunHalted
 
@@ -34,17 +35,22 @@ logger = logging.getLogger(__name__)
 #: The slip every run starts with; the planner writes the rest.
 INITIAL_SLIP: list[SlipEntry] = ["triage", "planner"]
 
-CUSTOMER_NOTICE_ESCALATED = (
-    "Thanks for your patience — a member of our support team is checking this and will reply here."
-)
-CUSTOMER_NOTICE_FAILED = (
-    "Sorry, something went wrong while answering your message. A member of our support team will follow up here."
-)
-CUSTOMER_NOTICE_TIMED_OUT = (
-    "Sorry, answering this is taking longer than it should. A member of our support team will follow up here."
-)
-#: The one message a cancelled run leaves: no reply, nothing executed (`run_mark_cancelled`).
-CUSTOMER_NOTICE_CANCELLED = "This answer was stopped before it was sent, and nothing was changed."
+#: The notice each ending without a reply leaves, by its old constant's name: the texts are the brand's settings
+#: (`BRAND_NOTICE_*`, `project.brand.notice`), read when used; a cancelled run's is its one message (no reply,
+#: nothing executed: `run_mark_cancelled`).
+_NOTICES = {
+    "CUSTOMER_NOTICE_ESCALATED": "escalated",
+    "CUSTOMER_NOTICE_FAILED": "failed",
+    "CUSTOMER_NOTICE_TIMED_OUT": "timed_out",
+    "CUSTOMER_NOTICE_CANCELLED": "cancelled",
+}
+
+
+def __getattr__(name: str) -> str:
+    """`runs.CUSTOMER_NOTICE_CANCELLED` and the others: the configured notice, as it reads now."""
+    if name in _NOTICES:
+        return brand.notice(_NOTICES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_start(
@@ -252,7 +258,7 @@ def run_escalate(run: Run, *, reason: str, detail: str = "", envelope: Envelope 
     run.reason = reason
     run.reason_detail = detail
     run.save(update_fields=["status", "reason", "reason_detail"])
-    _customer_notice(run, f"escalated:{run.review_items.count()}", CUSTOMER_NOTICE_ESCALATED)
+    _customer_notice(run, f"escalated:{run.review_items.count()}", brand.notice("escalated"))
     # The reason code only: the detail may quote what the validator blocked (customer text, a prompt); it stays on
     # the run and the review item, for staff.
     logger.warning("run escalated: %s", reason, extra={"run_id": str(run.id), "trace_id": run.trace_id})
@@ -276,7 +282,7 @@ def run_time_out(run: Run, *, detail: str, envelope: Envelope | None = None) -> 
     run.finished_at = now
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
     _steps_stop(run, now, error="the run timed out")
-    _customer_notice(run, "timed_out", CUSTOMER_NOTICE_TIMED_OUT)
+    _customer_notice(run, "timed_out", brand.notice("timed_out"))
     logger.warning("run timed out: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
     return review_item_open(run, reason="timed_out", detail=detail, envelope=envelope or run_latest_envelope(run))
 
@@ -292,7 +298,7 @@ def run_mark_cancelled(run: Run, *, detail: str) -> None:
     run.finished_at = now
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
     _steps_stop(run, now, error="the run was cancelled")
-    _customer_notice(run, "cancelled", CUSTOMER_NOTICE_CANCELLED)
+    _customer_notice(run, "cancelled", brand.notice("cancelled"))
     logger.info("run cancelled: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
 
 
@@ -323,7 +329,7 @@ def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
     run.reason_detail = detail
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
-    _customer_notice(run, "failed", CUSTOMER_NOTICE_FAILED)
+    _customer_notice(run, "failed", brand.notice("failed"))
     # The reason code only: the detail carries the error's text, which may quote a model's answer; it stays on the run.
     logger.warning("run failed: %s", reason, extra={"run_id": str(run.id), "trace_id": run.trace_id})
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from agents.base import MICRO_USD, Usage
 from agents.llm.errors import LLMMalformedOutput
 from agents.llm.schema import schema_errors
+from project import brand
 
 #: How much of each raw answer an error quotes.
 RAW_LIMIT = 2000
@@ -27,8 +28,9 @@ class Prompt:
     """Prompt name, usually the agent's."""
     version: str
     """Bumped whenever the wording or schema changes."""
-    system: str
-    """System message."""
+    system_template: str
+    """System message as written; the brand's placeholders (`{shop}`, `{persona}`…: `project.brand`) are filled from
+    the settings whenever it is read (`system`), so every provider, the offline one included, sends the same text."""
     template: str
     """User message; `{name}` placeholders are filled from the variables (JSON-encoded if not str)."""
     offline: Callable[[dict[str, Any]], Any]
@@ -46,6 +48,11 @@ class Prompt:
     @property
     def label(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def system(self) -> str:
+        """The system message as sent: the template with the brand's settings filled in."""
+        return brand.fill(self.system_template)
 
     def render(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         values = {k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in variables.items()}

@@ -144,8 +144,8 @@ ORDER_ID_PARAMETER: dict[str, Any] = {
 PROMPT = llm.Prompt(
     name="tools",
     version="2",
-    system=(
-        "You decide which tools to call for a customer of Tallow & Pine. Tools: order_lookup(order_id) reads "
+    system_template=(
+        "You decide which tools to call for a customer of {shop}. Tools: order_lookup(order_id) reads "
         "one of the customer's orders; refund(order_id, amount) proposes a refund (amount null = the whole "
         "refundable remainder), which is checked before anything happens; escalate_to_human(reason) hands "
         "the conversation to a person. Only use order numbers the customer wrote. Answer only with JSON."
