@@ -11,7 +11,7 @@ export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
 # The embedded redis-server runs only when no REDIS_URL is given.
 PROCESSES := web worker worker-llm beat supervisor flower $(if $(REDIS_URL),,redis)
 
-.PHONY: install run test lint bench chaos chaos-quick clean fuzz-money
+.PHONY: install run test lint bench chaos chaos-quick clean fuzz-money eval-retrieval
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ chaos: install
 # Only the scaled-down runs (also part of `make test`), as pytest tests.
 chaos-quick: install
 	bin/test -m chaos tests/test_chaos.py
+
+# Retrieval quality on the held-out questions (evals/retrieval.yaml): recall@1 and @3 on SQLite FTS5, and on PostgreSQL
+# when EVAL_POSTGRES_URL names a database it may create and migrate, beside the BM25 baseline; see docs/knowledge.md.
+eval-retrieval: install
+	$(BIN)/python -m bench.eval_retrieval $(EVAL_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

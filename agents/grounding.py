@@ -22,9 +22,10 @@ from decimal import Decimal
 from typing import Any
 
 from agents.commitments import ISO_CODES, MONEY, claim_text, claims_action
-from agents.knowledge import internal_notes, tokenize
 from agents.payload import Payload
 from conversations.orders import ORDER_IDS_IN_TEXT, amount_parse, order_ids_in
+from knowledge.search import internal_notes
+from knowledge.text import tokenize
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 #: Facts that must match the sources exactly: order ids and numbers.

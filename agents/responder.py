@@ -25,10 +25,10 @@ from agents import llm
 from agents.base import AgentResult, Outcome
 from agents.envelope import Envelope
 from agents.grounding import reply_body, sentences
-from agents.knowledge import query_terms, tokenize
 from agents.llm.agent import LLMAgent
 from agents.llm.base import LLMRejected
 from agents.payload import Payload
+from knowledge.text import query_terms, tokenize
 
 MAX_SENTENCES = 3
 #: The run's reason when no usable reply came: a person writes it.

@@ -17,10 +17,10 @@ from typing import Any
 from agents import llm
 from agents.base import AgentResult
 from agents.envelope import Envelope
-from agents.knowledge import tokenize
 from agents.llm.agent import LLMAgent
 from agents.llm.base import LLMRejected
 from conversations.orders import ORDER_ID_SCHEMA_PATTERN, order_ids_in
+from knowledge.text import tokenize
 
 #: Intents and the word stems that suggest them (offline scoring).
 INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {

@@ -35,7 +35,6 @@ from agents.grounding import (
     reply_check,
     sentences,
 )
-from agents.knowledge import tokenize
 from agents.llm.agent import LLMAgent, fallback_record, usage_sum
 from agents.llm.base import Fault, LLMRejected, LLMResponse
 from agents.payload import LLMFallback, Payload, Verdict
@@ -44,6 +43,7 @@ from agents.tools.refunds import refund_check
 from conversations.orders import ORDER_IDS_IN_TEXT, order_ids_in
 from conversations.refunds import RefundAuthority, problems_gravest
 from conversations.selectors import conversation_customer_id, order_lookup
+from knowledge.text import tokenize
 
 
 def validator_offline(variables: dict[str, Any]) -> dict[str, Any]:

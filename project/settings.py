@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "conversations",
+    "knowledge",
     "agents",
     "orchestration",
     "api",
@@ -285,6 +286,16 @@ RUN_MAX_AGENT_VISITS = env_int("RUN_MAX_AGENT_VISITS", 2)
 BENCH = env_bool("SWITCHBOARD_BENCH", False)
 if BENCH:
     INSTALLED_APPS.append("bench.benchapp")
+
+# --- Knowledge base ------------------------------------------------------------------
+# The language of the help centre (documents that do not name one; the questions searched).
+KNOWLEDGE_LANGUAGE = env_str("KNOWLEDGE_LANGUAGE", "en")
+# PostgreSQL text-search configuration per language ("de=german,fr=french" adds or overrides); others use simple.
+KNOWLEDGE_SEARCH_CONFIGS = {
+    "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
+    "pt": "portuguese", "sv": "swedish", "da": "danish", "fi": "finnish", "no": "norwegian",
+    **dict(item.split("=", 1) for item in env_list("KNOWLEDGE_SEARCH_CONFIGS") if "=" in item),
+}  # fmt: skip
 
 # Dotted paths of agents to register besides the built-in ones (comma-separated).
 EXTRA_AGENTS = env_list("SWITCHBOARD_EXTRA_AGENTS")

@@ -62,6 +62,7 @@ def test_planner_finds_plans_with_unknown_agents_or_a_wrong_end_unusable() -> No
     assert "must end with responder, validator, deliver" in end
 
 
+@pytest.mark.django_db
 def test_retrieval_finds_the_shipping_document() -> None:
     result = agent_get("retrieval").handle(make_envelope(payload={"message": "How long does shipping take?"}))
     passages = result.payload["passages"]
@@ -69,6 +70,7 @@ def test_retrieval_finds_the_shipping_document() -> None:
     assert passages[0]["section"] == "Delivery times within Germany and the EU"
 
 
+@pytest.mark.django_db
 def test_retrieval_returns_nothing_for_unrelated_text() -> None:
     result = agent_get("retrieval").handle(make_envelope(payload={"message": "zzz qqq"}))
     assert result.payload["passages"] == []
@@ -80,6 +82,7 @@ def shipping_payload() -> dict:
     return {"message": message, "passages": passages, "account": {"orders": []}, "order_ids": []}
 
 
+@pytest.mark.django_db
 def test_responder_answers_from_the_passages() -> None:
     result = agent_get("responder").handle(make_envelope(payload=shipping_payload()))
     draft = result.payload["draft"]

@@ -5,7 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("project", "conversations", "agents", "orchestration", "api", "chat", "harness", "bench", "tests")
+PACKAGES = (
+    "project",
+    "conversations",
+    "knowledge",
+    "agents",
+    "orchestration",
+    "api",
+    "chat",
+    "harness",
+    "bench",
+    "tests",
+)
 MAX_LINES = 400
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from agents import planner, responder, triage, validator
-from agents.knowledge import internal_notes
 from agents.tools import agent as tools_agent
 from harness.fake_openai import obedient_answers
 from harness.processes import SupervisorProcess, WorkerProcess, web_server
+from knowledge.search import internal_notes
 from orchestration.models import ReviewItem, Run
 from tests.conftest import WORKER_ENV, broker_reset, llm_env, order_add, run_wait
 from tests.http import ApiClient, HttpResponse

@@ -1,16 +1,20 @@
-"""manage.py seed_demo: the demo customer (with orders) and an admin user; safe to run again."""
+"""manage.py seed_demo: the demo customer (with orders), an admin user and the demo help centre (through
+`manage.py knowledge import`); safe to run again."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from api.services import api_token_get_or_create
 from conversations.models import Customer
 from conversations.services import customer_create, order_create_demo_customer
+from knowledge.services import DEMO_DOCS_DIR
 from orchestration.permissions import reviewers_group
 
 DEMO_EMAIL = "demo@example.com"
@@ -20,7 +24,7 @@ ADMIN_PASSWORD = "admin-password"
 
 
 class Command(BaseCommand):
-    help = "Create the demo customer and admin user if missing, and print how to use them."
+    help = "Create the demo customer and admin user if missing, load the demo documents, and print how to use them."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--token-only", action="store_true", help="print only the demo customer's API token")
@@ -37,6 +41,10 @@ class Command(BaseCommand):
                 admin = user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
             admin.groups.add(reviewers_group())
             token = api_token_get_or_create(user=customer.user)
+        # The demo help centre, through the same command as a shop's own documents.
+        call_command(
+            "knowledge", "import", str(DEMO_DOCS_DIR), stdout=io.StringIO() if options["token_only"] else self.stdout
+        )
         if options["token_only"]:
             self.stdout.write(token)
             return
