@@ -69,7 +69,13 @@ def _flush_quick(self: TransactionTestCase) -> None:
         if connection_.vendor != "postgresql":
             _flush(self)
             continue
-        tables = connection_.introspection.django_table_names(only_existing=True, include_views=False)
+        # The demo help centre stays (no test changes it outside a rolled-back transaction): reloading it after every
+        # test would cost 50 ms each.
+        tables = [
+            table
+            for table in connection_.introspection.django_table_names(only_existing=True, include_views=False)
+            if not table.startswith("knowledge_")
+        ]
         with transaction.atomic(using=db_name), connection_.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             cursor.execute("; ".join(f"DELETE FROM {connection_.ops.quote_name(table)}" for table in tables))
