@@ -290,6 +290,9 @@ if BENCH:
 # --- Knowledge base ------------------------------------------------------------------
 # The language of the help centre (documents that do not name one; the questions searched).
 KNOWLEDGE_LANGUAGE = env_str("KNOWLEDGE_LANGUAGE", "en")
+# After `migrate`, an empty knowledge base gets the demo shop's documents: a fresh install answers at once. Off: an
+# empty knowledge base stays empty until you import your own (every question then goes to a person).
+KNOWLEDGE_DEMO_WHEN_EMPTY = env_bool("KNOWLEDGE_DEMO_WHEN_EMPTY", True)
 # PostgreSQL text-search configuration per language ("de=german,fr=french" adds or overrides); others use simple.
 KNOWLEDGE_SEARCH_CONFIGS = {
     "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",

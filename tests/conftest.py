@@ -15,7 +15,6 @@ from django.conf import settings as django_settings
 from django.core.management.base import CommandError
 from django.core.management.sql import emit_post_migrate_signal
 from django.db import DatabaseError, connection, connections, transaction
-from django.db.models.signals import post_migrate
 from django.test import TransactionTestCase
 from django.utils import timezone
 
@@ -24,8 +23,6 @@ from conversations.models import Message, Order
 from conversations.services import conversation_create, customer_create, message_create, order_create_demo
 from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
 from harness.processes import SupervisorProcess, WorkerProcess, web_server
-from knowledge.models import Document
-from knowledge.services import demo_documents_load
 from orchestration.models import Run
 from orchestration.runs import run_start
 from project.celery import app
@@ -46,15 +43,6 @@ WORKER_ENV = {
     "SUPERVISOR_TICK_SECONDS": "0.25",
 }
 
-
-def demo_documents_present(sender: Any, using: str = "default", **kwargs: Any) -> None:
-    """The test database holds the demo help centre, as `seed_demo` loads it: after migrate, and again after every
-    flush of a transactional test (flush sends post_migrate), so that retrieval finds what it finds in the demo."""
-    if sender.name == "knowledge" and not Document.objects.using(using).exists():
-        demo_documents_load()
-
-
-post_migrate.connect(demo_documents_present, dispatch_uid="tests.demo_documents_present")
 
 _flush = TransactionTestCase._fixture_teardown
 
