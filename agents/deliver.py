@@ -22,13 +22,25 @@ from agents.tools.refunds import RefundsExecuted, RefundsRefused, refunds_execut
 from conversations.models import Message
 from conversations.refunds import RefundAuthority, problems_gravest
 from conversations.services import message_create
+from conversations.shop import commerce_backend
 from project.errors import PermanentError
 
 
 class Deliver(Agent):
     name = "deliver"
     version = "3"
-    atomic = True
+
+    @property
+    def atomic(self) -> bool:  # type: ignore[override]
+        """With the built-in database, one transaction with the step (the refunds commit with it). With a shop's API,
+        not: a refund is recorded as requested and committed before it is sent, and no transaction waits on it."""
+        return commerce_backend().transactional
+
+    @property
+    def review_when_exhausted(self) -> bool:  # type: ignore[override]
+        """A refund whose outcome stays unknown after the retries (the shop's API down) goes to a person with the
+        evidence (the pending ledger row, the last error); it is never sent again with a new key."""
+        return not commerce_backend().transactional
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload

@@ -54,14 +54,41 @@ def ledger_once(
 
 
 def ledger_results(keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The recorded results of the effects with these keys (those recorded)."""
-    return dict(LedgerEntry.objects.filter(key__in=list(keys)).values_list("key", "result"))
+    """The recorded results of the effects with these keys (those done)."""
+    done = LedgerEntry.objects.filter(key__in=list(keys), status=LedgerEntry.Status.DONE)
+    return dict(done.values_list("key", "result"))
+
+
+def ledger_statuses(keys: Iterable[str]) -> dict[str, str]:
+    """The status of each effect with these keys that has a row (done, pending or failed)."""
+    return dict(LedgerEntry.objects.filter(key__in=list(keys)).values_list("key", "status"))
+
+
+def ledger_request(
+    *, key: str, kind: str, run_id: str, request: dict[str, Any], columns: Mapping[str, Any] | None = None
+) -> None:
+    """Record a remote effect as requested (PENDING), before it is sent: committed, it makes every later try send
+    the same key, and the policy count it, whatever becomes of the process sending it. The caller holds the locks
+    and has checked that no row has the key."""
+    LedgerEntry.objects.create(
+        key=key, kind=kind, run_id=run_id, request=request, status=LedgerEntry.Status.PENDING, **(columns or {})
+    )
+
+
+def ledger_settle(*, key: str, status: str, result: dict[str, Any]) -> int:
+    """Record a pending effect's outcome (DONE with its result, FAILED with the evidence) or, still PENDING, the
+    evidence so far; a row already settled is left as it is. Returns the rows changed (0 or 1)."""
+    pending = LedgerEntry.objects.filter(key=key, status=LedgerEntry.Status.PENDING)
+    return pending.update(status=status, result=result)
 
 
 def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: datetime | None = None) -> RefundHistory:
     """What agents refunded automatically before: on each of these orders ever, and to the customer within the
     last REFUND_AUTO_WINDOW_DAYS days (face value, every currency). Reviewer-approved refunds are not counted."""
-    automatic = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.AUTOMATIC)
+    # Pending refunds count (they may have happened); refunds the shop refused (failed) do not.
+    automatic = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.AUTOMATIC).exclude(
+        status=LedgerEntry.Status.FAILED
+    )
     by_order = (
         automatic.filter(order_id__in=sorted(set(order_ids)))
         .values("order_id")
@@ -80,7 +107,9 @@ def ledger_reviewer_refunds(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
     """What was refunded on each of these orders, ever, on a reviewer's approval (the orders with any): what a
     reviewer's next refunds of them are added to before the second approval's threshold
     (`orchestration.reviews.needs_second_approval`)."""
-    reviewed = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.REVIEWER)
+    reviewed = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.REVIEWER).exclude(
+        status=LedgerEntry.Status.FAILED
+    )
     rows = (
         reviewed.filter(order_id__in=sorted(set(order_ids)))
         .values("order_id")

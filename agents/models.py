@@ -12,6 +12,11 @@ class LedgerEntry(models.Model):
 
     class Status(models.TextChoices):
         DONE = "done"
+        # A remote effect (a refund through the shop's API) asked for and not yet answered: its outcome is unknown
+        # until the same key is sent again (`agents.tools.refunds`). Counted by the refund policy as if done.
+        PENDING = "pending"
+        # A remote effect the other side refused for good (a 4xx): nothing happened; the result holds the evidence.
+        FAILED = "failed"
 
     id = models.BigAutoField(primary_key=True)
     # E.g. "run:<run id>:reply" or "refund:<run id>:<action index>": the second try with a key finds the first.

@@ -32,8 +32,10 @@ from typing import Any, assert_never
 from django.conf import settings
 from django.db import models
 
+from conversations.commerce import ShopOrder
 from conversations.models import Order
 from conversations.orders import CENTS, amount_format, amount_parse, order_id_valid
+from conversations.shop import commerce_backend
 
 
 class RefundProblemCode(enum.StrEnum):
@@ -113,7 +115,7 @@ def status_allows_automatic_refund(status: Order.Status) -> bool:
             assert_never(status)
 
 
-def order_allows_automatic_refund(order: Order) -> bool:
+def order_allows_automatic_refund(order: Order | ShopOrder) -> bool:
     """`status_allows_automatic_refund` for the order; a partially refunded order is judged by the status it had
     before its first refund (`Order.status_before_refund`; unknown for orders refunded before it was recorded: no)."""
     status = Order.Status(order.status)
@@ -156,7 +158,8 @@ def refund_problems(
     """
     problems: list[RefundProblem] = []
     order_ids = {str(action.get("order_id", "")) for action in actions}
-    orders = {o.id: o for o in Order.objects.filter(id__in=sorted(filter(order_id_valid, order_ids)))}
+    # Through the shop's interface (the built-in database or the shop's API): the same policy whatever the backend.
+    orders = commerce_backend().orders_get(customer_id=str(customer_id), order_ids=filter(order_id_valid, order_ids))
     run_by_order: dict[str, Decimal] = {}
     for action in actions:
         order_id = str(action.get("order_id", ""))
@@ -167,7 +170,7 @@ def refund_problems(
             )
         elif not order_id_valid(order_id):
             problems.append(RefundProblem(RefundProblemCode.NOT_ALLOWED, f"{order_id[:40]!r} is not an order number."))
-        elif order is None or str(order.customer_id) != str(customer_id):
+        elif order is None:  # not found, or another customer's (the interface never returns those)
             problems.append(
                 RefundProblem(RefundProblemCode.NOT_ALLOWED, f"order {order_id} is not on this customer's account.")
             )
@@ -195,7 +198,7 @@ def refund_problems(
 
 
 def _order_problems(
-    order: Order, amount: Decimal, history: RefundHistory, authority: RefundAuthority, *, single: bool
+    order: ShopOrder, amount: Decimal, history: RefundHistory, authority: RefundAuthority, *, single: bool
 ) -> list[RefundProblem]:
     """The problems of refunding `amount` (this run's refunds of the order together) on `order`."""
     what = (

@@ -1,4 +1,5 @@
-"""Reads from the domain. Every customer-facing read is scoped to its customer."""
+"""Reads from the domain. Every customer-facing read is scoped to its customer. What agents read of orders comes
+through the shop's interface (`conversations.shop.commerce_backend`): the demo tables or the shop's API."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
+from conversations.commerce import ShopOrder
 from conversations.models import Conversation, Customer, Message, Order
 from conversations.orders import order_id_valid
+from conversations.shop import commerce_backend
 from project.errors import NotFound
 from project.ids import uuid_or_none
 
@@ -68,7 +71,7 @@ def conversation_customer_id(*, conversation_id: str) -> str:
     return str(Conversation.objects.values_list("customer_id", flat=True).get(id=conversation_id))
 
 
-def order_dict(order: Order) -> dict[str, str]:
+def order_dict(order: Order | ShopOrder) -> dict[str, str]:
     """An order as agents see it in the customer's account facts (amounts as strings)."""
     return {
         "id": order.id,
@@ -77,7 +80,7 @@ def order_dict(order: Order) -> dict[str, str]:
         "currency": order.currency,
         "status": order.status,
         "refunded_amount": str(order.refunded_amount),
-        "placed_at": order.placed_at.date().isoformat(),
+        "placed_at": order.placed_at.date().isoformat() if order.placed_at else "",
     }
 
 
@@ -85,7 +88,7 @@ def customer_facts(*, conversation_id: str) -> dict[str, object]:
     """What an agent may know about the customer of a conversation: name and own orders."""
     conversation = Conversation.objects.select_related("customer").get(id=conversation_id)
     customer = conversation.customer
-    orders = [order_dict(order) for order in order_list(customer=customer)]
+    orders = [order_dict(order) for order in commerce_backend().order_list(customer_id=str(customer.id))]
     return {"customer_id": str(customer.id), "name": customer.name, "orders": orders}
 
 
@@ -96,7 +99,7 @@ def order_lookup(*, conversation_id: str, order_id: str) -> dict[str, Any]:
     customer_id = conversation_customer_id(conversation_id=conversation_id)
     if not order_id_valid(order_id):
         return {"order_id": order_id, "found": False, "note": "this is not an order number"}
-    order = Order.objects.filter(id=order_id, customer_id=customer_id).first()
+    order = commerce_backend().orders_get(customer_id=customer_id, order_ids=[order_id]).get(order_id)
     if order is None:
         return {"order_id": order_id, "found": False, "note": "could not find this order on the customer's account"}
     fields = order_dict(order)

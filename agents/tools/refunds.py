@@ -10,15 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from agents.ledger import REFUND, ledger_once, ledger_refund_history, ledger_results
-from conversations.orders import amount_format, amount_parse, order_id_valid
+from agents.ledger import (
+    REFUND,
+    ledger_once,
+    ledger_refund_history,
+    ledger_request,
+    ledger_results,
+    ledger_settle,
+    ledger_statuses,
+)
+from agents.models import LedgerEntry
+from conversations.commerce import Commerce, CommerceUnavailable, DatabaseCommerce, RefundRefused
+from conversations.orders import amount_parse, order_id_valid
 from conversations.refunds import RefundAuthority, RefundProblem, refund_problems
 from conversations.selectors import conversation_customer_id, order_currency
-from conversations.services import order_refund, refund_orders_lock
+from conversations.services import refund_orders_lock
+from conversations.shop import commerce_backend
 from project.errors import PermanentError
 
 
@@ -71,46 +84,72 @@ def refunds_execute(
     the refunds not yet executed, with the history the ledger has now: two runs on one order at once are decided
     one after the other. `authority` is who approved them (a reviewer lifts the limits, never the rest);
     `approver` their username(s), recorded on each ledger row.
+
+    With the built-in database the refunds are written in that transaction with their ledger rows. With a shop's
+    API (not transactional) they are recorded there as requested (PENDING) and committed; then each is sent with its
+    key as Idempotency-Key and its outcome recorded (`_refund_send`). A try that dies or times out in between
+    leaves the row pending: the next try sends the same key, never a new one.
     """
     if not actions:
         return RefundsExecuted([])
+    shop = commerce_backend()
     customer_id = conversation_customer_id(conversation_id=conversation_id)
     keys = [refund_key(run_id, index) for index in range(len(actions))]
     with transaction.atomic():
         refund_orders_lock(customer_id=customer_id, order_ids=_order_ids(actions))
+        recorded = ledger_statuses(keys)
         done = ledger_results(keys)
-        todo = [action for key, action in zip(keys, actions, strict=True) if key not in done]
+        todo = [action for key, action in zip(keys, actions, strict=True) if key not in recorded]
         problems = refund_check(customer_id=customer_id, actions=todo, authority=authority)
         if problems:
             return RefundsRefused(problems)
-        results = [
-            done[key]
-            if key in done
-            else _refund_once(
-                key=key, action=action, run_id=run_id, customer_id=customer_id, authority=authority, approver=approver
-            )
-            for key, action in zip(keys, actions, strict=True)
-        ]
-    return RefundsExecuted(results)
+        columns = {"customer_id": customer_id, "approved_by": authority, "approver": approver[:320]}
+        if shop.transactional:
+            results = [
+                done[key] if key in done else _refund_once(key=key, action=action, run_id=run_id, columns=columns)
+                for key, action in zip(keys, actions, strict=True)
+            ]
+            return RefundsExecuted(results)
+        for key, action in zip(keys, actions, strict=True):
+            if key not in recorded:
+                order_id, amount, currency = _refund_terms(action, shop, customer_id)
+                ledger_request(
+                    key=key,
+                    kind=REFUND,
+                    run_id=run_id,
+                    request=dict(action),
+                    columns={**columns, "order_id": order_id, "amount": amount, "currency": currency},
+                )
+    return RefundsExecuted([_refund_send(shop, key) for key in keys])
 
 
-def _refund_once(
-    *, key: str, action: Mapping[str, Any], run_id: str, customer_id: str, authority: RefundAuthority, approver: str
-) -> dict[str, Any]:
+def _refund_terms(action: Mapping[str, Any], shop: Commerce, customer_id: str) -> tuple[str, Decimal, str]:
+    """The order, amount and currency of a refund the policy allowed (the order's currency when none was given)."""
+    amount = amount_parse(action.get("amount"))
+    if amount is None:  # the policy allowed it, so this cannot be; never guess an amount
+        raise PermanentError(f"refund refused: amount {action.get('amount')!r} is not an amount.")
+    order_id = str(action["order_id"])
+    currency = str(action.get("currency") or "")
+    if not currency:
+        order = shop.orders_get(customer_id=customer_id, order_ids=[order_id]).get(order_id)
+        currency = order.currency if order else ""
+    return order_id, amount, currency
+
+
+def _refund_once(*, key: str, action: Mapping[str, Any], run_id: str, columns: dict[str, Any]) -> dict[str, Any]:
+    """A refund in the built-in database: the write and its ledger row in one transaction."""
     amount = amount_parse(action.get("amount"))
     if amount is None:  # the policy allowed it, so this cannot be; never guess an amount
         raise PermanentError(f"refund refused: amount {action.get('amount')!r} is not an amount.")
     order_id = str(action["order_id"])
     currency = str(action.get("currency") or "") or order_currency(order_id=order_id)
+    customer_id = columns["customer_id"]
 
     def effect() -> dict[str, Any]:
-        order = order_refund(order_id=order_id, customer_id=customer_id, amount=amount, currency=currency)
-        return {
-            "order_id": order.id,
-            "amount": amount_format(amount),
-            "currency": order.currency,
-            "order_status": order.status,
-        }
+        outcome = DatabaseCommerce().refund(
+            key=key, customer_id=customer_id, order_id=order_id, amount=amount, currency=currency or ""
+        )
+        return outcome.as_result()
 
     result, _ = ledger_once(
         key=key,
@@ -118,13 +157,49 @@ def _refund_once(
         run_id=run_id,
         request=dict(action),
         effect=effect,
-        columns={
-            "order_id": order_id,
-            "customer_id": customer_id,
-            "amount": amount,
-            "currency": currency or "",
-            "approved_by": authority,
-            "approver": approver[:320],
-        },
+        columns={**columns, "order_id": order_id, "amount": amount, "currency": currency or ""},
     )
+    return result
+
+
+def _refund_send(shop: Commerce, key: str) -> dict[str, Any]:
+    """Send a requested refund to the shop with its key and record the outcome; a done one returns its result.
+
+    2xx: done. A refusal (4xx): failed, with the evidence, and PermanentError. No answer (5xx, timeout): the row stays
+    pending with the evidence and CommerceUnavailable is raised, so the step retries with backoff and sends the same
+    key; when the retries run out, deliver hands the run to a person (`Deliver.review_when_exhausted`)."""
+    entry = LedgerEntry.objects.get(key=key)
+    if entry.status == LedgerEntry.Status.DONE:
+        return entry.result
+    if entry.status == LedgerEntry.Status.FAILED:
+        raise RefundRefused(f"refund {key} was refused by the shop before: {entry.result.get('error', '')}")
+    assert entry.amount is not None  # a refund row always has one (ledger_request)
+    try:
+        outcome = shop.refund(
+            key=key,
+            customer_id=entry.customer_id,
+            order_id=entry.order_id,
+            amount=entry.amount,
+            currency=entry.currency,
+        )
+    except CommerceUnavailable as exc:
+        tries = int(entry.result.get("tries", 0)) + 1
+        evidence = {"outcome": "unknown", "tries": tries, "error": exc.message[:500], "at": timezone.now().isoformat()}
+        ledger_settle(key=key, status=LedgerEntry.Status.PENDING, result=evidence)
+        raise CommerceUnavailable(
+            f"refund {key} of {entry.amount} {entry.currency} on order {entry.order_id}: outcome unknown after "
+            f"{tries} tries ({exc.message}); it is sent again with the same key, never a new one."
+        ) from exc
+    except RefundRefused as exc:
+        ledger_settle(key=key, status=LedgerEntry.Status.FAILED, result={"error": exc.message[:500]})
+        raise
+    except PermanentError as exc:
+        # Not a refusal (a 409 for this key, an answer that makes no sense): the outcome stays unknown, the row
+        # pending (counted by the policy) with the evidence, for a person.
+        ledger_settle(
+            key=key, status=LedgerEntry.Status.PENDING, result={"outcome": "unknown", "error": exc.message[:500]}
+        )
+        raise
+    result = outcome.as_result()
+    ledger_settle(key=key, status=LedgerEntry.Status.DONE, result=result)
     return result

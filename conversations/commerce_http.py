@@ -1,0 +1,181 @@
+"""`HttpCommerce`: a shop's own REST API as the `Commerce` interface (the contract: docs/commerce-api.md).
+
+Everything the shop answers is checked before use, as any input from outside: an order must have a valid id, be
+the asked customer's, carry amounts in cents, a known status and a currency code; anything else is a PermanentError
+naming what was wrong (never a guess). Errors: 404 on a lookup is "not found"; other 4xx are permanent
+(RefundRefused for a refund); 5xx, timeouts and lost connections are CommerceUnavailable (transient: retried with
+backoff, a refund with the same Idempotency-Key).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+
+from conversations.commerce import CommerceUnavailable, RefundOutcome, RefundRefused, ShopOrder
+from conversations.models import Order
+from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, order_id_valid
+from project.errors import PermanentError
+
+#: How much of an error body is kept as evidence (ledger rows, run reasons).
+EVIDENCE_CHARS = 300
+
+
+class HttpCommerce:
+    """The shop's API at `base_url`, with a bearer token (or none) and a timeout per call."""
+
+    transactional = False
+
+    def __init__(self, base_url: str, token: str, timeout: float) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise PermanentError("COMMERCE_API_URL must be an http(s) URL when COMMERCE_BACKEND is 'http'.")
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls) -> HttpCommerce:
+        token_env = settings.COMMERCE_API_TOKEN_ENV
+        return cls(
+            settings.COMMERCE_API_URL,
+            os.environ.get(token_env, "") if token_env else "",
+            settings.COMMERCE_API_TIMEOUT_SECONDS,
+        )
+
+    # --- the interface ---------------------------------------------------------------------------------------
+    def orders_get(self, *, customer_id: str, order_ids: Iterable[str]) -> dict[str, ShopOrder]:
+        found = {}
+        for order_id in sorted({order_id for order_id in order_ids if order_id_valid(order_id)}):
+            response = self._send("GET", f"{self._customer(customer_id)}/orders/{quote(order_id, safe='')}")
+            if response.status_code == 404:
+                continue
+            self._check(response, "order lookup")
+            found[order_id] = order_parse(_json(response), customer_id=customer_id, order_id=order_id)
+        return found
+
+    def order_list(self, *, customer_id: str) -> list[ShopOrder]:
+        response = self._send("GET", f"{self._customer(customer_id)}/orders")
+        self._check(response, "order list")
+        body = _json(response)
+        orders = body.get("orders") if isinstance(body, dict) else None
+        if not isinstance(orders, list):
+            raise PermanentError("the shop's order list has no 'orders' list.")
+        parsed = [order_parse(order, customer_id=customer_id) for order in orders]
+        return sorted(parsed, key=lambda o: o.placed_at.timestamp() if o.placed_at else 0.0, reverse=True)
+
+    def refund(self, *, key: str, customer_id: str, order_id: str, amount: Decimal, currency: str) -> RefundOutcome:
+        path = f"{self._customer(customer_id)}/orders/{quote(order_id, safe='')}/refunds"
+        body = {"amount": amount_format(amount), "currency": currency}
+        response = self._send("POST", path, json=body, headers={"Idempotency-Key": key})
+        if response.status_code == 409:
+            raise PermanentError(
+                f"the shop refused refund key {key}: it was used before with another request ({_evidence(response)})."
+            )
+        if 400 <= response.status_code < 500:
+            raise RefundRefused(
+                f"the shop refused the refund of {body['amount']} {currency} on order {order_id} "
+                f"(key {key}): {_evidence(response)}"
+            )
+        self._check(response, f"refund {key}")
+        # 2xx: the refund is done. Its body is read for the order's new status and the shop's reference only.
+        answer = _json_or_empty(response)
+        order = answer.get("order")
+        status = order.get("status") if isinstance(order, dict) else None
+        reference = answer.get("refund_id")
+        return RefundOutcome(
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            order_status=status if status in Order.Status.values else "",
+            reference=str(reference)[:100] if isinstance(reference, str | int) else "",
+        )
+
+    # --- the wire -------------------------------------------------------------------------------------------
+    def _customer(self, customer_id: str) -> str:
+        return f"/customers/{quote(str(customer_id), safe='')}"
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+                return client.request(method, self.base_url + path, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise CommerceUnavailable(f"the shop did not answer {method} {path} within {self.timeout}s.") from exc
+        except httpx.TransportError as exc:
+            raise CommerceUnavailable(f"the shop could not be reached for {method} {path}: {exc!r}"[:400]) from exc
+
+    def _check(self, response: httpx.Response, what: str) -> None:
+        if response.status_code >= 500:
+            raise CommerceUnavailable(f"the shop failed the {what}: {_evidence(response)}")
+        if not 200 <= response.status_code < 300:
+            raise PermanentError(f"the shop refused the {what}: {_evidence(response)}")
+
+
+def order_parse(data: object, *, customer_id: str, order_id: str | None = None) -> ShopOrder:
+    """An order from the shop's JSON, checked field by field (see the module's docstring)."""
+    if not isinstance(data, dict):
+        raise PermanentError("the shop's order is not a JSON object.")
+    got_id = data.get("id")
+    if not order_id_valid(got_id) or (order_id is not None and got_id != order_id):
+        raise PermanentError(f"the shop answered order id {str(got_id)[:40]!r} for {order_id!r}.")
+    if str(data.get("customer_id")) != str(customer_id):
+        raise PermanentError(f"the shop answered order {got_id} of another customer.")
+    total, refunded = amount_parse(data.get("total")), amount_parse(data.get("refunded_amount", "0"))
+    if total is None or refunded is None or refunded > total:
+        raise PermanentError(f"the shop's order {got_id} has amounts that are not amounts in cents.")
+    currency, status = data.get("currency"), data.get("status")
+    before = data.get("status_before_refund") or ""
+    if not isinstance(currency, str) or CURRENCY_CODE.match(currency) is None:
+        raise PermanentError(f"the shop's order {got_id} has no valid currency code.")
+    if status not in Order.Status.values or (before and before not in Order.Status.values):
+        raise PermanentError(f"the shop's order {got_id} has an unknown status.")
+    description = data.get("description")
+    return ShopOrder(
+        id=got_id,
+        customer_id=str(customer_id),
+        description=description[:300] if isinstance(description, str) else "",
+        total=total,
+        currency=currency,
+        status=status,
+        refunded_amount=refunded,
+        status_before_refund=before,
+        placed_at=_datetime(data.get("placed_at")),
+    )
+
+
+def _datetime(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise PermanentError(f"the shop answered something that is not JSON: {_evidence(response)}") from exc
+
+
+def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _evidence(response: httpx.Response) -> str:
+    """The status and the start of the body: what a reviewer needs, bounded."""
+    return f"HTTP {response.status_code} {response.text[:EVIDENCE_CHARS]!r}"

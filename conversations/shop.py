@@ -1,0 +1,19 @@
+"""The shop agents talk to, as COMMERCE_BACKEND says (project/settings_commerce.py)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from conversations.commerce import Commerce, DatabaseCommerce
+from conversations.commerce_http import HttpCommerce
+from project.errors import PermanentError
+
+
+def commerce_backend() -> Commerce:
+    """'database' (the default: the built-in demo tables) or 'http' (the shop's API at COMMERCE_API_URL)."""
+    backend = settings.COMMERCE_BACKEND
+    if backend == "database":
+        return DatabaseCommerce()
+    if backend == "http":
+        return HttpCommerce.from_settings()
+    raise PermanentError(f"COMMERCE_BACKEND must be 'database' or 'http', not {backend!r}.")
