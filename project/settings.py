@@ -19,6 +19,7 @@ from project.env import env_bool, env_float, env_int, env_list, env_str
 from project.settings_a2a import *  # noqa: F403  # A2A: the server, the instance id, remote agents as steps
 from project.settings_brand import *  # noqa: F403  # the shop's name, persona, languages and customer notices
 from project.settings_commerce import *  # noqa: F403  # the order system: built-in database or a shop's API
+from project.settings_knowledge import *  # noqa: F403  # the help centre's language and search, likewise
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
 
@@ -287,19 +288,6 @@ RUN_MAX_AGENT_VISITS = env_int("RUN_MAX_AGENT_VISITS", 2)
 BENCH = env_bool("SWITCHBOARD_BENCH", False)
 if BENCH:
     INSTALLED_APPS.append("bench.benchapp")
-
-# --- Knowledge base ------------------------------------------------------------------
-# The language of the help centre (documents that do not name one; the questions searched).
-KNOWLEDGE_LANGUAGE = env_str("KNOWLEDGE_LANGUAGE", "en")
-# After `migrate`, an empty knowledge base gets the demo shop's documents: a fresh install answers at once. Off: an
-# empty knowledge base stays empty until you import your own (every question then goes to a person).
-KNOWLEDGE_DEMO_WHEN_EMPTY = env_bool("KNOWLEDGE_DEMO_WHEN_EMPTY", True)
-# PostgreSQL text-search configuration per language ("de=german,fr=french" adds or overrides); others use simple.
-KNOWLEDGE_SEARCH_CONFIGS = {
-    "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
-    "pt": "portuguese", "sv": "swedish", "da": "danish", "fi": "finnish", "no": "norwegian",
-    **dict(item.split("=", 1) for item in env_list("KNOWLEDGE_SEARCH_CONFIGS") if "=" in item),
-}  # fmt: skip
 
 # Dotted paths of agents to register besides the built-in ones (comma-separated).
 EXTRA_AGENTS = env_list("SWITCHBOARD_EXTRA_AGENTS")

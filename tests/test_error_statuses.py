@@ -42,6 +42,8 @@ STATUSES = {
     "agents.remote_errors.RemoteHalted": 409,
     "agents.remote_errors.RemoteRefused": 409,
     "orchestration.attempts.MemoLost": 500,
+    "conversations.commerce.CommerceUnavailable": 503,
+    "conversations.commerce.RefundRefused": 500,
     "orchestration.permissions.NotAReviewer": 403,
     "orchestration.permissions.MayNotReplay": 403,
     "orchestration.reviews.SecondReviewerRequired": 403,
