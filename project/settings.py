@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from project.env import env_bool, env_float, env_int, env_list, env_str
 from project.settings_a2a import *  # noqa: F403  # A2A: the server, the instance id, remote agents as steps
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
+from project.settings_mcp import *  # noqa: F403  # MCP tools: servers, timeouts, the tool cache, breakers
 from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
 
 BASE_DIR = Path(__file__).resolve().parent.parent
