@@ -36,7 +36,7 @@ def agents_all() -> dict[str, Agent]:
 
         agents += remote_agents()
     if settings.MCP_SERVERS:
-        # The step that runs the read-only MCP tool calls (agents/tools/mcp_agent.py): only where servers are configured.
+        # The step running the read-only MCP tool calls (agents/tools/mcp_agent.py): only where servers are configured.
         from agents.tools.mcp_agent import McpStep
 
         agents.append(McpStep())
