@@ -19,6 +19,8 @@ AGENT_CLASSES = (
     "agents.responder.Responder",
     "agents.validator.Validator",
     "agents.deliver.Deliver",
+    # Runs the read-only MCP tool calls the tools agent hands it (a light module: `mcp` is imported only when used).
+    "agents.tools.mcp_agent.McpStep",
 )
 
 
@@ -35,11 +37,6 @@ def agents_all() -> dict[str, Agent]:
         from agents.remote import remote_agents
 
         agents += remote_agents()
-    if settings.MCP_SERVERS:
-        # The step running the read-only MCP tool calls (agents/tools/mcp_agent.py): only where servers are configured.
-        from agents.tools.mcp_agent import McpStep
-
-        agents.append(McpStep())
     names = [agent.name for agent in agents]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -19,7 +19,9 @@ from harness.fake_mcp import FakeMCP
 from harness.processes import SupervisorProcess, WorkerProcess
 from orchestration.models import ReviewItem, Step
 from orchestration.pipeline import canvas_for
+from orchestration.reviews import review_decide
 from tests.conftest import WORKER_ENV, broker_reset, llm_env, order_add, run_wait
+from tests.review_data import staff_reviewer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -28,12 +30,11 @@ SLIP_WITH_TOOLS = {"slip": [["retrieval", "account"], "tools", "responder", "val
 
 
 def servers(mcp: FakeMCP) -> dict[str, Any]:
+    auth = {"Authorization": "SHOP_MCP_TOKEN"}
     return {
-        "shop": {
-            "url": mcp.url,
-            "headers": {"Authorization": "SHOP_MCP_TOKEN"},
-            "tools": {"send_replacement": "acting"},
-        }
+        "shop": {"url": mcp.url, "headers": auth, "tools": {"send_replacement": "acting"}},
+        # The same server again, where sending a replacement needs a person's approval.
+        "desk": {"url": mcp.url, "headers": auth, "tools": {"send_replacement": "review"}},
     }
 
 
@@ -87,7 +88,7 @@ def test_a_read_only_tool_answers_and_grounds_the_reply(mcp, fake, start_run) ->
     assert run.status == "completed", (run.reason, run.reason_detail)
     assert reply_of(run) == "The LANTERN-7 lantern has 17 units in stock."
     offered = [tool["function"]["name"] for tool in fake.calls("tools")[0].body["tools"]]
-    assert offered[3:] == ["mcp__shop__stock_level", "mcp__shop__send_replacement"]
+    assert offered[3:5] == ["mcp__shop__stock_level", "mcp__shop__send_replacement"]
     assert mcp.calls == [{"tool": "stock_level", "arguments": {"sku": "LANTERN-7"}, "key": ""}]
     # The call and its answer are recorded on the `mcp` step, and the responder was shown them.
     step = Step.objects.get(run=run, agent="mcp")
@@ -114,24 +115,23 @@ def test_a_tool_that_is_not_configured_is_never_called(mcp, fake, start_run) -> 
     assert mcp.calls == [] and not Step.objects.filter(run=run, agent="mcp").exists()
 
 
+def replacement_answers(fake: Any, tool: str) -> None:
+    fake.answers.update(
+        {
+            "triage": {"intent": "order_change", "confidence": 0.9, "order_ids": ["SB-30001"]},
+            "planner": SLIP_WITH_TOOLS,
+            "tools": {"tool_calls": [("order_lookup", {"order_id": "SB-30001"}), (tool, {"order_id": "SB-30001"})]},
+            "responder": {"reply": "Your order SB-30001 (Storm lantern) has been delivered.", "sources": []},
+        }
+    )
+
+
 def test_an_acting_tool_is_proposed_approved_and_executed_once(
     mcp, fake, start_run, make_customer, settings, monkeypatch
 ) -> None:
     customer, _ = make_customer()
     order_add(customer, "SB-30001", "Storm lantern", "39.00")
-    fake.answers.update(
-        {
-            "triage": {"intent": "order_change", "confidence": 0.9, "order_ids": ["SB-30001"]},
-            "planner": SLIP_WITH_TOOLS,
-            "tools": {
-                "tool_calls": [
-                    ("order_lookup", {"order_id": "SB-30001"}),
-                    ("mcp__shop__send_replacement", {"order_id": "SB-30001"}),
-                ]
-            },
-            "responder": {"reply": "Your order SB-30001 (Storm lantern) has been delivered.", "sources": []},
-        }
-    )
+    replacement_answers(fake, "mcp__shop__send_replacement")
     run = run_wait(start_run("My order SB-30001 arrived broken, please replace it.", customer=customer).id)
     assert run.status == "completed", (run.reason, run.reason_detail)
     validated = Step.objects.get(run=run, agent="validator").output["envelope"]
@@ -156,6 +156,21 @@ def test_an_acting_tool_is_proposed_approved_and_executed_once(
     assert len(mcp.replacements) == 1
     assert LedgerEntry.objects.filter(kind="mcp", run_id=str(run.id)).count() == 1
     assert Message.objects.filter(conversation_id=run.conversation_id, role="assistant").count() == 1
+
+
+def test_a_review_tool_waits_for_a_person_then_acts_once(mcp, fake, start_run, make_customer) -> None:
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    replacement_answers(fake, "mcp__desk__send_replacement")
+    run = run_wait(start_run("My order SB-30001 arrived broken, please replace it.", customer=customer).id)
+    assert run.status == "awaiting_review" and run.reason == "mcp_action_review", (run.reason, run.reason_detail)
+    assert mcp.calls == []  # proposed, not executed
+    item = ReviewItem.objects.get(run=run)
+    review_decide(item_id=item.id, reviewer=staff_reviewer(), decision="approve")
+    run = run_wait(run.id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert mcp.replacements == {f"mcp:{run.id}:0": "SB-30001"}
+    assert LedgerEntry.objects.filter(kind="mcp", run_id=str(run.id)).count() == 1
 
 
 def test_a_server_that_fails_is_retried_then_a_person_answers(mcp, fake, start_run) -> None:

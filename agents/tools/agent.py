@@ -1,5 +1,9 @@
 """Tools agent: asks the LLM which tools to call, runs the read-only ones, proposes the rest.
 
+With MCP servers configured (settings MCP_SERVERS), their tools are offered too (`tools_prompt`): a read-only MCP
+call is recorded in `mcp_calls` and run by the `mcp` step the run is handed to (agents/tools/mcp_agent.py); an acting
+one is proposed in `proposed_tool_actions`, like a refund.
+
 Order lookups run now (scoped to the customer); a refund is only proposed (the
 validator checks it, deliver executes it through the ledger); escalate_to_human
 stops the run for a person. The customer's message binds the refunds' amounts,

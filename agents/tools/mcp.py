@@ -215,6 +215,7 @@ def mcp_tools() -> dict[str, McpTool]:
         if cached is None or cached[0] < now:
             try:
                 tools = server_tools(server)
+                logger.info("MCP server %s lists %d tools: %s", server, len(tools), [t.name for t in tools])
                 expires = now + settings.MCP_TOOLS_CACHE_SECONDS
             except (TransientError, PermanentError) as exc:
                 logger.warning("MCP server %s left out: its tools could not be listed: %s", server, exc)
