@@ -18,6 +18,7 @@ from agents.base import Agent, AgentResult, Outcome
 from agents.envelope import Envelope
 from agents.ledger import ledger_once
 from agents.payload import Verdict, approval_lifts_limit, payload_approval
+from agents.tools.mcp_agent import MCP_FAILED, MCP_REVIEW, tool_action_problems, tool_actions_execute
 from agents.tools.refunds import RefundsExecuted, RefundsRefused, refunds_execute
 from conversations.models import Message
 from conversations.refunds import RefundAuthority, problems_gravest
@@ -53,8 +54,18 @@ class Deliver(Agent):
             raise PermanentError(f"unknown reply role {role!r}.")
 
         actions = payload.get("approved_actions") or []
+        tool_actions = payload.get("approved_tool_actions") or []
         approval = payload_approval(payload)
         by_person = approval_lifts_limit(approval)
+        # Acting MCP tools are checked again (still configured acting; "review" ones only on a person's approval).
+        tool_problems = tool_action_problems(tool_actions, by_person=by_person)
+        if tool_problems:
+            refused_tools: Verdict = {"pass": False, "reasons": tool_problems}
+            return AgentResult(
+                payload={"verdict": refused_tools, "proposed_tool_actions": tool_actions},
+                outcome=Outcome.ESCALATE,
+                reason=MCP_REVIEW,
+            )
         outcome = refunds_execute(
             actions=actions,
             run_id=envelope.run_id,
@@ -76,6 +87,20 @@ class Deliver(Agent):
             case _:
                 assert_never(outcome)
 
+        # Each approved MCP action once per run and action (the ledger), whatever the deliveries.
+        tools_executed = tool_actions_execute(actions=tool_actions, run_id=envelope.run_id)
+        failed = [
+            f"{MCP_FAILED}: {r['server']}/{r['tool']} answered: {r['text'][:300]}"
+            for r in tools_executed
+            if r["is_error"]
+        ]
+        if failed:
+            return AgentResult(
+                payload={"verdict": {"pass": False, "reasons": failed}, "executed_actions": executed + tools_executed},
+                outcome=Outcome.ESCALATE,
+                reason=MCP_FAILED,
+            )
+
         def store_reply() -> dict[str, str]:
             message, _ = message_create(conversation_id=envelope.conversation_id, role=role, content=reply)
             return {"message_id": str(message.id)}
@@ -89,5 +114,6 @@ class Deliver(Agent):
             effect=store_reply,
         )
         return AgentResult(
-            payload={"reply_message_id": stored["message_id"], "executed_actions": executed}, outcome=Outcome.COMPLETE
+            payload={"reply_message_id": stored["message_id"], "executed_actions": executed + tools_executed},
+            outcome=Outcome.COMPLETE,
         )

@@ -59,6 +59,24 @@ class RefundAction(TypedDict):
     """Why `amount` is None: what the customer or the model said that was not understood (for the reviewer)."""
 
 
+class McpCall(TypedDict):
+    """A call of a read-only MCP tool the model made (`agents.tools.mcp`): run by the `mcp` step."""
+
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+class McpAction(TypedDict):
+    """A call of an acting MCP tool the model proposed; executed only by deliver, once approved, through the
+    ledger (key from run and action)."""
+
+    type: Literal["mcp"]
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+
+
 Verdict = TypedDict(
     "Verdict",
     {"pass": bool, "reasons": list[str], "decided_by": str, "decision": str},
@@ -125,7 +143,19 @@ class Payload(TypedDict, total=False):
         Key("The customer's name and own orders (a source for grounding).", ("account",), ("validator",)),
     ]
     tool_results: Annotated[
-        dict[str, Any], Key("Read-only tool answers: {'orders': {id: lookup}}.", ("tools",), ("responder", "validator"))
+        dict[str, Any],
+        Key(
+            "Read-only tool answers: {'orders': {id: lookup}, 'mcp': [call with text, structured, is_error]}.",
+            ("tools", "mcp"),
+            ("responder", "validator"),
+        ),
+    ]
+    mcp_calls: Annotated[
+        list[McpCall], Key("Read-only MCP tool calls the model made, for the `mcp` step to run.", ("tools",), ("mcp",))
+    ]
+    proposed_tool_actions: Annotated[
+        list[McpAction],
+        Key("Acting MCP tool calls proposed, not executed.", ("tools",), ("validator", "review", "deliver")),
     ]
     proposed_actions: Annotated[
         list[RefundAction], Key("Refunds proposed, not executed.", ("tools",), ("responder", "validator", "review"))
@@ -137,6 +167,15 @@ class Payload(TypedDict, total=False):
     approved_actions: Annotated[
         list[RefundAction],
         Key("The actions deliver executes.", ("validator", REVIEW_DECISION), ("deliver",), protected=True),
+    ]
+    approved_tool_actions: Annotated[
+        list[McpAction],
+        Key(
+            "The acting MCP tool calls deliver executes (once each, through the ledger).",
+            ("validator", REVIEW_DECISION),
+            ("deliver",),
+            protected=True,
+        ),
     ]
     approval: Annotated[
         Approval,

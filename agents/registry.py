@@ -19,6 +19,8 @@ AGENT_CLASSES = (
     "agents.responder.Responder",
     "agents.validator.Validator",
     "agents.deliver.Deliver",
+    # Runs the read-only MCP tool calls the tools agent hands it (a light module: `mcp` is imported only when used).
+    "agents.tools.mcp_agent.McpStep",
 )
 
 

@@ -39,6 +39,7 @@ from agents.llm.agent import LLMAgent, fallback_record, usage_sum
 from agents.llm.base import Fault, LLMRejected, LLMResponse
 from agents.payload import LLMFallback, Payload, Verdict
 from agents.registry import agents_all
+from agents.tools.mcp_agent import MCP_REVIEW, tool_action_problems
 from agents.tools.refunds import refund_check
 from conversations.orders import ORDER_IDS_IN_TEXT, order_ids_in
 from conversations.refunds import RefundAuthority, problems_gravest
@@ -166,19 +167,22 @@ class Validator(Agent):
         payload = envelope.payload
         draft = payload.get("draft", "")
         actions = payload.get("proposed_actions", [])
+        tool_actions = payload.get("proposed_tool_actions", [])
         customer_id = conversation_customer_id(conversation_id=envelope.conversation_id)
 
         reasons = reply_check(draft, payload).reasons + internal_note_check(draft)
         reasons += prompt_leak_check(draft, prompts_all()) + leak_check(draft, envelope.conversation_id)
         # The refund policy over all of the run's refunds together, as agents may execute them (no person).
         action_problems = refund_check(customer_id=customer_id, actions=actions, authority=RefundAuthority.AUTOMATIC)
+        # Acting MCP tools: only configured ones, and a "review" one only on a person's approval.
+        tool_problems = tool_action_problems(tool_actions, by_person=False)
         usage: Usage | None = None
         fallbacks: dict[str, LLMFallback] = {}
         if not reasons:
-            llm_reasons, usage, fallbacks = llm_verdict(payload, draft, actions)
+            llm_reasons, usage, fallbacks = llm_verdict(payload, draft, [*actions, *tool_actions])
             reasons += llm_reasons
 
-        all_reasons = reasons + [f"{problem.code.value}: {problem.text}" for problem in action_problems]
+        all_reasons = reasons + [f"{problem.code.value}: {problem.text}" for problem in action_problems] + tool_problems
         verdict: Verdict = {"pass": not all_reasons, "reasons": all_reasons}
         result = AgentResult(payload={"verdict": verdict})
         if fallbacks:
@@ -187,10 +191,14 @@ class Validator(Agent):
             result.usage = usage
         if not all_reasons:
             result.payload["approved_actions"] = actions
+            if tool_actions:
+                result.payload["approved_tool_actions"] = tool_actions
             return result
         result.outcome = Outcome.ESCALATE
         if reasons:
             result.reason = "validation_failed"
+        elif not action_problems:
+            result.reason = MCP_REVIEW
         else:
             # The gravest problem's code is the run's reason (conversations.refunds.RefundProblemCode).
             result.reason = problems_gravest(action_problems).value

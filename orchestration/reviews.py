@@ -331,6 +331,8 @@ def resume_envelope(item: ReviewItem, decision: Decision, *, approval: Approval)
         "draft": decision.reply,
         "verdict": {"pass": True, "reasons": [], "decided_by": approval["name"], "decision": decision.kind},
         "approved_actions": decision.actions,
+        # Acting MCP tools run only as proposed, and only when the reviewer approved the proposal as it stands.
+        "approved_tool_actions": stored.payload.get("proposed_tool_actions", []) if decision.kind == "approve" else [],
         "approval": approval,
         "reply_role": decision.role,
         "review_item_id": str(item.id),

@@ -21,6 +21,7 @@ from project.settings_brand import *  # noqa: F403  # the shop's name, persona, 
 from project.settings_commerce import *  # noqa: F403  # the order system: built-in database or a shop's API
 from project.settings_knowledge import *  # noqa: F403  # the help centre's language and search, likewise
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
+from project.settings_mcp import *  # noqa: F403  # MCP tools: servers, timeouts, the tool cache, breakers
 from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
 
 BASE_DIR = Path(__file__).resolve().parent.parent

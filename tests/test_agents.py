@@ -17,7 +17,7 @@ def test_registry_names_every_agent_once() -> None:
 
     from agents.registry import AGENT_CLASSES
 
-    built_in = {"triage", "planner", "retrieval", "account", "tools", "responder", "validator", "deliver"}
+    built_in = {"triage", "planner", "retrieval", "account", "tools", "responder", "validator", "deliver", "mcp"}
     assert {import_string(path).name for path in AGENT_CLASSES} == built_in
     assert built_in <= set(agents_all())  # the tests add their fault agents
     assert agent_get("triage").queue == "llm"

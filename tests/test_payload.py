@@ -34,9 +34,19 @@ def test_every_key_says_what_it_is_and_who_writes_it() -> None:
 
 def test_the_security_relevant_keys_are_protected() -> None:
     protected = {name for name, key in PAYLOAD_KEYS.items() if key.protected}
-    assert protected == {"approved_actions", "approval", "approved_by", "reply_role", "review_item_id", "loop_guard"}
+    assert protected == {
+        "approved_actions",
+        "approved_tool_actions",
+        "approval",
+        "approved_by",
+        "reply_role",
+        "review_item_id",
+        "loop_guard",
+    }
     assert PAYLOAD_KEYS["approved_by"].writers == ()
     assert PAYLOAD_KEYS["approved_actions"].writers == ("validator", REVIEW_DECISION)
+    # Acting MCP tools: the tools agent (and the `mcp` step) may only propose them.
+    assert PAYLOAD_KEYS["approved_tool_actions"].writers == ("validator", REVIEW_DECISION)
     for name in ("approval", "reply_role", "review_item_id"):
         assert PAYLOAD_KEYS[name].writers == (REVIEW_DECISION,), name
     # The path an A2A request came by: no agent may rewrite it (a loop would go unseen).
@@ -48,6 +58,8 @@ def test_the_security_relevant_keys_are_protected() -> None:
     [
         ("validator", "approved_actions", True),
         ("tools", "approved_actions", False),
+        ("tools", "approved_tool_actions", False),
+        ("mcp", "approved_tool_actions", False),
         ("responder", "approved_actions", False),
         ("validator", "approval", False),
         ("tools", "reply_role", False),

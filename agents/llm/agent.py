@@ -80,6 +80,11 @@ class LLMAgent(Agent):
         """The values of the prompt's placeholders."""
         raise NotImplementedError
 
+    def prompt_for(self, envelope: Envelope) -> Prompt:
+        """The prompt completed for this envelope: `prompt`, unless the agent's tools vary (the tools agent's MCP
+        tools)."""
+        return self.prompt
+
     def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
         """The agent's result from the model's answer (parsed JSON for prompts with a schema); its
         usage is set by the base."""
@@ -93,12 +98,13 @@ class LLMAgent(Agent):
     def handle(self, envelope: Envelope) -> AgentResult:
         """Complete the prompt; the answer's result, or the fallback's when the answer is unusable."""
         variables = self.prompt_variables(envelope)
-        response = llm.complete(self.prompt, variables, agent=self.name)
+        prompt = self.prompt_for(envelope)
+        response = llm.complete(prompt, variables, agent=self.name)
         spent = [response.usage]
         for _ in range(self.fresh_asks if llm.answers_vary() else 0):
             if not isinstance(response, LLMRejected):
                 break
-            response = llm.complete(self.prompt, variables, agent=self.name)
+            response = llm.complete(prompt, variables, agent=self.name)
             spent.append(response.usage)
         match response:
             case LLMResponse():

@@ -1,5 +1,9 @@
 """Tools agent: asks the LLM which tools to call, runs the read-only ones, proposes the rest.
 
+With MCP servers configured (settings MCP_SERVERS), their tools are offered too (`tools_prompt`): a read-only MCP
+call is recorded in `mcp_calls` and run by the `mcp` step the run is handed to (agents/tools/mcp_agent.py); an acting
+one is proposed in `proposed_tool_actions`, like a refund.
+
 Order lookups run now (scoped to the customer); a refund is only proposed (the
 validator checks it, deliver executes it through the ledger); escalate_to_human
 stops the run for a person. The customer's message binds the refunds' amounts,
@@ -21,16 +25,19 @@ never fails for what the model said.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any, assert_never
+
+from django.conf import settings
 
 from agents import llm
 from agents.base import AgentResult
 from agents.envelope import Envelope
 from agents.llm.agent import LLMAgent
-from agents.llm.base import LLMRejected, tool_call_problems
+from agents.llm.base import LLMRejected, Prompt, tool_call_problems
 from agents.llm.schema import schema_errors
-from agents.payload import RefundAction
+from agents.payload import McpAction, McpCall, RefundAction
 from agents.tools.escalate import escalate_to_human
 from conversations.amounts import (
     AmountReading,
@@ -99,18 +106,20 @@ def tools_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
     ]
 
 
-def usable_calls(data: Any, variables: dict[str, Any]) -> list[dict[str, Any]]:
+def usable_calls(data: Any, variables: dict[str, Any], prompt: Prompt | None = None) -> list[dict[str, Any]]:
     """The calls of an answer (parsed, perhaps malformed) that fit the schema, their tool's parameters and the
-    check; the others are dropped."""
+    check (of `prompt`, by default the prompt without MCP tools); the others are dropped."""
+    prompt = prompt or PROMPT
     calls = data.get("calls") if isinstance(data, dict) else None
     if not isinstance(calls, list):
         return []
     allowed = order_ids_allowed(variables)
+    call_schema = prompt.schema["properties"]["calls"]["items"] if prompt.schema else CALL_SCHEMA
     return [
         call
         for call in calls
-        if not schema_errors(call, CALL_SCHEMA)
-        and not tool_call_problems(PROMPT, call)
+        if not schema_errors(call, call_schema)
+        and not tool_call_problems(prompt, call)
         and not call_problems(call, allowed=allowed)
     ]
 
@@ -188,6 +197,57 @@ PROMPT = llm.Prompt(
 )
 
 
+def tools_prompt(mcp_specs: list[dict[str, Any]]) -> Prompt:
+    """The prompt with the configured MCP servers' tools besides the shop's own (PROMPT itself when there are none):
+    the model may call only the tools listed, each checked against its server's schema."""
+    if not mcp_specs:
+        return PROMPT
+    names = [*TOOLS, *(spec["name"] for spec in mcp_specs)]
+    call_schema = {
+        **CALL_SCHEMA,
+        "properties": {**CALL_SCHEMA["properties"], "tool": {"type": "string", "enum": names}},
+    }
+    return dataclasses.replace(
+        PROMPT,
+        system_template=PROMPT.system_template
+        + " Tools named mcp__<server>__<tool> come from the shop's systems: call one only when its description fits "
+        "the question; one that acts on the world is only proposed, and checked before anything happens.",
+        schema={**(PROMPT.schema or {}), "properties": {"calls": {"type": "array", "items": call_schema}}},
+        tools=[*(PROMPT.tools or []), *mcp_specs],
+    )
+
+
+def mcp_specs() -> list[dict[str, Any]]:
+    """The function specs of the configured MCP servers' tools (none configured: none, and no `mcp` import)."""
+    if not settings.MCP_SERVERS:
+        return []
+    from agents.tools.mcp import mcp_tools
+
+    return [tool.spec() for tool in mcp_tools().values()]
+
+
+def mcp_split(calls: list[dict[str, Any]]) -> tuple[list[McpCall], list[McpAction]]:
+    """The model's MCP calls (of listed tools only: the prompt's check refused any other): read-only ones to run
+    now (by the `mcp` step), acting ones to propose."""
+    if not calls:
+        return [], []
+    from agents.tools.mcp import mcp_tools
+
+    tools = mcp_tools()
+    reads: list[McpCall] = []
+    acts: list[McpAction] = []
+    for call in calls:
+        tool = tools.get(call["tool"])
+        if tool is None:
+            continue  # no longer listed: dropped, never run
+        arguments = dict(call["arguments"])
+        if tool.acting:
+            acts.append(McpAction(type="mcp", server=tool.server, tool=tool.name, arguments=arguments))
+        else:
+            reads.append(McpCall(server=tool.server, tool=tool.name, arguments=arguments))
+    return reads, acts
+
+
 class ToolsAgent(LLMAgent):
     name = "tools"
     version = "3"
@@ -203,12 +263,20 @@ class ToolsAgent(LLMAgent):
             "message": payload["message"],
         }
 
+    def prompt_for(self, envelope: Envelope) -> Prompt:
+        """The prompt with the configured MCP servers' tools (their lists cached per worker)."""
+        return tools_prompt(mcp_specs())
+
     def result_from(self, envelope: Envelope, data: Any) -> AgentResult:
-        """Run the calls of a usable answer (each fits its tool's parameters and the check)."""
+        """Run the calls of a usable answer (each fits its tool's parameters and the check); MCP calls are recorded
+        for the `mcp` step (read-only) or proposed (acting)."""
         lookups: dict[str, Any] = {}
         actions: list[RefundAction] = []
+        mcp_reads, mcp_acts = mcp_split([call for call in data["calls"] if call["tool"].startswith("mcp__")])
         for call in data["calls"]:
             tool, arguments = call["tool"], call["arguments"]
+            if tool.startswith("mcp__"):
+                continue
             if tool == "escalate_to_human":
                 return escalate_to_human(str(arguments["reason"]))
             order_id = str(arguments["order_id"])
@@ -221,10 +289,16 @@ class ToolsAgent(LLMAgent):
                     )
                 )
         actions = refunds_held_to(actions, message=amount_in_message(envelope.payload["message"]))
-        return AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
+        result = AgentResult(payload={"tool_results": {"orders": lookups}, "proposed_actions": actions})
+        if mcp_acts:
+            result.payload["proposed_tool_actions"] = mcp_acts
+        if mcp_reads:
+            result.payload["mcp_calls"] = mcp_reads
+            result.handoff = ["mcp"]  # the read-only calls run in a step of their own (retries, then review)
+        return result
 
     def fallback(self, envelope: Envelope, variables: dict[str, Any], rejected: LLMRejected) -> AgentResult:
-        calls = fallback_calls(usable_calls(rejected.data, variables), variables)
+        calls = fallback_calls(usable_calls(rejected.data, variables, self.prompt_for(envelope)), variables)
         return self.result_from(envelope, {"calls": calls})
 
 

@@ -1,0 +1,124 @@
+"""A small MCP server for tests, built with the `mcp` package's own server API (FastMCP), served over streamable HTTP
+on 127.0.0.1 by uvicorn in a thread.
+
+Two tools: `stock_level(sku)` (read-only: the units in stock) and `send_replacement(order_id)` (acting: records the
+replacement it sends, deduplicated by the `idempotency_key` of the request's `_meta`, as a shop's API would). Every
+tool call is recorded (`calls`, with the key). Requests must carry `Authorization: Bearer <token>`; `fail_calls`
+makes every tools/call answer HTTP 503 (a server that is down for calls), while listing still works.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from mcp.server.fastmcp import Context, FastMCP
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from harness.processes import free_port
+
+
+@dataclass
+class FakeMCP:
+    token: str = "mcp-test-token"
+    stock: dict[str, int] = field(default_factory=lambda: {"LANTERN-7": 17})
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    replacements: dict[str, str] = field(default_factory=dict)
+    """Replacements sent: idempotency key (or a fresh one when none was given) -> order id."""
+    fail_calls: bool = False
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.replacements.clear()
+            self.fail_calls = False
+
+    def app(self) -> ASGIApp:
+        server = FastMCP("fake-shop", host="127.0.0.1", stateless_http=True, json_response=True)
+
+        def record(tool: str, arguments: dict[str, Any], ctx: Context) -> str:
+            meta = ctx.request_context.meta
+            key = str(getattr(meta, "idempotency_key", "") or "") if meta is not None else ""
+            with self._lock:
+                self.calls.append({"tool": tool, "arguments": arguments, "key": key})
+            return key
+
+        @server.tool()
+        def stock_level(sku: str, ctx: Context) -> str:
+            """How many units of a product (by SKU) are in stock in the shop's warehouse."""
+            record("stock_level", {"sku": sku}, ctx)
+            units = self.stock.get(sku)
+            return f"SKU {sku}: unknown product." if units is None else f"SKU {sku}: {units} units in stock."
+
+        @server.tool()
+        def send_replacement(order_id: str, ctx: Context) -> str:
+            """Send the customer a replacement for an order (ships a new item at no charge)."""
+            key = record("send_replacement", {"order_id": order_id}, ctx) or f"no-key-{len(self.calls)}"
+            with self._lock:
+                self.replacements.setdefault(key, order_id)
+            return f"A replacement for order {order_id} has been sent."
+
+        return self._guard(server.streamable_http_app())
+
+    def _guard(self, app: ASGIApp) -> ASGIApp:
+        """The bearer token on every request; HTTP 503 for tool calls while `fail_calls`."""
+
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            headers = dict(scope.get("headers") or [])
+            if headers.get(b"authorization") != f"Bearer {self.token}".encode():
+                return await _respond(send, 401)
+            chunks: list[Message] = []
+            body = b""
+            while True:
+                message = await receive()
+                chunks.append(message)
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if self.fail_calls and b'"tools/call"' in body:
+                return await _respond(send, 503)
+
+            async def replay() -> Message:
+                return chunks.pop(0) if chunks else await receive()
+
+            return await app(scope, replay, send)
+
+        return guarded
+
+    def start(self) -> FakeMCP:
+        self.port = self.port or free_port()
+        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake MCP server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+
+async def _respond(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"unavailable" if status == 503 else b"unauthorized"})

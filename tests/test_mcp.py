@@ -1,0 +1,187 @@
+"""MCP tools end to end: a real MCP server built with the `mcp` package's FastMCP (harness/fake_mcp.py) on 127.0.0.1
+over streamable HTTP, a real Celery worker with MCP_SERVERS, the openai provider against the fake LLM scripting the
+model's tool calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agents.deliver import Deliver
+from agents.envelope import Envelope
+from agents.models import LedgerEntry
+from conversations.models import Message
+from harness.fake_mcp import FakeMCP
+from harness.processes import SupervisorProcess, WorkerProcess
+from orchestration.models import ReviewItem, Step
+from orchestration.pipeline import canvas_for
+from orchestration.reviews import review_decide
+from tests.conftest import WORKER_ENV, broker_reset, llm_env, order_add, run_wait
+from tests.review_data import staff_reviewer
+
+pytestmark = [pytest.mark.e2e]
+
+TOKEN_ENV = {"SHOP_MCP_TOKEN": "Bearer mcp-test-token"}
+SLIP_WITH_TOOLS = {"slip": [["retrieval", "account"], "tools", "responder", "validator", "deliver"]}
+
+
+def servers(mcp: FakeMCP) -> dict[str, Any]:
+    auth = {"Authorization": "SHOP_MCP_TOKEN"}
+    return {
+        "shop": {"url": mcp.url, "headers": auth, "tools": {"send_replacement": "acting"}},
+        # The same server again, where sending a replacement needs a person's approval.
+        "desk": {"url": mcp.url, "headers": auth, "tools": {"send_replacement": "review"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def mcp_server() -> Iterator[FakeMCP]:
+    server = FakeMCP().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mcp_worker(mcp_server: FakeMCP, fake_server: Any, database_url: str) -> Iterator[WorkerProcess]:
+    """One worker (and the supervisor) for the module, with the fake MCP server configured."""
+    broker_reset()
+    env = {
+        **WORKER_ENV,
+        **llm_env(fake_server, MCP_SERVERS=json.dumps(servers(mcp_server)), AGENT_RETRY_BACKOFF_MAX_SECONDS="0.4"),
+        **TOKEN_ENV,
+    }
+    worker = WorkerProcess(database_url, name="mcp", env=env).start()
+    supervisor = SupervisorProcess(database_url, env=env).start()
+    yield worker
+    supervisor.stop()
+    worker.stop()
+
+
+@pytest.fixture
+def mcp(mcp_server: FakeMCP, mcp_worker: WorkerProcess, fake: Any) -> FakeMCP:
+    mcp_server.reset()
+    return mcp_server
+
+
+def reply_of(run: Any) -> str:
+    return Message.objects.get(conversation_id=run.conversation_id, role="assistant").content
+
+
+def stock_answers(fake: Any) -> None:
+    fake.answers.update(
+        {
+            "triage": {"intent": "other", "confidence": 0.9, "order_ids": []},
+            "planner": SLIP_WITH_TOOLS,
+            "tools": {"tool_calls": [("mcp__shop__stock_level", {"sku": "LANTERN-7"})]},
+            "responder": {"reply": "The LANTERN-7 lantern has 17 units in stock.", "sources": []},
+        }
+    )
+
+
+def test_a_read_only_tool_answers_and_grounds_the_reply(mcp, fake, start_run) -> None:
+    stock_answers(fake)
+    run = run_wait(start_run("Is the LANTERN-7 lantern in stock?").id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert reply_of(run) == "The LANTERN-7 lantern has 17 units in stock."
+    offered = [tool["function"]["name"] for tool in fake.calls("tools")[0].body["tools"]]
+    assert offered[3:5] == ["mcp__shop__stock_level", "mcp__shop__send_replacement"]
+    assert mcp.calls == [{"tool": "stock_level", "arguments": {"sku": "LANTERN-7"}, "key": ""}]
+    # The call and its answer are recorded on the `mcp` step, and the responder was shown them.
+    step = Step.objects.get(run=run, agent="mcp")
+    (recorded,) = step.output["envelope"]["payload"]["tool_results"]["mcp"]
+    assert recorded["tool"] == "stock_level" and "17 units in stock" in recorded["text"]
+    assert "17 units in stock" in json.dumps(fake.calls("responder")[0].body["messages"])
+
+
+def test_an_ungrounded_reply_about_the_tool_is_held(mcp, fake, start_run) -> None:
+    stock_answers(fake)
+    fake.answers["responder"] = {"reply": "The LANTERN-7 lantern has 250 units in stock.", "sources": []}
+    run = run_wait(start_run("Is the LANTERN-7 lantern in stock?").id)
+    assert run.status == "awaiting_review" and run.reason == "validation_failed", (run.reason, run.reason_detail)
+
+
+def test_a_tool_that_is_not_configured_is_never_called(mcp, fake, start_run) -> None:
+    stock_answers(fake)
+    fake.answers["tools"] = {"tool_calls": [("mcp__other__wipe_orders", {})]}
+    run = run_wait(start_run("Is the LANTERN-7 lantern in stock?").id)
+    # The model's call was refused (repair round, then the fallback drops it): the reply has no stock to stand on.
+    assert run.status == "awaiting_review" and run.reason == "validation_failed", (run.reason, run.reason_detail)
+    repair = fake.calls("tools")[1].body["messages"][-1]["content"]
+    assert "got 'mcp__other__wipe_orders'" in repair
+    assert mcp.calls == [] and not Step.objects.filter(run=run, agent="mcp").exists()
+
+
+def replacement_answers(fake: Any, tool: str) -> None:
+    fake.answers.update(
+        {
+            "triage": {"intent": "order_change", "confidence": 0.9, "order_ids": ["SB-30001"]},
+            "planner": SLIP_WITH_TOOLS,
+            "tools": {"tool_calls": [("order_lookup", {"order_id": "SB-30001"}), (tool, {"order_id": "SB-30001"})]},
+            "responder": {"reply": "Your order SB-30001 (Storm lantern) has been delivered.", "sources": []},
+        }
+    )
+
+
+def test_an_acting_tool_is_proposed_approved_and_executed_once(
+    mcp, fake, start_run, make_customer, settings, monkeypatch
+) -> None:
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    replacement_answers(fake, "mcp__shop__send_replacement")
+    run = run_wait(start_run("My order SB-30001 arrived broken, please replace it.", customer=customer).id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    validated = Step.objects.get(run=run, agent="validator").output["envelope"]
+    action = {"type": "mcp", "server": "shop", "tool": "send_replacement", "arguments": {"order_id": "SB-30001"}}
+    assert validated["payload"]["proposed_tool_actions"] == [action]
+    assert validated["payload"]["approved_tool_actions"] == [action]  # the validator approved it
+    key = f"mcp:{run.id}:0"
+    assert mcp.replacements == {key: "SB-30001"}
+    deliver = Step.objects.get(run=run, agent="deliver").output["envelope"]["payload"]
+    assert deliver["executed_actions"][0]["text"] == "A replacement for order SB-30001 has been sent."
+
+    # Deliver's message delivered twice more (through the broker): nothing is sent again.
+    for _ in range(2):
+        canvas_for(Envelope.from_dict(validated).evolve(slip=["deliver"])).apply_async()
+    time.sleep(2)
+    # And deliver itself, run again on the same envelope: the ledger returns the recorded result.
+    settings.MCP_SERVERS = servers(mcp)
+    monkeypatch.setenv("SHOP_MCP_TOKEN", TOKEN_ENV["SHOP_MCP_TOKEN"])
+    again = Deliver().handle(Envelope.from_dict(validated).evolve(slip=["deliver"]))
+    assert again.payload["executed_actions"] == deliver["executed_actions"]
+    assert [c["tool"] for c in mcp.calls] == ["send_replacement"] and mcp.calls[0]["key"] == key
+    assert len(mcp.replacements) == 1
+    assert LedgerEntry.objects.filter(kind="mcp", run_id=str(run.id)).count() == 1
+    assert Message.objects.filter(conversation_id=run.conversation_id, role="assistant").count() == 1
+
+
+def test_a_review_tool_waits_for_a_person_then_acts_once(mcp, fake, start_run, make_customer) -> None:
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    replacement_answers(fake, "mcp__desk__send_replacement")
+    run = run_wait(start_run("My order SB-30001 arrived broken, please replace it.", customer=customer).id)
+    assert run.status == "awaiting_review" and run.reason == "mcp_action_review", (run.reason, run.reason_detail)
+    assert mcp.calls == []  # proposed, not executed
+    item = ReviewItem.objects.get(run=run)
+    review_decide(item_id=item.id, reviewer=staff_reviewer(), decision="approve")
+    run = run_wait(run.id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert mcp.replacements == {f"mcp:{run.id}:0": "SB-30001"}
+    assert LedgerEntry.objects.filter(kind="mcp", run_id=str(run.id)).count() == 1
+
+
+def test_a_server_that_fails_is_retried_then_a_person_answers(mcp, fake, start_run) -> None:
+    stock_answers(fake)
+    mcp.fail_calls = True
+    started = time.monotonic()
+    run = run_wait(start_run("Is the LANTERN-7 lantern in stock?").id, timeout=30)
+    assert time.monotonic() - started < 20  # retried with backoff, not hung
+    assert run.status == "awaiting_review", (run.status, run.reason, run.reason_detail)
+    assert ReviewItem.objects.get(run=run).reason == "mcp_unavailable"
+    step = Step.objects.get(run=run, agent="mcp")
+    # Four tries (max_retries=3); the last is recorded as the halt it ends in.
+    assert [a.error_type for a in step.attempts.all()] == ["MCPUnavailable"] * 3 + ["RunHalted"]
+    assert not Message.objects.filter(conversation_id=run.conversation_id, role="assistant").exists()
