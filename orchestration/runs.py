@@ -242,11 +242,7 @@ def run_halt(run: Run, error: RunHalted, envelope: Envelope) -> None:
 def run_refused_downstream(run: Run, *, refusal: str, detail: str) -> None:
     """End a run serving another system's A2A request as refused (failed with the loop guard's reason: its task is
     `rejected`), with no notice and no review."""
-    run.status = Run.Status.FAILED
-    run.reason = refusal
-    run.reason_detail = detail
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    _run_end(run, Run.Status.FAILED, reason=refusal, detail=detail)
     logger.warning(
         "A2A request refused downstream: %s", refusal, extra={"run_id": str(run.id), "trace_id": run.trace_id}
     )
@@ -275,13 +271,7 @@ def run_latest_envelope(run: Run) -> Envelope:
 
 def run_time_out(run: Run, *, detail: str, envelope: Envelope | None = None) -> ReviewItem:
     """The run passed its deadline: stop it, cancel its running steps, hand it to a person."""
-    now = timezone.now()
-    run.status = Run.Status.TIMED_OUT
-    run.reason = "timed_out"
-    run.reason_detail = detail
-    run.finished_at = now
-    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
-    _steps_stop(run, now, error="the run timed out")
+    _steps_stop(run, _run_end(run, Run.Status.TIMED_OUT, reason="timed_out", detail=detail), error="the run timed out")
     _customer_notice(run, "timed_out", brand.notice("timed_out"))
     logger.warning("run timed out: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
     return review_item_open(run, reason="timed_out", detail=detail, envelope=envelope or run_latest_envelope(run))
@@ -291,15 +281,21 @@ def run_mark_cancelled(run: Run, *, detail: str) -> None:
     """Someone stopped the run (`orchestration.cancel.run_cancel`, which also closes its open review item): cancel its
     running steps as a timeout does. The customer gets a short notice, never a reply: no claim, no step's result and
     no effect (deliver runs under this lock) follows a run that is not active."""
-    now = timezone.now()
-    run.status = Run.Status.CANCELLED
-    run.reason = "cancelled"
-    run.reason_detail = detail
-    run.finished_at = now
-    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
-    _steps_stop(run, now, error="the run was cancelled")
+    _steps_stop(
+        run, _run_end(run, Run.Status.CANCELLED, reason="cancelled", detail=detail), error="the run was cancelled"
+    )
     _customer_notice(run, "cancelled", brand.notice("cancelled"))
     logger.info("run cancelled: %s", detail, extra={"run_id": str(run.id), "trace_id": run.trace_id})
+
+
+def _run_end(run: Run, status: str, *, reason: str, detail: str) -> datetime:
+    """Record the run's ending (status, reason, detail, when); returns when."""
+    run.status = status
+    run.reason = reason
+    run.reason_detail = detail
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    return run.finished_at
 
 
 def _steps_stop(run: Run, now: datetime, *, error: str) -> None:
@@ -324,11 +320,7 @@ def tasks_revoke(task_ids: list[str]) -> None:
 
 
 def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
-    run.status = Run.Status.FAILED
-    run.reason = reason
-    run.reason_detail = detail
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    _run_end(run, Run.Status.FAILED, reason=reason, detail=detail)
     _customer_notice(run, "failed", brand.notice("failed"))
     # The reason code only: the detail carries the error's text, which may quote a model's answer; it stays on the run.
     logger.warning("run failed: %s", reason, extra={"run_id": str(run.id), "trace_id": run.trace_id})
