@@ -9,7 +9,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from conversations.models import Conversation, Message, Order
+from conversations.models import Conversation, Message
 from orchestration.models import ReviewDecision, ReviewItem, Run, Step
 from orchestration.public import PublicReason, PublicReasonView, public_reason_of
 
@@ -180,10 +180,17 @@ class RunStaffSerializer(RunSummarySerializer):
         return {"tokens": run.tokens_used, "cost_usd": str(run.cost_usd), "hops": run.hops_used}
 
 
-class OrderSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Order
-        fields = ["id", "description", "total", "currency", "status", "refunded_amount", "placed_at"]
+class OrderSerializer(serializers.Serializer):
+    """An order as the configured shop reports it (`conversations.commerce.ShopOrder`: the demo tables or the shop's
+    API, COMMERCE_BACKEND)."""
+
+    id = serializers.CharField()
+    description = serializers.CharField()
+    total = serializers.DecimalField(max_digits=10, decimal_places=2)
+    currency = serializers.CharField()
+    status = serializers.CharField()
+    refunded_amount = serializers.DecimalField(max_digits=10, decimal_places=2)
+    placed_at = serializers.DateTimeField(allow_null=True)
 
 
 class ReviewDecisionSerializer(serializers.ModelSerializer):

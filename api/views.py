@@ -224,7 +224,7 @@ class RunCancelView(CustomerView):
 class OrderListView(CustomerView):
     @extend_schema(summary="Your orders", responses=OrderSerializer(many=True), tags=["orders"])
     def get(self, request: Request) -> Response:
-        return Response(OrderSerializer(order_list(customer=self.customer), many=True).data)
+        return Response(OrderSerializer(order_list(customer_id=str(self.customer.id)), many=True).data)
 
 
 class ReviewListView(ListAPIView):

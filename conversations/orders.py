@@ -11,9 +11,13 @@ import re
 from decimal import Decimal
 from typing import TypeGuard
 
-_ORDER_ID = r"SB-[0-9]{5}"
-#: "Is this an order id?": `ORDER_ID.match(value)` (upper case, ASCII digits, nothing around it, not even a
-#: trailing newline). Check it before an outside string reaches a query.
+from django.conf import settings
+
+#: The shop's order-id shape (settings COMMERCE_ORDER_ID_PATTERN, the demo's `SB-[0-9]{5}`), read once at start-up:
+#: the patterns below, and the agents' patterns built on them, are compiled at import.
+_ORDER_ID = f"(?:{settings.COMMERCE_ORDER_ID_PATTERN})"
+#: "Is this an order id?": `ORDER_ID.match(value)` (the shape exactly, nothing around it, not even a trailing
+#: newline). Check it before an outside string reaches a query.
 ORDER_ID = re.compile(rf"^{_ORDER_ID}\Z")
 #: The same shape as a JSON Schema `pattern` (ECMA-262, for the model's structured outputs, where `\Z` does not
 #: exist and `$` ends the value).

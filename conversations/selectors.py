@@ -62,8 +62,9 @@ def message_history(*, conversation_id: UUID | str, limit: int = 10) -> list[Tur
     return [Turn(role=m.role, content=m.content) for m in reversed(list(rows))]
 
 
-def order_list(*, customer: Customer) -> QuerySet[Order]:
-    return Order.objects.filter(customer=customer).order_by("-placed_at")
+def order_list(*, customer_id: str) -> list[ShopOrder]:
+    """The customer's orders as the configured shop reports them (COMMERCE_BACKEND), newest first."""
+    return commerce_backend().order_list(customer_id=customer_id)
 
 
 def conversation_customer_id(*, conversation_id: str) -> str:

@@ -7,13 +7,47 @@ table lists them.
 
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ImproperlyConfigured
+
 from project.env import env_float, env_str
+
+
+def order_id_pattern_check(pattern: str) -> str:
+    """COMMERCE_ORDER_ID_PATTERN, checked: a regular expression that compiles, captures no group (it is searched for
+    in texts), is not anchored (it is anchored where it is used) and matches no empty or blank text."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ImproperlyConfigured(
+            f"COMMERCE_ORDER_ID_PATTERN {pattern!r} is not a regular expression: {error}."
+        ) from error
+    problems = []
+    if compiled.groups:
+        problems.append("capturing groups (write (?:...) instead)")
+    if re.search(r"(?<!\\)[$^]|\\[AZbB]", pattern):
+        problems.append("anchors or word boundaries (they are added where the pattern is used)")
+    if compiled.fullmatch("") or compiled.search(" "):
+        problems.append("a match of empty or blank text")
+    if problems:
+        raise ImproperlyConfigured(f"COMMERCE_ORDER_ID_PATTERN {pattern!r} has {'; '.join(problems)}.")
+    return pattern
+
 
 # Where orders live and refunds are executed: "database" (the built-in demo tables; a refund is written in the same
 # transaction as its ledger row, so it is exactly once by construction) or "http" (your shop's REST API: a refund is
 # recorded as requested before the call and as done after it, and re-sent with the same Idempotency-Key after a
 # crash; an outcome still unknown after the retries goes to a person).
 COMMERCE_BACKEND = env_str("COMMERCE_BACKEND", "database")
+# What an order id looks like in your shop, a regular expression without anchors or capturing groups (the demo's:
+# SB- and five digits), read once at start-up. Agents look up only ids of this shape: it is found in customers'
+# messages (any case, as a whole word, then upper-cased), required of the model's tool arguments, and checked before
+# an id from outside reaches a query or your API. Begin and end it with a letter or digit, at most 32 characters.
+# A shape plain numbers also fit ("[0-9]+") makes amounts and years look like order ids: nothing is refunded on
+# them (they are not the customer's orders), but a refund whose amount reads as an id goes to a person; a prefix or
+# a fixed length ("[0-9]{6}", "FF[0-9]{6}") keeps them apart.
+COMMERCE_ORDER_ID_PATTERN = order_id_pattern_check(env_str("COMMERCE_ORDER_ID_PATTERN", "SB-[0-9]{5}"))
 # The base URL of the shop's API (http backend), e.g. https://shop.example.com/switchboard/v1 (no trailing slash
 # needed). Use https outside a private network: the token travels with every request.
 COMMERCE_API_URL = env_str("COMMERCE_API_URL", "")
