@@ -6,7 +6,7 @@ for each database backend, beside the baseline (the hand-written BM25 it replace
     EVAL_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/wt_kb_eval python -m bench.eval_retrieval
 
 Each backend runs in a child process against its own database: migrate, `knowledge import` the demo documents,
-ask every question. `evaluate()` is what the test (tests/test_knowledge_eval.py) runs on the test database.
+ask every question. `evaluate()` is what tests/test_knowledge.py runs on the test database, and `evaluate_on` on a fresh SQLite file.
 """
 
 from __future__ import annotations
@@ -79,16 +79,24 @@ def _child() -> None:
 
     call_command("knowledge", "import", str(DEMO_DOCS_DIR), "--prune", verbosity=0)
     recall = evaluate()
-    print(json.dumps({"cases": recall.cases, "at_1": recall.at_1, "at_3": recall.at_3, "misses": recall.misses}))
+    from knowledge.search import internal_notes, search
+
+    # Staff-only notes asked for word for word: any of them found is a leak (none may be).
+    notes = internal_notes()
+    leaks = [hit.text for note in notes for hit in search(note, 3) if any(n in hit.text for n in notes)]
+    result = {"cases": recall.cases, "at_1": recall.at_1, "at_3": recall.at_3, "misses": recall.misses}
+    print(json.dumps({**result, "staff_only_notes": len(notes), "staff_only_leaks": leaks}))
 
 
-def _run(database_url: str) -> dict[str, Any]:
+def evaluate_on(database_url: str) -> dict[str, Any]:
+    """The evaluation on another database (a child process: migrate, import the demo documents, evaluate): cases,
+    at_1, at_3, misses, and the staff-only notes found by asking for them (staff_only_leaks, always empty)."""
     env = {**os.environ, "DATABASE_URL": database_url}
     output = subprocess.run(
         [sys.executable, "-m", "bench.eval_retrieval", "--child"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     if output.returncode:
-        raise SystemExit(f"evaluation failed on {database_url}:\n{output.stderr}")
+        raise RuntimeError(f"evaluation failed on {database_url}:\n{output.stderr}")
     return dict(json.loads(output.stdout.strip().splitlines()[-1]))
 
 
@@ -113,11 +121,11 @@ def main() -> int:
     baseline = baseline_load()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        results["SQLite FTS5"] = _run(f"sqlite:///{folder}/eval.sqlite3")
+        results["SQLite FTS5"] = evaluate_on(f"sqlite:///{folder}/eval.sqlite3")
     postgres_url = os.environ.get("EVAL_POSTGRES_URL")
     if postgres_url:
         _postgres_database_create(postgres_url)
-        results["PostgreSQL full-text"] = _run(postgres_url)
+        results["PostgreSQL full-text"] = evaluate_on(postgres_url)
     print(f"Retrieval on {baseline['cases']} held-out questions (evals/retrieval.yaml)")
     print(f"{'backend':<28} {'recall@1':>9} {'recall@3':>9}")
     print(f"{'baseline: hand-written BM25':<28} {baseline['recall_at_1']:>9.3f} {baseline['recall_at_3']:>9.3f}")

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from agents.registry import agent_get
-from bench.eval_retrieval import baseline_load, evaluate
+from bench.eval_retrieval import baseline_load, evaluate, evaluate_on
 from knowledge.models import Document, Section
 from knowledge.search import internal_notes, search
 from knowledge.services import DEMO_DOCS_DIR
@@ -115,3 +115,13 @@ def test_retrieval_evaluation_is_at_or_above_the_baseline(db: Any) -> None:
     assert recall.cases >= 60
     assert recall.at_1 >= baseline["recall_at_1"], recall.misses
     assert recall.at_3 >= baseline["recall_at_3"], recall.misses
+
+
+def test_search_on_sqlite_fts5_finds_at_or_above_the_baseline_and_no_staff_note(tmp_path: Path) -> None:
+    """The embedded SQLite default (FTS5), whatever database the suite runs on: a fresh file, migrated, the demo
+    imported, the held-out questions asked."""
+    baseline = baseline_load()
+    result = evaluate_on(f"sqlite:///{tmp_path}/knowledge.sqlite3")
+    assert result["cases"] >= 60
+    assert result["at_1"] >= baseline["recall_at_1"] and result["at_3"] >= baseline["recall_at_3"], result["misses"]
+    assert result["staff_only_notes"] >= 1 and result["staff_only_leaks"] == []
