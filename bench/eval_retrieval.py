@@ -6,7 +6,8 @@ for each database backend, beside the baseline (the hand-written BM25 it replace
     EVAL_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/wt_kb_eval python -m bench.eval_retrieval
 
 Each backend runs in a child process against its own database: migrate, `knowledge import` the demo documents,
-ask every question. `evaluate()` is what tests/test_knowledge.py runs on the test database, and `evaluate_on` on a fresh SQLite file.
+ask every question. `evaluate()` is what tests/test_knowledge.py runs on the test database, and `evaluate_on` on
+a fresh SQLite file.
 """
 
 from __future__ import annotations
