@@ -9,7 +9,7 @@ slot: a member of two sorted sets (the customer's and everyone's) scored by when
 lifetime plus a margin — and gives it back when it ends; the slot of a stream that never started (its
 client left at once) or whose process died frees itself. Without Redis no stream opens (503: poll instead).
 
-Wake-ups: `changed_publish` sends a "changed" ping on a run's or a conversation's channel (see
+Wake-ups: `changed_publish_many` sends a "changed" ping on a run's or a conversation's channel (see
 api/signals.py); `Wakeups` is one stream's subscription (redis.asyncio: waiting holds no thread).
 """
 
@@ -172,10 +172,14 @@ def conversation_channel(conversation_id: object) -> str:
     return f"switchboard:events:conversation:{conversation_id}"
 
 
-def changed_publish(channel: str) -> None:
-    """Tell the streams listening on `channel` to read again. A lost ping only delays them (SSE_POLL_SECONDS)."""
+def changed_publish_many(channels: list[str]) -> None:
+    """Tell the streams listening on these channels to read again, in one round trip. A lost ping only delays them
+    (SSE_POLL_SECONDS)."""
     try:
-        redis_client(settings.REDIS_URL, 0.5).publish(channel, "changed")
+        pipe = redis_client(settings.REDIS_URL, 0.5).pipeline(transaction=False)
+        for channel in channels:
+            pipe.publish(channel, "changed")
+        pipe.execute()
     except RedisError as exc:
         logger.warning("live-progress ping not sent, open streams poll instead (%s)", exc)
 

@@ -28,12 +28,18 @@ KEY_PREFIX = "switchboard:"
 def counter_hit(key: str, window_seconds: int) -> tuple[int, int]:
     """Count one request in `key`'s current window (started by its first request, `window_seconds`
     long); return the count so far and the seconds left in the window. One round trip."""
+    return counters_hit([(key, window_seconds)])[0]
+
+
+def counters_hit(counters: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """`counter_hit` for several (key, window) at once: one round trip for all."""
     pipe = redis_client(settings.CACHES["default"]["LOCATION"], 1.0).pipeline(transaction=False)
-    pipe.set(KEY_PREFIX + key, 0, ex=window_seconds, nx=True)
-    pipe.incr(KEY_PREFIX + key)
-    pipe.ttl(KEY_PREFIX + key)
-    _created, count, ttl = pipe.execute()
-    return int(count), int(ttl)
+    for key, window_seconds in counters:
+        pipe.set(KEY_PREFIX + key, 0, ex=window_seconds, nx=True)
+        pipe.incr(KEY_PREFIX + key)
+        pipe.ttl(KEY_PREFIX + key)
+    replies = pipe.execute()
+    return [(int(replies[3 * i + 1]), int(replies[3 * i + 2])) for i in range(len(counters))]
 
 
 def throttle_needs_caller(throttle: BaseThrottle) -> bool:
@@ -63,17 +69,15 @@ class SettingsRateThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
         return settings.THROTTLE_RATES.get(self.scope)
 
+    def counter_key(self, request: Any, view: Any) -> str | None:
+        """The counter this request counts in; None when the throttle does not apply to it."""
+        return None if self.rate is None else self.get_cache_key(request, view)
+
     def allow_request(self, request: Any, view: Any) -> bool:
-        if self.rate is None:
-            return True
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        try:
-            count, ttl = counter_hit(key, self.duration)
-        except RedisError as exc:
-            logger.warning("throttle %s not applied: its counters are unreachable (%s)", self.scope, exc)
-            return True
+        return not throttles_refusing([self], request, view)
+
+    def verdict(self, count: int, ttl: int) -> bool:
+        """Whether a request that made the count `count` (the window with `ttl` seconds left) may pass."""
         if count <= self.num_requests:
             return True
         self.retry_after = max(1, ttl if ttl > 0 else self.duration)
@@ -102,8 +106,8 @@ class PerIPCredentialsThrottle(PerIPThrottle):
     requests without any pass uncounted. For the health endpoint: a flood of bad tokens is refused before each
     costs a query, while a probe (anonymous) is never answered 429 however busy its address is."""
 
-    def allow_request(self, request: Any, view: Any) -> bool:
-        return not credentials_sent(request) or super().allow_request(request, view)
+    def counter_key(self, request: Any, view: Any) -> str | None:
+        return super().counter_key(request, view) if credentials_sent(request) else None
 
 
 class PerCustomerThrottle(SettingsRateThrottle):
@@ -120,5 +124,25 @@ class MessagePostThrottle(PerCustomerThrottle):
 
     scope = "message"
 
-    def allow_request(self, request: Any, view: Any) -> bool:
-        return request.method != "POST" or super().allow_request(request, view)
+    def counter_key(self, request: Any, view: Any) -> str | None:
+        return super().counter_key(request, view) if request.method == "POST" else None
+
+
+def throttles_refusing(throttles: list[BaseThrottle], request: Any, view: Any) -> list[BaseThrottle]:
+    """The throttles among `throttles` that refuse this request; every one counts it. Ours (SettingsRateThrottle)
+    count in one Redis round trip together, and fail open when the counters are unreachable; any other throttle
+    is asked on its own."""
+    ours = [t for t in throttles if isinstance(t, SettingsRateThrottle)]
+    refusing = [t for t in throttles if not isinstance(t, SettingsRateThrottle) and not t.allow_request(request, view)]
+    counted = [(throttle, key) for throttle in ours if (key := throttle.counter_key(request, view)) is not None]
+    if not counted:
+        return refusing
+    try:
+        hits = counters_hit([(key, throttle.duration) for throttle, key in counted])
+    except RedisError as exc:
+        scopes = [throttle.scope for throttle, _ in counted]
+        logger.warning("throttles %s not applied: their counters are unreachable (%s)", scopes, exc)
+        return refusing
+    return refusing + [
+        throttle for (throttle, _), (count, ttl) in zip(counted, hits, strict=True) if not throttle.verdict(count, ttl)
+    ]

@@ -36,6 +36,7 @@ from api.throttles import (
     PerIPCredentialsThrottle,
     PerIPThrottle,
     throttle_needs_caller,
+    throttles_refusing,
 )
 from conversations.models import Conversation, Customer
 from conversations.selectors import conversation_get, conversation_list, message_list, order_list
@@ -79,11 +80,8 @@ class APIView(BaseAPIView):
     def throttles_check(self, request: Request, *, caller_needed: bool) -> None:
         """DRF's check_throttles over this view's throttles that need (or do not need) the caller: every
         such throttle counts the request; if any refuses it, 429 with the longest wait."""
-        waits = [
-            throttle.wait()
-            for throttle in self.get_throttles()
-            if throttle_needs_caller(throttle) == caller_needed and not throttle.allow_request(request, self)
-        ]
+        throttles = [t for t in self.get_throttles() if throttle_needs_caller(t) == caller_needed]
+        waits = [throttle.wait() for throttle in throttles_refusing(throttles, request, self)]
         if waits:
             # None: no throttle knows the wait (DRF accepts it, as its own check_throttles passes; its stubs say float).
             wait = max((wait for wait in waits if wait is not None), default=None)

@@ -83,16 +83,15 @@ def message_create(
         message = Message.objects.create(conversation_id=conversation_id, role=role, content=content)
         Conversation.objects.filter(id=conversation_id).update(updated_at=timezone.now())
         return message, True
-    existing = Message.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing, False
+    # No lookup first: the insert finds a repeated key (callers that must know before writing anything else, like
+    # `conversation_message_post`, look it up themselves), so the usual new message costs no extra query.
     try:
         with transaction.atomic():
             message = Message.objects.create(
                 conversation_id=conversation_id, role=role, content=content, idempotency_key=idempotency_key
             )
     except IntegrityError:
-        # A concurrent writer with the same key won the race: theirs is the message.
+        # The key was used before (or a concurrent writer with it won the race): that is the message.
         return Message.objects.get(idempotency_key=idempotency_key), False
     Conversation.objects.filter(id=conversation_id).update(updated_at=timezone.now())
     return message, True
