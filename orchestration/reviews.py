@@ -42,7 +42,7 @@ from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
 from orchestration.pipeline import run_dispatch
 from orchestration.runs import run_reopen
-from orchestration.selectors import review_get, reviewer_refunds_on_the_way
+from orchestration.selectors import review_get, review_tool_actions, reviewer_refunds_on_the_way
 from project.errors import Conflict, InvalidInput, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ def resume_envelope(item: ReviewItem, decision: Decision, *, approval: Approval)
         "verdict": {"pass": True, "reasons": [], "decided_by": approval["name"], "decision": decision.kind},
         "approved_actions": decision.actions,
         # Acting MCP tools run only as proposed, and only when the reviewer approved the proposal as it stands.
-        "approved_tool_actions": stored.payload.get("proposed_tool_actions", []) if decision.kind == "approve" else [],
+        "approved_tool_actions": review_tool_actions(item) if decision.kind == "approve" else [],
         "approval": approval,
         "reply_role": decision.role,
         "review_item_id": str(item.id),
