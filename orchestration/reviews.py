@@ -37,6 +37,7 @@ from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, ord
 from conversations.refunds import RefundAuthority
 from conversations.selectors import conversation_customer_id, order_currency
 from conversations.services import refund_orders_lock
+from orchestration.attempts import step_key
 from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
@@ -316,7 +317,7 @@ def run_resume(run: Run, envelope: Envelope) -> None:
     """Back to running for the decided step, starting from `envelope`, with budgets raised to what
     was already spent (a person decided to go on; the guards must not stop their decision)."""
     run.budget = budget_for_review_resume(
-        run.budget, tokens_used=run.tokens_used, cost_usd=run.cost_usd, hops_used=run.hops_used
+        run.budget, tokens_used=run.tokens_used, cost_usd=run.cost_usd, hops_used=max(run.hops_used, envelope.hop)
     )
     run.start_envelope = envelope.to_dict()
     run_reopen(run)
@@ -337,7 +338,10 @@ def resume_envelope(item: ReviewItem, decision: Decision, *, approval: Approval)
         "reply_role": decision.role,
         "review_item_id": str(item.id),
     }
-    return stored.evolve(slip=["deliver"], payload=payload)
+    # Deliver itself may have stopped on this envelope (its retries ran out: a remote effect's outcome unknown); its
+    # step is over, so the decided delivery is a step of its own, one hop on.
+    hop = stored.hop + 1 if item.run.steps.filter(key=step_key(stored.hop + 1, "deliver")).exists() else stored.hop
+    return stored.evolve(slip=["deliver"], payload=payload, hop=hop)
 
 
 # --- Review deadlines (called by the supervisor's sweep) ------------------------------
