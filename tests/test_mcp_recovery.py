@@ -58,7 +58,7 @@ def test_an_action_is_recorded_before_it_is_sent_and_resent_with_its_key(mcp, tr
     key = tool_action_key("run-a", 0)
     mcp.fail_calls = True  # the server does not answer the call (HTTP 503)
     for tries in (1, 2):
-        with pytest.raises(MCPUnavailable, match="outcome unknown .* same key"):
+        with pytest.raises(MCPUnavailable, match=r"outcome unknown .* same key"):
             tool_actions_execute(actions=[ACTION], run_id="run-a")
         entry = LedgerEntry.objects.get(kind="mcp")
         assert entry.key == key and entry.status == "pending" and entry.request == ACTION
