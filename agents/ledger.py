@@ -3,7 +3,10 @@ policy counts (automatic ones) and what the second approval counts (reviewers' o
 
 A database effect (storing a reply, recording a refund) runs in the same
 transaction as its ledger row: both happen or neither does, and a second call
-with the key returns the first call's result without running the effect.
+with the key returns the first call's result without running the effect. A
+remote effect (a refund through a shop's API, an acting MCP tool) is recorded as
+requested and committed before it is sent (`ledger_request`), then sent with its
+key and settled (`ledger_send`): no transaction waits on the network.
 """
 
 from __future__ import annotations
