@@ -18,7 +18,13 @@ from agents.base import Agent, AgentResult, Outcome
 from agents.envelope import Envelope
 from agents.ledger import ledger_once
 from agents.payload import Verdict, approval_lifts_limit, payload_approval
-from agents.tools.mcp_agent import MCP_FAILED, MCP_REVIEW, tool_action_problems, tool_actions_execute
+from agents.tools.mcp_agent import (
+    MCP_FAILED,
+    MCP_REVIEW,
+    acting_tools_configured,
+    tool_action_problems,
+    tool_actions_execute,
+)
 from agents.tools.refunds import RefundsExecuted, RefundsRefused, refunds_execute
 from conversations.models import Message
 from conversations.refunds import RefundAuthority, problems_gravest
@@ -33,15 +39,17 @@ class Deliver(Agent):
 
     @property
     def atomic(self) -> bool:  # type: ignore[override]
-        """With the built-in database, one transaction with the step (the refunds commit with it). With a shop's API,
-        not: a refund is recorded as requested and committed before it is sent, and no transaction waits on it."""
-        return commerce_backend().transactional
+        """With the built-in database and no acting MCP tools, one transaction with the step (the refunds commit with
+        it). With a shop's API or acting MCP tools, not: a remote effect is recorded as requested and committed
+        before it is sent, and no transaction waits on it."""
+        return commerce_backend().transactional and not acting_tools_configured()
 
     @property
     def review_when_exhausted(self) -> bool:  # type: ignore[override]
-        """A refund whose outcome stays unknown after the retries (the shop's API down) goes to a person with the
-        evidence (the pending ledger row, the last error); it is never sent again with a new key."""
-        return not commerce_backend().transactional
+        """A remote effect whose outcome stays unknown after the retries (the shop's API or an MCP server down) goes
+        to a person with the evidence (the pending ledger row, the last error); it is never sent again with a new
+        key."""
+        return not self.atomic
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload

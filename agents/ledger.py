@@ -3,7 +3,10 @@ policy counts (automatic ones) and what the second approval counts (reviewers' o
 
 A database effect (storing a reply, recording a refund) runs in the same
 transaction as its ledger row: both happen or neither does, and a second call
-with the key returns the first call's result without running the effect.
+with the key returns the first call's result without running the effect. A
+remote effect (a refund through a shop's API, an acting MCP tool) is recorded as
+requested and committed before it is sent (`ledger_request`), then sent with its
+key and settled (`ledger_send`): no transaction waits on the network.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from django.utils import timezone
 
 from agents.models import LedgerEntry
 from conversations.refunds import RefundAuthority, RefundHistory
+from project.errors import PermanentError, TransientError
 
 REFUND = "refund"
 
@@ -80,6 +84,50 @@ def ledger_settle(*, key: str, status: str, result: dict[str, Any]) -> int:
     evidence so far; a row already settled is left as it is. Returns the rows changed (0 or 1)."""
     pending = LedgerEntry.objects.filter(key=key, status=LedgerEntry.Status.PENDING)
     return pending.update(status=status, result=result)
+
+
+def ledger_send(
+    *,
+    key: str,
+    send: Callable[[LedgerEntry], dict[str, Any]],
+    describe: Callable[[LedgerEntry], str],
+    unavailable: type[TransientError],
+    refused: type[PermanentError],
+) -> dict[str, Any]:
+    """Send a remote effect recorded as requested (`ledger_request`, committed) with its key, and record its outcome;
+    one done before returns its result, one refused before is never sent again (`refused` is raised).
+
+    `send(entry)` acts (sending `entry.key` as the idempotency key) and returns the result: the row is DONE with it.
+    `refused` (the remote said no): FAILED with the evidence, and re-raised. `unavailable` (no answer: unreachable,
+    5xx, timeout): the row stays PENDING with the evidence (tries, error, at) and `unavailable` is raised again, so
+    the step retries with backoff and sends the same key, never a new one; when the retries run out the agent hands
+    the run to a person with that evidence (`Agent.review_when_exhausted`). Any other PermanentError (an answer that
+    makes no sense): the outcome stays unknown, the row PENDING with the evidence, for a person. `describe(entry)`
+    names the effect in those errors."""
+    entry = LedgerEntry.objects.get(key=key)
+    if entry.status == LedgerEntry.Status.DONE:
+        return entry.result
+    if entry.status == LedgerEntry.Status.FAILED:
+        raise refused(f"{describe(entry)} was refused before: {entry.result.get('error', '')}")
+    try:
+        result = send(entry)
+    except unavailable as exc:
+        tries = int(entry.result.get("tries", 0)) + 1
+        evidence = {"outcome": "unknown", "tries": tries, "error": exc.message[:500], "at": timezone.now().isoformat()}
+        ledger_settle(key=key, status=LedgerEntry.Status.PENDING, result=evidence)
+        raise unavailable(
+            f"{describe(entry)}: outcome unknown after {tries} tries ({exc.message}); it is sent again with the same "
+            "key, never a new one."
+        ) from exc
+    except refused as exc:
+        ledger_settle(key=key, status=LedgerEntry.Status.FAILED, result={"error": exc.message[:500]})
+        raise
+    except PermanentError as exc:
+        evidence = {"outcome": "unknown", "error": exc.message[:500], "at": timezone.now().isoformat()}
+        ledger_settle(key=key, status=LedgerEntry.Status.PENDING, result=evidence)
+        raise
+    ledger_settle(key=key, status=LedgerEntry.Status.DONE, result=result)
+    return result
 
 
 def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: datetime | None = None) -> RefundHistory:

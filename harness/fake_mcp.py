@@ -1,19 +1,24 @@
 """A small MCP server for tests, built with the `mcp` package's own server API (FastMCP), served over streamable HTTP
-on 127.0.0.1 by uvicorn in a thread.
+on 127.0.0.1 by uvicorn in a thread, or over stdio as a command (`python -m harness.fake_mcp --stdio`).
 
 Two tools: `stock_level(sku)` (read-only: the units in stock) and `send_replacement(order_id)` (acting: records the
 replacement it sends, deduplicated by the `idempotency_key` of the request's `_meta`, as a shop's API would). Every
 tool call is recorded (`calls`, with the key). Requests must carry `Authorization: Bearer <token>`; `fail_calls`
-makes every tools/call answer HTTP 503 (a server that is down for calls), while listing still works.
+makes every tools/call answer HTTP 503 (a server that is down for calls), while listing still works; `hold_next`
+holds the answers of that many replacements, after sending them, for `hold_seconds` or until `release()` (`held`
+is set meanwhile): the window in which a test kills the worker that asked. `stop()` closes the port (a server that
+is down).
 """
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import uvicorn
 from mcp.server.fastmcp import Context, FastMCP
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,10 +34,17 @@ class FakeMCP:
     replacements: dict[str, str] = field(default_factory=dict)
     """Replacements sent: idempotency key (or a fresh one when none was given) -> order id."""
     fail_calls: bool = False
+    hold_next: int = 0
+    """How many replacements' answers to hold after sending them (0: none)."""
+    hold_seconds: float = 0.0
+    """How long a held answer waits for `release()`."""
     port: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._release = threading.Event()
+        self.held = threading.Event()
+        """Set when a replacement was sent and its answer is being held."""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -44,10 +56,15 @@ class FakeMCP:
         with self._lock:
             self.calls.clear()
             self.replacements.clear()
-            self.fail_calls = False
+            self.fail_calls, self.hold_next, self.hold_seconds = False, 0, 0.0
+            self._release.clear(), self.held.clear()
 
-    def app(self) -> ASGIApp:
-        server = FastMCP("fake-shop", host="127.0.0.1", stateless_http=True, json_response=True)
+    def release(self) -> None:
+        self._release.set()
+
+    def server(self) -> FastMCP:
+        """The FastMCP server with the two tools (over HTTP: `app`; over stdio: `main`)."""
+        server = FastMCP("fake-shop", host="127.0.0.1", stateless_http=True, json_response=True, log_level="WARNING")
 
         def record(tool: str, arguments: dict[str, Any], ctx: Context) -> str:
             meta = ctx.request_context.meta
@@ -64,14 +81,23 @@ class FakeMCP:
             return f"SKU {sku}: unknown product." if units is None else f"SKU {sku}: {units} units in stock."
 
         @server.tool()
-        def send_replacement(order_id: str, ctx: Context) -> str:
+        async def send_replacement(order_id: str, ctx: Context) -> str:
             """Send the customer a replacement for an order (ships a new item at no charge)."""
             key = record("send_replacement", {"order_id": order_id}, ctx) or f"no-key-{len(self.calls)}"
             with self._lock:
                 self.replacements.setdefault(key, order_id)
+                hold = self.hold_next > 0
+                if hold:
+                    self.hold_next -= 1
+            if hold:  # sent; the answer waits (in a thread: the server goes on serving other requests)
+                self.held.set()
+                await anyio.to_thread.run_sync(self._release.wait, self.hold_seconds)
             return f"A replacement for order {order_id} has been sent."
 
-        return self._guard(server.streamable_http_app())
+        return server
+
+    def app(self) -> ASGIApp:
+        return self._guard(self.server().streamable_http_app())
 
     def _guard(self, app: ASGIApp) -> ASGIApp:
         """The bearer token on every request; HTTP 503 for tool calls while `fail_calls`."""
@@ -114,6 +140,7 @@ class FakeMCP:
         return self
 
     def stop(self) -> None:
+        self._release.set()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
@@ -122,3 +149,17 @@ class FakeMCP:
 async def _respond(send: Send, status: int) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"unavailable" if status == 503 else b"unauthorized"})
+
+
+def main() -> None:
+    """`python -m harness.fake_mcp --stdio [--stock SKU=UNITS ...]`: the server over stdio (a configured `command`)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stdio", action="store_true", required=True, help="serve over stdin/stdout")
+    parser.add_argument("--stock", action="append", default=[], metavar="SKU=UNITS", help="units in stock")
+    options = parser.parse_args()
+    stock = {sku: int(units) for sku, _, units in (item.partition("=") for item in options.stock)}
+    FakeMCP(stock=stock or FakeMCP().stock).server().run("stdio")
+
+
+if __name__ == "__main__":
+    main()

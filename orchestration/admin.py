@@ -18,12 +18,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from agents.tools.mcp_agent import tool_mode_configured
 from conversations.selectors import conversation_transcript
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
 from orchestration.permissions import user_is_reviewer, user_may_replay
 from orchestration.reviews import REJECTION_DEFAULT, review_decide
-from orchestration.selectors import run_timeline
+from orchestration.selectors import review_tool_actions, run_timeline
 from project.errors import InvalidInput, SwitchboardError
 from project.jsonlimits import JSONRefused, json_loads_limited
 
@@ -198,7 +199,9 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="proposed action")
     def proposed_action_text(self, item: ReviewItem) -> str:
-        return action_text(item.proposed_action)
+        tools = "; ".join(f"{a['server']}/{a['tool']}" for a in tool_action_rows(review_tool_actions(item)))
+        refunds = action_text(item.proposed_action) if item.proposed_action else ""
+        return "; ".join(part for part in (refunds, tools and f"MCP {tools}") if part) or "-"
 
     def get_urls(self) -> list:
         decide = self.admin_site.admin_view(self.decide_view)
@@ -217,6 +220,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 timeline=run_timeline(item.run),
                 action_json=json.dumps(item.proposed_action, indent=2) if item.proposed_action else "",
                 action_text=action_text(item.proposed_action),
+                tool_actions=tool_action_rows(review_tool_actions(item)),
                 decisions=item.decisions.all(),
                 pending=item.pending_decision,
                 pending_action_text=action_text(item.pending_decision.action_after) if item.pending_decision else "",
@@ -277,6 +281,26 @@ def action_text(actions: Any) -> str:
     if not actions:
         return "-"
     return "; ".join(f"refund {a.get('amount')} {a.get('currency', '')} on {a.get('order_id')}" for a in actions)
+
+
+#: What approving executes of a proposed MCP action, by the tool's configured mode.
+TOOL_MODE_TEXT = {
+    "acting": "acting: approving executes it once",
+    "review": "review: approving executes it once (only a person may)",
+    "read": "not configured as acting: approving executes nothing, the run comes back here",
+    "": "server not configured: approving executes nothing, the run comes back here",
+}
+
+
+def tool_action_rows(actions: list[Any]) -> list[dict[str, str]]:
+    """Proposed MCP tool actions as the review page shows them: server, tool, arguments (JSON), mode."""
+    rows = []
+    for action in actions:
+        server, tool = str(action.get("server", "")), str(action.get("tool", ""))
+        arguments = json.dumps(action.get("arguments") or {}, indent=2, sort_keys=True, ensure_ascii=False)
+        mode = tool_mode_configured(server, tool)
+        rows.append({"server": server, "tool": tool, "arguments": arguments, "mode": TOOL_MODE_TEXT.get(mode, mode)})
+    return rows
 
 
 @admin.register(ReviewDecision)

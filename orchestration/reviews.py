@@ -37,12 +37,13 @@ from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, ord
 from conversations.refunds import RefundAuthority
 from conversations.selectors import conversation_customer_id, order_currency
 from conversations.services import refund_orders_lock
+from orchestration.attempts import step_key
 from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
 from orchestration.pipeline import run_dispatch
 from orchestration.runs import run_reopen
-from orchestration.selectors import review_get, reviewer_refunds_on_the_way
+from orchestration.selectors import review_get, review_tool_actions, reviewer_refunds_on_the_way
 from project.errors import Conflict, InvalidInput, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ def run_resume(run: Run, envelope: Envelope) -> None:
     """Back to running for the decided step, starting from `envelope`, with budgets raised to what
     was already spent (a person decided to go on; the guards must not stop their decision)."""
     run.budget = budget_for_review_resume(
-        run.budget, tokens_used=run.tokens_used, cost_usd=run.cost_usd, hops_used=run.hops_used
+        run.budget, tokens_used=run.tokens_used, cost_usd=run.cost_usd, hops_used=max(run.hops_used, envelope.hop)
     )
     run.start_envelope = envelope.to_dict()
     run_reopen(run)
@@ -332,12 +333,15 @@ def resume_envelope(item: ReviewItem, decision: Decision, *, approval: Approval)
         "verdict": {"pass": True, "reasons": [], "decided_by": approval["name"], "decision": decision.kind},
         "approved_actions": decision.actions,
         # Acting MCP tools run only as proposed, and only when the reviewer approved the proposal as it stands.
-        "approved_tool_actions": stored.payload.get("proposed_tool_actions", []) if decision.kind == "approve" else [],
+        "approved_tool_actions": review_tool_actions(item) if decision.kind == "approve" else [],
         "approval": approval,
         "reply_role": decision.role,
         "review_item_id": str(item.id),
     }
-    return stored.evolve(slip=["deliver"], payload=payload)
+    # Deliver itself may have stopped on this envelope (its retries ran out: a remote effect's outcome unknown); its
+    # step is over, so the decided delivery is a step of its own, one hop on.
+    hop = stored.hop + 1 if item.run.steps.filter(key=step_key(stored.hop + 1, "deliver")).exists() else stored.hop
+    return stored.evolve(slip=["deliver"], payload=payload, hop=hop)
 
 
 # --- Review deadlines (called by the supervisor's sweep) ------------------------------

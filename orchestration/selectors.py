@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from agents.models import LedgerEntry
+from agents.payload import McpAction
 from conversations.models import Customer, Message
 from conversations.orders import amount_parse
 from conversations.selectors import conversation_transcript
@@ -74,6 +75,13 @@ def review_detail_load(item: ReviewItem) -> ReviewItem:
         ),
     )
     return item
+
+
+def review_tool_actions(item: ReviewItem) -> list[McpAction]:
+    """The acting MCP tool calls proposed on a review item's run: what approving it as proposed executes (an edit or
+    a reject executes none; `orchestration.reviews.resume_envelope`)."""
+    stored = item.resume_envelope or item.run.start_envelope or {}
+    return list((stored.get("payload") or {}).get("proposed_tool_actions") or [])
 
 
 def runs_for_trace(identifier: str) -> list[Run]:

@@ -185,3 +185,27 @@ def test_a_server_that_fails_is_retried_then_a_person_answers(mcp, fake, start_r
     # Four tries (max_retries=3); the last is recorded as the halt it ends in.
     assert [a.error_type for a in step.attempts.all()] == ["MCPUnavailable"] * 3 + ["RunHalted"]
     assert not Message.objects.filter(conversation_id=run.conversation_id, role="assistant").exists()
+
+
+def test_an_action_the_server_never_answers_goes_to_review_then_acts_once_on_approval(
+    mcp, fake, start_run, make_customer
+) -> None:
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    replacement_answers(fake, "mcp__shop__send_replacement")
+    mcp.fail_calls = True  # down for calls once the validator approved the action
+    run = run_wait(start_run("My order SB-30001 arrived broken, please replace it.", customer=customer).id, timeout=40)
+    assert run.status == "awaiting_review" and run.reason == "mcp_unavailable", (run.reason, run.reason_detail)
+    assert "outcome unknown" in run.reason_detail and "same key" in run.reason_detail
+    key = f"mcp:{run.id}:0"
+    entry = LedgerEntry.objects.get(kind="mcp", run_id=str(run.id))  # the evidence: requested, never settled
+    assert entry.key == key and entry.status == "pending" and entry.result["tries"] == 4
+    assert [a.error_type for a in Step.objects.get(run=run, agent="deliver").attempts.all()][-1] == "RunHalted"
+    assert not Message.objects.filter(conversation_id=run.conversation_id, role="assistant").exists()
+    # The server is back; a person approves: the same key is sent, the action happens once.
+    mcp.fail_calls = False
+    review_decide(item_id=ReviewItem.objects.get(run=run).id, reviewer=staff_reviewer(), decision="approve")
+    run = run_wait(run.id)
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert mcp.replacements == {key: "SB-30001"} and {c["key"] for c in mcp.calls} == {key}
+    assert LedgerEntry.objects.get(key=key).status == "done"

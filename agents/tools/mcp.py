@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -127,7 +128,9 @@ async def _session(server: str) -> AsyncIterator[ClientSession]:
     else:
         env = {**os.environ, **_secrets(config.get("env", {}))} if config.get("env") else None
         parameters = StdioServerParameters(command=config["command"], args=list(config.get("args", [])), env=env)
-        async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        # The server's stderr goes to the process's own (a Celery worker's sys.stderr is a logging proxy, no file).
+        errlog = sys.__stderr__ or sys.stderr
+        async with stdio_client(parameters, errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             yield session
 

@@ -1,5 +1,6 @@
 """MCP tools in a run: the `mcp` step that runs the read-only calls the model made, the check of proposed acting
-calls (validator, deliver) and their execution by deliver, once each, through the ledger.
+calls (validator, deliver) and their execution by deliver, once each, through the ledger (recorded as requested
+and committed before the call, settled after it, re-sent with the same key after a crash).
 
 The tools agent only records what the model called: read-only calls in `mcp_calls` (and hands the run to this step),
 acting ones in `proposed_tool_actions`. This step runs behind the task wrapper like every agent: each try within
@@ -16,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 
 from agents.base import Agent, AgentResult, Queue
 from agents.envelope import Envelope
-from agents.ledger import ledger_once
+from agents.ledger import ledger_request, ledger_send, ledger_statuses
+from agents.models import LedgerEntry
 from agents.payload import McpAction, McpCall
 from project.errors import PermanentError
 
@@ -60,30 +63,59 @@ def tool_action_problems(actions: Sequence[Mapping[str, Any]], *, by_person: boo
     return problems
 
 
+def acting_tools_configured() -> bool:
+    """Whether any configured server names a tool "acting" or "review" (deliver may then call MCP servers)."""
+    return any(mode != "read" for server in settings.MCP_SERVERS.values() for mode in server.get("tools", {}).values())
+
+
+def tool_mode_configured(server: str, tool: str) -> str:
+    """A tool's mode as MCP_SERVERS configures it (read, acting or review; "" for a server not configured), without
+    asking the server: what a reviewer is shown."""
+    config = settings.MCP_SERVERS.get(server)
+    return "" if config is None else str(config.get("tools", {}).get(tool, "read"))
+
+
 def tool_action_key(run_id: str, index: int) -> str:
     return f"mcp:{run_id}:{index}"
 
 
 def tool_actions_execute(*, actions: Sequence[McpAction], run_id: str) -> list[dict[str, Any]]:
-    """Execute approved MCP actions, each once per (run, action index) through the ledger; their results in order
-    (a result recorded by an earlier delivery is returned, not executed again). The key is sent to the server too
-    (`idempotency_key` in the request's `_meta`): a try that failed after the server acted re-sends the same key.
+    """Execute approved MCP actions, each once per (run, action index), as refunds through a shop's API are: every
+    action not yet in the ledger is recorded as requested (PENDING) and committed first, then each is sent with its
+    key (`mcp:<run>:<n>`, also the `idempotency_key` of the request's `_meta`) and its outcome recorded
+    (`agents.ledger.ledger_send`): DONE with the answer (an `isError` answer too: deliver hands it to a person),
+    FAILED on a refusal (MCPRefused), still PENDING with the evidence when the server did not answer (MCPUnavailable,
+    retried with the same key, then a person). A result recorded by an earlier delivery is returned, not sent again.
+    Never inside a transaction: the request must be committed before the server acts.
     """
     if not actions:
         return []
-    from agents.tools.mcp import mcp_call
+    if transaction.get_connection().in_atomic_block:
+        raise PermanentError("MCP actions are sent outside any transaction (recorded as requested, committed first).")
+    from agents.tools.mcp import MCPRefused, MCPUnavailable, mcp_call
 
-    results = []
-    for index, action in enumerate(actions):
-        key = tool_action_key(run_id, index)
+    keys = [tool_action_key(run_id, index) for index in range(len(actions))]
+    recorded = ledger_statuses(keys)
+    for key, action in zip(keys, actions, strict=True):
+        if key not in recorded:
+            try:
+                with transaction.atomic():
+                    ledger_request(key=key, kind=MCP_KIND, run_id=run_id, request=dict(action))
+            except IntegrityError:
+                pass  # another delivery recorded it first: the same key is sent
 
-        def effect(action: McpAction = action, key: str = key) -> dict[str, Any]:
-            answer = mcp_call(action["server"], action["tool"], dict(action["arguments"]), key=key)
-            return {"server": action["server"], "tool": action["tool"], **answer}
+    def send(entry: LedgerEntry) -> dict[str, Any]:
+        server, tool = entry.request["server"], entry.request["tool"]
+        answer = mcp_call(server, tool, dict(entry.request["arguments"]), key=entry.key)
+        return {"server": server, "tool": tool, **answer}
 
-        result, _ = ledger_once(key=key, kind=MCP_KIND, run_id=run_id, request=dict(action), effect=effect)
-        results.append(result)
-    return results
+    def describe(entry: LedgerEntry) -> str:
+        return f"MCP action {entry.key} ({entry.request.get('server')}/{entry.request.get('tool')})"
+
+    return [
+        ledger_send(key=key, send=send, describe=describe, unavailable=MCPUnavailable, refused=MCPRefused)
+        for key in keys
+    ]
 
 
 class McpStep(Agent):

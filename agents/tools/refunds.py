@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from agents.ledger import (
     REFUND,
@@ -22,7 +21,7 @@ from agents.ledger import (
     ledger_refund_history,
     ledger_request,
     ledger_results,
-    ledger_settle,
+    ledger_send,
     ledger_statuses,
 )
 from agents.models import LedgerEntry
@@ -163,43 +162,26 @@ def _refund_once(*, key: str, action: Mapping[str, Any], run_id: str, columns: d
 
 
 def _refund_send(shop: Commerce, key: str) -> dict[str, Any]:
-    """Send a requested refund to the shop with its key and record the outcome; a done one returns its result.
+    """Send a requested refund to the shop with its key as Idempotency-Key and record the outcome (`ledger_send`):
+    2xx done; a refusal (4xx) failed, RefundRefused; no answer (5xx, timeout) still pending with the evidence,
+    CommerceUnavailable, so the step retries with the same key and, when the retries run out, deliver hands the run
+    to a person (`Deliver.review_when_exhausted`)."""
 
-    2xx: done. A refusal (4xx): failed, with the evidence, and PermanentError. No answer (5xx, timeout): the row stays
-    pending with the evidence and CommerceUnavailable is raised, so the step retries with backoff and sends the same
-    key; when the retries run out, deliver hands the run to a person (`Deliver.review_when_exhausted`)."""
-    entry = LedgerEntry.objects.get(key=key)
-    if entry.status == LedgerEntry.Status.DONE:
-        return entry.result
-    if entry.status == LedgerEntry.Status.FAILED:
-        raise RefundRefused(f"refund {key} was refused by the shop before: {entry.result.get('error', '')}")
-    assert entry.amount is not None  # a refund row always has one (ledger_request)
-    try:
+    def send(entry: LedgerEntry) -> dict[str, Any]:
+        assert entry.amount is not None  # a refund row always has one (ledger_request)
         outcome = shop.refund(
-            key=key,
+            key=entry.key,
             customer_id=entry.customer_id,
             order_id=entry.order_id,
             amount=entry.amount,
             currency=entry.currency,
         )
-    except CommerceUnavailable as exc:
-        tries = int(entry.result.get("tries", 0)) + 1
-        evidence = {"outcome": "unknown", "tries": tries, "error": exc.message[:500], "at": timezone.now().isoformat()}
-        ledger_settle(key=key, status=LedgerEntry.Status.PENDING, result=evidence)
-        raise CommerceUnavailable(
-            f"refund {key} of {entry.amount} {entry.currency} on order {entry.order_id}: outcome unknown after "
-            f"{tries} tries ({exc.message}); it is sent again with the same key, never a new one."
-        ) from exc
-    except RefundRefused as exc:
-        ledger_settle(key=key, status=LedgerEntry.Status.FAILED, result={"error": exc.message[:500]})
-        raise
-    except PermanentError as exc:
-        # Not a refusal (a 409 for this key, an answer that makes no sense): the outcome stays unknown, the row
-        # pending (counted by the policy) with the evidence, for a person.
-        ledger_settle(
-            key=key, status=LedgerEntry.Status.PENDING, result={"outcome": "unknown", "error": exc.message[:500]}
-        )
-        raise
-    result = outcome.as_result()
-    ledger_settle(key=key, status=LedgerEntry.Status.DONE, result=result)
-    return result
+        return outcome.as_result()
+
+    return ledger_send(
+        key=key,
+        send=send,
+        describe=lambda entry: f"refund {entry.key} of {entry.amount} {entry.currency} on order {entry.order_id}",
+        unavailable=CommerceUnavailable,
+        refused=RefundRefused,
+    )
