@@ -11,7 +11,7 @@ export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
 # The embedded redis-server runs only when no REDIS_URL is given.
 PROCESSES := web worker worker-llm beat supervisor flower $(if $(REDIS_URL),,redis)
 
-.PHONY: install run test lint bench chaos chaos-quick clean fuzz-money eval-retrieval
+.PHONY: install run test lint bench bench-langgraph-venv chaos chaos-quick clean fuzz-money eval-retrieval
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,8 +55,18 @@ fuzz-money: install
 	FUZZ_MONEY_EXAMPLES=$${FUZZ_MONEY_EXAMPLES:-500} bin/test -q tests/test_money_fuzz.py --hypothesis-show-statistics
 
 # Switchboard against raw Celery and a bare DRF endpoint (not part of `make test`); see docs/performance.md.
-bench: install $(WRK)
+bench: install $(WRK) bench-langgraph-venv
 	$(BIN)/python -m bench.run
+
+# The bench's durable peer (bench/langgraph_peer.py) in a virtualenv of its own: LangGraph is never a dependency of
+# Switchboard. `python -m bench.run` skips the peer without it.
+LANGGRAPH_VENV := .run/langgraph-venv
+$(LANGGRAPH_VENV)/.installed: bench/requirements-langgraph.txt
+	test -x $(LANGGRAPH_VENV)/bin/python || $(PYTHON) -m venv $(LANGGRAPH_VENV)
+	$(LANGGRAPH_VENV)/bin/pip install --quiet -r bench/requirements-langgraph.txt
+	touch $@
+
+bench-langgraph-venv: $(LANGGRAPH_VENV)/.installed
 
 # The real stack under a seeded load with worker kills, broker, Redis and PostgreSQL restarts, a partition and LLM
 # faults, then a verdict from the database, on Redis and then on RabbitMQ, and the two side by side (not part of

@@ -12,7 +12,11 @@ baseline this script starts itself on the same broker, database and machine:
    once; makespans, their ratio, peak LLM calls in flight, one conversation's
    latency, peak RSS of all workers;
 4. API: POST message and GET conversation under wrk vs a bare DRF endpoint that
-   validates a body and writes one row, served the same way.
+   validates a body and writes one row, served the same way;
+5. a durable peer: the pipeline's seven steps as a LangGraph graph checkpointed
+   by `PostgresSaver` with durability "sync" on the same PostgreSQL server, ms
+   per step serially and steps/s with 8 threads, beside figures 1 and 2
+   (`bench/peer.py`; skipped without .run/langgraph-venv or PostgreSQL).
 
 Django and the project's modules are imported inside the functions that need them: `main` first chooses the
 bench's own database and Redis (`bench.stack.bench_environment`), then sets Django up.
@@ -39,6 +43,7 @@ from typing import Any
 # `python bench/run.py` works as well as `python -m bench.run`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.peer import bench_langgraph
 from bench.report import report
 from bench.stack import (
     LLM_THREADS,
@@ -65,8 +70,13 @@ FULL = {
     "io_conversations": 200,
     "api_seconds": 10,
     "api_connections": 32,
+    "lg_runs": 100,
+    "lg_thread_runs": 400,
+    "lg_thread_reps": 3,
 }
 QUICK = {"hops": 3, "hop_reps": 3, "conversations": 10, "io_conversations": 8, "api_seconds": 2, "api_connections": 4}
+QUICK |= {"lg_runs": 3, "lg_thread_runs": 16, "lg_thread_reps": 1}
+SECTIONS = ("per_hop", "langgraph", "throughput", "io", "api")
 PIPELINE_HOPS = 7  # triage, planner, retrieval, account, responder, validator, deliver
 LLM_CALLS_PER_CONVERSATION = 4  # triage, planner, responder, validator
 
@@ -289,7 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness works (make test)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
-    parser.add_argument("--only", help="comma-separated: per_hop,throughput,io,api")
+    parser.add_argument("--only", help=f"comma-separated: {','.join(SECTIONS)}")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
 
@@ -303,7 +313,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     broker_purge()
-    only = set(args.only.split(",")) if args.only else {"per_hop", "throughput", "io", "api"}
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if only - set(SECTIONS):
+        parser.error(f"unknown sections {sorted(only - set(SECTIONS))}; choose from {','.join(SECTIONS)}")
     results: dict[str, Any] = {
         "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
         "machine": {
@@ -326,6 +338,9 @@ def main() -> None:
     try:
         if "per_hop" in only:
             results["per_hop"] = bench_per_hop(env, sizes["hops"], sizes["hop_reps"])
+        if "langgraph" in only:
+            lg = (sizes["lg_runs"], sizes["lg_thread_runs"], sizes["lg_thread_reps"])
+            results["langgraph"] = bench_langgraph(env["DATABASE_URL"], *lg)
         if "throughput" in only:
             results["throughput"] = bench_throughput(env, sizes["conversations"])
         if "io" in only:
@@ -338,10 +353,9 @@ def main() -> None:
             owned_redis.stop()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
-    if only == {"per_hop", "throughput", "io", "api"}:
-        print(report(results))
-    else:
-        print(json.dumps(results, indent=2))
+    if only != set(SECTIONS):
+        print(json.dumps(results, indent=2), end="\n\n")
+    print(report(results))
     print(f"\nwritten: {args.json}")
 
 

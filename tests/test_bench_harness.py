@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from bench import peer
 from tests.conftest import ROOT_DIR
 
 pytestmark = [pytest.mark.e2e]
@@ -42,3 +43,23 @@ def test_the_benchmark_runs_end_to_end_in_a_tiny_configuration(tmp_path) -> None
     for name in ("bare_post", "post_message", "get_conversation"):
         assert api[name]["requests_per_s"] > 0 and api[name]["errors"] == 0, (name, api[name])
     assert "| 1 per-hop overhead |" in result.stdout
+
+
+@pytest.mark.skipif(
+    not peer.langgraph_python().exists(),
+    reason=f"no {peer.LANGGRAPH_VENV}: `make bench-langgraph-venv` creates it (LangGraph: the bench only)",
+)
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="the LangGraph peer needs PostgreSQL"
+)
+def test_the_langgraph_peer_runs_in_a_tiny_configuration() -> None:
+    url = os.environ["DATABASE_URL"]
+    database = url.split("?")[0].rsplit("/", 1)[-1] + "_lg"  # one per test database: the shards run side by side
+    command = [*peer.peer_command(url, 2, 8, 1), "--warmup", "1", "--database", database]
+    result = subprocess.run(command, cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures = peer.parse_peer_output(result.stdout)
+    assert figures["serial_ms_per_step"] > 0 and figures["threads8_steps_per_s"] > 0
+    # Seven nodes (and LangGraph's input step): a checkpoint per step and one for the input, the nodes' writes.
+    assert figures["checkpoint_rows_per_run"]["checkpoints"] == 9
+    assert figures["calls_per_run"]["saver_put"] == 9
