@@ -18,12 +18,15 @@ from django.conf import settings
 _ORDER_ID = f"(?:{settings.COMMERCE_ORDER_ID_PATTERN})"
 #: "Is this an order id?": `ORDER_ID.match(value)` (the shape exactly, nothing around it, not even a trailing
 #: newline). Check it before an outside string reaches a query.
-ORDER_ID = re.compile(rf"^{_ORDER_ID}\Z")
+ORDER_ID = re.compile(rf"^{_ORDER_ID}\Z", re.ASCII)
 #: The same shape as a JSON Schema `pattern` (ECMA-262, for the model's structured outputs, where `\Z` does not
 #: exist and `$` ends the value).
 ORDER_ID_SCHEMA_PATTERN = rf"^{_ORDER_ID}$"
-#: Order ids in a text, any case, as whole words.
-ORDER_IDS_IN_TEXT = re.compile(rf"\b{_ORDER_ID}\b", re.IGNORECASE)
+#: Order ids in a text, as whole words: in any case when ids are upper-case (COMMERCE_ORDER_ID_UPPERCASE), else
+#: exactly.
+ORDER_IDS_IN_TEXT = re.compile(
+    rf"\b{_ORDER_ID}\b", re.ASCII | (re.IGNORECASE if settings.COMMERCE_ORDER_ID_UPPERCASE else re.NOFLAG)
+)
 
 #: "Is this a currency code?": three upper-case ASCII letters (ISO 4217 shape), e.g. 'EUR'.
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}\Z")
@@ -48,8 +51,9 @@ def order_id_valid(value: object) -> TypeGuard[str]:
 
 
 def order_ids_in(text: str) -> list[str]:
-    """The order ids a text mentions, upper-cased, each once, sorted."""
-    return sorted({match.upper() for match in ORDER_IDS_IN_TEXT.findall(text)})
+    """The order ids a text mentions, each once, sorted (upper-cased when ids are upper-case)."""
+    found = ORDER_IDS_IN_TEXT.findall(text)
+    return sorted({match.upper() for match in found} if settings.COMMERCE_ORDER_ID_UPPERCASE else set(found))
 
 
 def amount_text(value: object) -> str | None:

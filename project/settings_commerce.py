@@ -11,14 +11,41 @@ import re
 
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_float, env_str
+from project.env import env_bool, env_float, env_str
+
+#: The longest order id a pattern may match (the order-id columns: Order.id, LedgerEntry.order_id).
+ORDER_ID_MAX_LENGTH = 32
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
 
 
-def order_id_pattern_check(pattern: str) -> str:
-    """COMMERCE_ORDER_ID_PATTERN, checked: a regular expression that compiles, captures no group (it is searched for
-    in texts), is not anchored (it is anchored where it is used) and matches no empty or blank text."""
+def _nested_repeat(items: list[tuple[object, object]], inside: bool = False) -> bool:
+    """Whether a parsed pattern repeats a part that repeats itself ((?:a+)+): its backtracking can grow
+    exponentially with the text searched."""
+    for op, arg in items:
+        name = str(op)
+        parts: list[list[tuple[object, object]]] = []
+        if name in _REPEATS:
+            if inside:
+                return True
+            parts, inside_part = [list(arg[2])], True  # type: ignore[index]
+        elif name == "SUBPATTERN":
+            parts, inside_part = [list(arg[-1])], inside  # type: ignore[index]
+        elif name == "BRANCH":
+            parts, inside_part = [list(branch) for branch in arg[1]], inside  # type: ignore[index]
+        if any(_nested_repeat(part, inside_part) for part in parts):
+            return True
+    return False
+
+
+def order_id_pattern_check(pattern: str, *, uppercase: bool) -> str:
+    """COMMERCE_ORDER_ID_PATTERN, checked: a regular expression that compiles; captures no group (it is searched for
+    in texts); is not anchored (it is anchored where it is used); matches no empty or blank text; matches at most
+    ORDER_ID_MAX_LENGTH characters (no unbounded `+` or `*`); repeats no part that repeats itself (exponential
+    backtracking on a hostile message); and, with `uppercase` (COMMERCE_ORDER_ID_UPPERCASE), has no lower-case
+    letter (ids are matched in any case and written upper-case, so a lower-case part could never match)."""
     try:
         compiled = re.compile(pattern)
+        parsed = re._parser.parse(pattern)  # type: ignore[attr-defined]  # the standard library's own parse tree
     except re.error as error:
         raise ImproperlyConfigured(
             f"COMMERCE_ORDER_ID_PATTERN {pattern!r} is not a regular expression: {error}."
@@ -30,6 +57,12 @@ def order_id_pattern_check(pattern: str) -> str:
         problems.append("anchors or word boundaries (they are added where the pattern is used)")
     if compiled.fullmatch("") or compiled.search(" "):
         problems.append("a match of empty or blank text")
+    if parsed.getwidth()[1] > ORDER_ID_MAX_LENGTH:
+        problems.append(f"matches longer than {ORDER_ID_MAX_LENGTH} characters (bound every repeat: {{1,12}}, not +)")
+    if _nested_repeat(list(parsed)):
+        problems.append("a repeated part that repeats itself (exponential backtracking: write one repeat)")
+    if uppercase and re.search(r"[a-z]", re.sub(r"\\.", "", pattern)):
+        problems.append("lower-case letters (ids are written upper-case; set COMMERCE_ORDER_ID_UPPERCASE=false)")
     if problems:
         raise ImproperlyConfigured(f"COMMERCE_ORDER_ID_PATTERN {pattern!r} has {'; '.join(problems)}.")
     return pattern
@@ -43,11 +76,18 @@ COMMERCE_BACKEND = env_str("COMMERCE_BACKEND", "database")
 # What an order id looks like in your shop, a regular expression without anchors or capturing groups (the demo's:
 # SB- and five digits), read once at start-up. Agents look up only ids of this shape: it is found in customers'
 # messages (any case, as a whole word, then upper-cased), required of the model's tool arguments, and checked before
-# an id from outside reaches a query or your API. Begin and end it with a letter or digit, at most 32 characters.
+# an id from outside reaches a query or your API. Begin and end it with a letter or digit; at most 32 characters,
+# every repeat bounded ({1,12}), no repeat inside a repeat (checked at start-up, with the rest).
 # A shape plain numbers also fit ("[0-9]+") makes amounts and years look like order ids: nothing is refunded on
 # them (they are not the customer's orders), but a refund whose amount reads as an id goes to a person; a prefix or
 # a fixed length ("[0-9]{6}", "FF[0-9]{6}") keeps them apart.
-COMMERCE_ORDER_ID_PATTERN = order_id_pattern_check(env_str("COMMERCE_ORDER_ID_PATTERN", "SB-[0-9]{5}"))
+# Whether order ids are upper-case (the default): then they are found in texts in any case and written upper-case
+# ("sb-10001" is SB-10001). False: ids are matched exactly as written, case included (a shop whose ids hold
+# lower-case letters: "ord_[a-z0-9]{8}"), and a customer who changes the case names no order.
+COMMERCE_ORDER_ID_UPPERCASE = env_bool("COMMERCE_ORDER_ID_UPPERCASE", True)
+COMMERCE_ORDER_ID_PATTERN = order_id_pattern_check(
+    env_str("COMMERCE_ORDER_ID_PATTERN", "SB-[0-9]{5}"), uppercase=COMMERCE_ORDER_ID_UPPERCASE
+)
 # The base URL of the shop's API (http backend), e.g. https://shop.example.com/switchboard/v1 (no trailing slash
 # needed). Use https outside a private network: the token travels with every request.
 COMMERCE_API_URL = env_str("COMMERCE_API_URL", "")

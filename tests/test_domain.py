@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -31,6 +32,7 @@ from conversations.services import (
     user_create,
 )
 from project.errors import Conflict, InvalidInput
+from project.settings_commerce import order_id_pattern_check
 from tests.conftest import order_add
 from tests.test_envelope import make_envelope
 
@@ -243,3 +245,29 @@ def test_the_validator_judges_the_refunds_together_and_names_the_gravest_problem
     result = agent_get("validator").handle(within)
     assert result.outcome == Outcome.CONTINUE
     assert result.payload["approved_actions"] == [refund("15.00"), refund("20.00")]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "uppercase", "problem"),
+    [
+        ("SB-[0-9]{5}", True, None),
+        ("[A-Z]{2}-\\d{4,8}", True, None),
+        ("ord_[a-z0-9]{8}", False, None),
+        ("ord_[a-z0-9]{8}", True, "lower-case letters"),
+        ("(FF)[0-9]{6}", True, "capturing groups"),
+        ("^FF[0-9]{6}", True, "anchors"),
+        ("FF\\b[0-9]{6}", True, "anchors"),
+        ("[0-9]*", True, "empty or blank"),
+        ("[0-9]+", True, "longer than 32"),
+        ("[0-9]{1,40}", True, "longer than 32"),
+        ("(?:[A-Z0-9]{1,4}){1,4}-X", True, "repeats itself"),
+        ("(?:A|B{1,3}){1,3}", True, "repeats itself"),
+        ("x(", True, "not a regular expression"),
+    ],
+)
+def test_the_order_id_pattern_setting_is_checked_at_start_up(pattern: str, uppercase: bool, problem: str | None):
+    if problem is None:
+        assert order_id_pattern_check(pattern, uppercase=uppercase) == pattern
+    else:
+        with pytest.raises(ImproperlyConfigured, match=re.escape(problem)):
+            order_id_pattern_check(pattern, uppercase=uppercase)
