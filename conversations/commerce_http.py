@@ -43,28 +43,33 @@ EVIDENCE_CHARS = 300
 
 _client_lock = threading.Lock()
 _client: httpx.Client | None = None
+_slots = threading.BoundedSemaphore(1)
 _client_pid = 0
 
 
-def shop_client() -> httpx.Client:
-    """This process's client for shop APIs: one connection pool (COMMERCE_API_MAX_CONNECTIONS, idle connections kept
-    COMMERCE_API_KEEPALIVE_SECONDS), shared by its threads (the pool is guarded by locks; every call passes its own
-    headers and timeout, nothing else on the client changes). A forked child never uses its parent's sockets: the
-    client is dropped at fork and, should a fork escape the hook, whenever the pid changed."""
-    global _client, _client_pid
+def shop_client() -> tuple[httpx.Client, threading.BoundedSemaphore]:
+    """This process's client for shop APIs, and its slots: one connection pool (COMMERCE_API_MAX_CONNECTIONS, idle
+    connections kept COMMERCE_API_KEEPALIVE_SECONDS) shared by the process's threads, each call passing its own
+    headers and timeout. A call holds a slot while it runs, so the pool never has more calls than connections: with
+    calls queued inside it, httpcore 1.0.x may close a connection already handed to a waiting call (encode/httpcore
+    #1110; 8 threads on 4 connections failed ~6% of calls in a test, with slots none). A forked child never uses its
+    parent's sockets: the client is dropped at fork and, should a fork escape the hook, whenever the pid changed."""
+    global _client, _slots, _client_pid
     client = _client
     if client is not None and _client_pid == os.getpid():
-        return client
+        return client, _slots
     with _client_lock:
         if _client is None or _client_pid != os.getpid():
+            size = settings.COMMERCE_API_MAX_CONNECTIONS
             limits = httpx.Limits(
-                max_connections=settings.COMMERCE_API_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.COMMERCE_API_MAX_CONNECTIONS,
+                max_connections=size,
+                max_keepalive_connections=size,
                 keepalive_expiry=settings.COMMERCE_API_KEEPALIVE_SECONDS,
             )
             _client = httpx.Client(limits=limits, follow_redirects=False)
+            _slots = threading.BoundedSemaphore(size)
             _client_pid = os.getpid()
-        return _client
+        return _client, _slots
 
 
 def shop_client_close() -> None:
@@ -174,12 +179,20 @@ class HttpCommerce:
         headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        client, slots = shop_client()
+        if not slots.acquire(timeout=self.timeout):  # the process's connections all busy: nothing was sent
+            raise CommerceUnavailable(f"no connection to the shop was free for {method} {path} in {self.timeout}s.")
+        try:
+            return self._send_through(client, method, path, headers=headers, **kwargs)
+        finally:
+            slots.release()
+
+    def _send_through(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The call itself, holding a slot, behind the breaker (see `_send`)."""
         breaker = self.breaker()
         probing = breaker.before_call()  # CommerceCircuitOpen while paused: nothing is sent
         try:
-            response = shop_client().request(
-                method, self.base_url + path, headers=headers, timeout=self.timeout, **kwargs
-            )
+            response = client.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
         except httpx.TimeoutException as exc:
             breaker.record_failure(probing)
             raise CommerceUnavailable(f"the shop did not answer {method} {path} within {self.timeout}s.") from exc
