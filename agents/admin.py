@@ -16,7 +16,7 @@ from agents.models import LedgerEntry
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ["key", "kind", "order_id", "amount", "currency", "approved_by", "approver", "created_at"]
+    list_display = ["key", "kind", "status", "order_id", "amount", "currency", "approved_by", "approver", "created_at"]
     list_filter = ["kind", "status", "approved_by"]
     search_fields = ["key", "run_id", "order_id", "customer_id"]
     readonly_fields = [field.name for field in LedgerEntry._meta.fields]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from conversations.models import Order
 from conversations.orders import amount_format, order_id_valid
 from conversations.services import order_refund
-from project.errors import PermanentError, TransientError
+from project.errors import PermanentError, Postponed, TransientError
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,13 @@ class CommerceUnavailable(TransientError):
     the same key is sent again."""
 
     code = "commerce_unavailable"
+
+
+class CommerceCircuitOpen(Postponed):
+    """The shop's API failed repeatedly; calls to it are paused (nothing is sent): the step waits for the circuit
+    breaker's cool-down, using up no retry."""
+
+    code = "commerce_circuit_open"
 
 
 class Commerce(Protocol):

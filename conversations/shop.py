@@ -17,3 +17,9 @@ def commerce_backend() -> Commerce:
     if backend == "http":
         return HttpCommerce.from_settings()
     raise PermanentError(f"COMMERCE_BACKEND must be 'database' or 'http', not {backend!r}.")
+
+
+def commerce_orders_local() -> bool:
+    """Whether orders live in Switchboard's own tables (the 'database' backend): only then does the demo seeding
+    create orders, since the 'http' backend never reads them."""
+    return settings.COMMERCE_BACKEND == "database"

@@ -1,7 +1,8 @@
 """A fake shop API (docs/commerce-api.md) on 127.0.0.1 for the commerce tests: orders per customer, refunds recorded
 and deduplicated by Idempotency-Key (the same key replays the first answer; with another body, 409), and faults on
 demand: the next N refunds answered 5xx, or held (the refund applied, its answer delayed) for a while or until
-released — the window in which a test kills the worker that sent it."""
+released — the window in which a test kills the worker that sent it. HTTP/1.1 with keep-alive, counting the TCP
+connections it accepted (`connections`), so that tests can see a client reuse them."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class FakeCommerce:
     """Hold each refund's answer (after applying it) this long, or until `release()`."""
     hold_next: int = 0
     """How many refund answers to hold (0: none)."""
+    connections: int = 0
+    """TCP connections accepted since the last reset (a client that keeps them alive opens few)."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -67,12 +70,20 @@ class FakeCommerce:
         with self._lock:
             self.orders.clear(), self.refunds.clear(), self.requests.clear(), self._answers.clear()
             self.fail_next, self.fail_status, self.hold_next, self.hold_seconds = 0, 503, 0, 0.0
+            self.connections = 0
             self._release.clear(), self.held.clear()
 
     def start(self) -> FakeCommerce:
         shop = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: one handler per connection, serving its requests in turn
+
+            def setup(self) -> None:
+                super().setup()
+                with shop._lock:
+                    shop.connections += 1
+
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
@@ -115,10 +126,11 @@ class FakeCommerce:
         _send(handler, 404, {"error": "no such path"})
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        # The body first, whatever the answer: on a kept-alive connection it must not be taken for the next request.
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode()
         if not self._authorized(handler):
             return
         parts = handler.path.strip("/").split("/")
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode()
         key = handler.headers.get("Idempotency-Key") or ""
         if not (len(parts) == 5 and parts[0] == "customers" and parts[2] == "orders" and parts[4] == "refunds"):
             _send(handler, 404, {"error": "no such path"})

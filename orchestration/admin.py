@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from agents.tools.mcp_agent import tool_mode_configured
+from agents.tools.refunds import refunds_recorded
 from conversations.selectors import conversation_transcript
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
@@ -226,6 +227,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 pending_action_text=action_text(item.pending_decision.action_after) if item.pending_decision else "",
                 can_decide=user_is_reviewer(request.user) and item.status == ReviewItem.Status.OPEN,
                 rejection_default=REJECTION_DEFAULT,
+                refunds=refunds_recorded(str(item.run_id)),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
 

@@ -16,9 +16,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.models import DeadLetter, Run, Step
+from orchestration.models import DeadLetter, Run
 from orchestration.pipeline import run_dispatch
-from orchestration.runs import run_reopen
+from orchestration.runs import run_reopen, step_reopen
 from project.celery import app
 
 logger = logging.getLogger(__name__)
@@ -86,13 +86,7 @@ def dead_letter_replay(dead_letter_id: int) -> str:
             name, message = dead_letter.task_name, dead_letter.message
             transaction.on_commit(lambda: _resend(name, message))
             return f"dead letter {dead_letter.id}: message re-sent to {name}."
-        step = Step.objects.filter(run=run, key=dead_letter.step_key).first()
-        if step is not None and step.status == Step.Status.FAILED:
-            step.status = Step.Status.RETRYING
-            step.retry_base = step.attempt
-            step.lost = 0  # a replayed poison message gets its STEP_MAX_LOST again, as it gets its retries
-            step.finished_at = None
-            step.save(update_fields=["status", "retry_base", "lost", "finished_at"])
+        step_reopen(run=run, key=dead_letter.step_key)
         run.reason = run.reason_detail = ""  # the failure being replayed no longer stands
         run_reopen(run)
         transaction.on_commit(lambda: run_dispatch(run))

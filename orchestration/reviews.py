@@ -31,7 +31,7 @@ from django.utils import timezone
 from agents.envelope import Envelope
 from agents.ledger import ledger_reviewer_refunds
 from agents.payload import Approval, Approver, Payload, RefundAction
-from agents.tools.refunds import refund_check
+from agents.tools.refunds import refund_check, refunds_pending_leave, refunds_recorded_check
 from conversations.models import Message
 from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, order_id_valid
 from conversations.refunds import RefundAuthority
@@ -175,10 +175,16 @@ def _action_clean(entry: dict[str, Any]) -> RefundAction:
 
 
 def _actions_check(item: ReviewItem, decision: Decision) -> None:
-    """Refuse (InvalidInput, with the reasons) a decision whose refunds could not be executed: the refund policy
-    over all of them together, as a reviewer may execute them (the limits lifted, nothing else)."""
+    """Refuse (InvalidInput, with the reasons) a decision whose refunds could not be executed: one that changes or
+    drops a refund the run already recorded (sent to the shop, its outcome perhaps unknown: only the same key with
+    the same terms may be sent again), and the refund policy over the new ones together, as a reviewer may execute
+    them (the limits lifted, nothing else). Recorded ones were allowed when recorded and count in the history."""
+    keep = decision.kind != Kind.REJECT
+    recorded = refunds_recorded_check(run_id=str(item.run_id), actions=decision.actions, keep_recorded=keep)
+    if recorded.conflicts:
+        raise InvalidInput("action refused: " + " ".join(recorded.conflicts))
     customer_id = conversation_customer_id(conversation_id=str(item.run.conversation_id))
-    problems = refund_check(customer_id=customer_id, actions=decision.actions, authority=RefundAuthority.REVIEWER)
+    problems = refund_check(customer_id=customer_id, actions=recorded.new, authority=RefundAuthority.REVIEWER)
     if problems:
         advice = " Use edit to change the action, or reject." if decision.kind == Kind.APPROVE else ""
         raise InvalidInput("action refused: " + " ".join(problem.text for problem in problems) + advice)
@@ -308,6 +314,8 @@ def _decision_apply(
         if reviewer is not None
         else Approval(by=Approver.SUPERVISOR, name="supervisor")
     )
+    if decision.kind in (Kind.REJECT, Kind.EXPIRE):  # refunds already sent stay recorded, pending, noted
+        refunds_pending_leave(run_id=str(run.id), decision=decision.kind, by=approval["name"])
     run_resume(run, resume_envelope(item, decision, approval=approval))
     # If the broker is down now, the supervisor's sweep re-dispatches from the stored envelope.
     transaction.on_commit(lambda: run_dispatch(run), robust=True)

@@ -189,6 +189,21 @@ def run_reopen(run: Run) -> None:
     run.save()
 
 
+def step_reopen(*, run: Run, key: str) -> bool:
+    """The run's step `key`, if it failed for good, runs again when its message comes (a dead-letter replay; a review
+    decision resuming the run at the step that gave up): retrying, its retries and lost tries counted afresh. The
+    caller holds the run's lock. Returns whether there was such a step."""
+    step = Step.objects.filter(run=run, key=key, status=Step.Status.FAILED).first()
+    if step is None:
+        return False
+    step.status = Step.Status.RETRYING
+    step.retry_base = step.attempt
+    step.lost = 0  # a replayed poison message gets its STEP_MAX_LOST again, as it gets its retries
+    step.finished_at = None
+    step.save(update_fields=["status", "retry_base", "lost", "finished_at"])
+    return True
+
+
 def run_mark_started(run: Run, now: Any) -> bool:
     """A queued run is running from its first claimed step on (in memory; the caller saves). True if it changed."""
     if run.status != Run.Status.QUEUED:

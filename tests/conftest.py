@@ -1,4 +1,4 @@
-"""Shared fixtures: the test database URL, a real Celery worker, customers, the live API."""
+"""Shared fixtures: the test database URL, a real Celery worker, customers, the live API, the fake shop API."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from django.conf import settings as django_settings
 from django.core.management.base import CommandError
 from django.core.management.sql import emit_post_migrate_signal
 from django.db import DatabaseError, connection, connections, transaction
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
 from django.utils import timezone
 
 from api.services import api_token_get_or_create
 from conversations.models import Message, Order
 from conversations.services import conversation_create, customer_create, message_create, order_create_demo
+from harness.fake_commerce import TOKEN as SHOP_TOKEN
+from harness.fake_commerce import FakeCommerce
 from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
 from harness.processes import SupervisorProcess, WorkerProcess, web_server
 from orchestration.models import Run
@@ -318,3 +320,25 @@ def llm_env(fake: Any, **extra: str) -> dict[str, str]:
         "LLM_BREAKER_FAILURES": "50",
         **extra,
     }
+
+
+@pytest.fixture(scope="module")
+def shop_server() -> Iterator[Any]:
+    """A local shop API (harness/fake_commerce.py) for a module's tests."""
+    server = FakeCommerce().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shop(shop_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The fake shop, empty and answering, as this process's COMMERCE_BACKEND=http; its breaker closed."""
+    shop_server.reset()
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in client.scan_iter("switchboard:breaker:commerce:*"):
+        client.delete(key)
+    monkeypatch.setenv("COMMERCE_API_TOKEN", SHOP_TOKEN)
+    with override_settings(
+        COMMERCE_BACKEND="http", COMMERCE_API_URL=shop_server.url, COMMERCE_API_TOKEN_ENV="COMMERCE_API_TOKEN"
+    ):
+        yield shop_server

@@ -7,66 +7,21 @@ from __future__ import annotations
 import os
 import signal
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.test import override_settings
 
 from agents.models import LedgerEntry
-from agents.tools.refunds import RefundsExecuted, refund_key, refunds_execute
+from agents.tools.refunds import RefundsExecuted, refund_key
 from conversations.commerce import CommerceUnavailable, RefundRefused
 from conversations.commerce_http import HttpCommerce
 from conversations.models import Message
-from conversations.refunds import RefundAuthority
 from conversations.selectors import customer_facts, order_lookup
-from conversations.services import conversation_create
-from harness.fake_commerce import TOKEN, FakeCommerce
 from orchestration.models import Step
+from tests.commerce_data import commerce_env, customer_with_order, execute
 from tests.conftest import run_wait
 
 pytestmark = [pytest.mark.e2e]
-
-
-@pytest.fixture(scope="module")
-def shop_server() -> Any:
-    server = FakeCommerce().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def shop(shop_server: FakeCommerce, monkeypatch: Any) -> Any:
-    shop_server.reset()
-    monkeypatch.setenv("COMMERCE_API_TOKEN", TOKEN)
-    with override_settings(
-        COMMERCE_BACKEND="http", COMMERCE_API_URL=shop_server.url, COMMERCE_API_TOKEN_ENV="COMMERCE_API_TOKEN"
-    ):
-        yield shop_server
-
-
-def commerce_env(shop: FakeCommerce) -> dict[str, str]:
-    return {
-        "COMMERCE_BACKEND": "http",
-        "COMMERCE_API_URL": shop.url,
-        "COMMERCE_API_TOKEN_ENV": "COMMERCE_API_TOKEN",
-        "COMMERCE_API_TOKEN": TOKEN,
-        "COMMERCE_API_TIMEOUT_SECONDS": "2",
-    }
-
-
-def execute(conversation_id: str, run_id: str, amount: str = "20.00") -> Any:
-    return refunds_execute(
-        actions=[{"type": "refund", "order_id": "SB-50001", "amount": amount}],
-        run_id=run_id,
-        conversation_id=conversation_id,
-        authority=RefundAuthority.AUTOMATIC,
-    )
-
-
-def customer_with_order(make_customer: Any, shop: FakeCommerce, total: str = "90.00") -> tuple[Any, str]:
-    customer, _ = make_customer()
-    shop.add_order(str(customer.id), "SB-50001", total)
-    return customer, str(conversation_create(customer=customer).id)
 
 
 def test_http_adapter_looks_up_lists_and_refunds_once_per_key(make_customer, shop) -> None:

@@ -44,6 +44,7 @@ STATUSES = {
     "orchestration.attempts.MemoLost": 500,
     "conversations.commerce.CommerceUnavailable": 503,
     "conversations.commerce.RefundRefused": 500,
+    "conversations.commerce.CommerceCircuitOpen": 503,
     "agents.tools.mcp.MCPCircuitOpen": 503,
     "agents.tools.mcp.MCPRefused": 500,
     "agents.tools.mcp.MCPUnavailable": 503,

@@ -1,31 +1,20 @@
-"""A circuit breaker per remote dependency, its state in Redis (shared by every worker): per LLM provider and model
-(`openai:<model>`), and per remote A2A agent (`a2a:<name>`, agents/remote.py).
-
-closed: calls go through; consecutive failures are counted. After `threshold`
-(LLM_BREAKER_FAILURES by default) in a row it opens: calls fail at once with its
-`open_error` (LLMCircuitOpen by default; a `Postponed` error: the step waits, using
-up no retry; no request is sent) for `cooldown` seconds (LLM_BREAKER_COOLDOWN_SECONDS).
-Then it is half-open: one caller at a time is let through as a probe; success closes
-it, failure opens it again.
-"""
+"""The circuit breaker (project/breaker.py) with the LLM's defaults: LLM_BREAKER_FAILURES in a row open it for
+LLM_BREAKER_COOLDOWN_SECONDS, a call lasts at most LLM_TIMEOUT_SECONDS, and a paused call raises LLMCircuitOpen.
+Remote A2A agents and MCP servers use it with their own settings and errors."""
 
 from __future__ import annotations
-
-import random
-import time
 
 from django.conf import settings
 
 from agents.llm.errors import LLMCircuitOpen
-from project.caching import redis_client
+from project import breaker
+from project.breaker import KEY_PREFIX, STATE_TTL_SECONDS
 from project.errors import Postponed
 
-KEY_PREFIX = "switchboard:breaker:"
-# State outlives any cool-down but not forever.
-STATE_TTL_SECONDS = 24 * 3600
+__all__ = ["KEY_PREFIX", "STATE_TTL_SECONDS", "CircuitBreaker"]
 
 
-class CircuitBreaker:
+class CircuitBreaker(breaker.CircuitBreaker):
     def __init__(
         self,
         name: str,
@@ -35,46 +24,11 @@ class CircuitBreaker:
         call_seconds: float | None = None,
         open_error: type[Postponed] = LLMCircuitOpen,
     ) -> None:
-        """`name` is the dependency's key (`openai:gpt-4o-mini`, `a2a:warranty_desk`); `threshold` and `cooldown`
-        default to the LLM's settings; `call_seconds` is the longest a call may take (a probe that never reports back
-        frees its slot after twice that), by default LLM_TIMEOUT_SECONDS; `open_error` is what a paused call raises."""
-        self.name = name
-        self.key = KEY_PREFIX + name
-        self.probe_key = self.key + ":probe"
-        self.client = redis_client(settings.REDIS_URL)
-        self.threshold = threshold if threshold is not None else settings.LLM_BREAKER_FAILURES
-        self.cooldown = cooldown if cooldown is not None else settings.LLM_BREAKER_COOLDOWN_SECONDS
-        self.call_seconds = call_seconds if call_seconds is not None else settings.LLM_TIMEOUT_SECONDS
-        self.open_error = open_error
-
-    def before_call(self) -> bool:
-        """Raise `open_error` if calls are paused; return True if this call is the half-open probe."""
-        data = self.client.hgetall(self.key)
-        if data.get(b"state") != b"open":
-            return False
-        waited = time.time() - float(data.get(b"opened_at", b"0"))
-        if waited < self.cooldown:
-            raise self.open_error(
-                f"{self.name} failed {self.threshold} times in a row; calls are paused for "
-                f"{self.cooldown - waited:.0f} more seconds.",
-                retry_after=self.cooldown - waited + random.uniform(0, 1),
-            )
-        probe_ttl = int(self.call_seconds * 2) + 5
-        if not self.client.set(self.probe_key, "1", nx=True, ex=probe_ttl):
-            raise self.open_error(
-                f"{self.name} is being probed after failures; calls are paused until it answers.",
-                retry_after=random.uniform(1, 3),
-            )
-        return True
-
-    def record_success(self) -> None:
-        self.client.delete(self.key, self.probe_key)
-
-    def record_failure(self, probing: bool) -> None:
-        with self.client.pipeline() as pipe:
-            pipe.hincrby(self.key, "failures", 1)
-            pipe.expire(self.key, STATE_TTL_SECONDS)
-            failures = pipe.execute()[0]
-        if probing or failures >= self.threshold:
-            self.client.hset(self.key, mapping={"state": "open", "opened_at": str(time.time())})
-            self.client.delete(self.probe_key)
+        """As `project.breaker.CircuitBreaker`, each setting the LLM's when not given."""
+        super().__init__(
+            name,
+            threshold=threshold if threshold is not None else settings.LLM_BREAKER_FAILURES,
+            cooldown=cooldown if cooldown is not None else settings.LLM_BREAKER_COOLDOWN_SECONDS,
+            call_seconds=call_seconds if call_seconds is not None else settings.LLM_TIMEOUT_SECONDS,
+            open_error=open_error,
+        )

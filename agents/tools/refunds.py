@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from agents.ledger import (
     REFUND,
@@ -22,6 +23,7 @@ from agents.ledger import (
     ledger_request,
     ledger_results,
     ledger_send,
+    ledger_settle,
     ledger_statuses,
 )
 from agents.models import LedgerEntry
@@ -97,6 +99,11 @@ def refunds_execute(
     with transaction.atomic():
         refund_orders_lock(customer_id=customer_id, order_ids=_order_ids(actions))
         recorded = ledger_statuses(keys)
+        changed = (
+            refunds_recorded_check(run_id=run_id, actions=actions, keep_recorded=False).conflicts if recorded else []
+        )
+        if changed:  # never executed as asked: a recorded refund is sent again only as recorded
+            raise PermanentError("refunds refused: " + " ".join(changed))
         done = ledger_results(keys)
         todo = [action for key, action in zip(keys, actions, strict=True) if key not in recorded]
         problems = refund_check(customer_id=customer_id, actions=todo, authority=authority)
@@ -185,3 +192,81 @@ def _refund_send(shop: Commerce, key: str) -> dict[str, Any]:
         unavailable=CommerceUnavailable,
         refused=RefundRefused,
     )
+
+
+# --- A run's refunds already recorded, as reviewers see and decide them ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRefunds:
+    """A decision's refund actions against what the ledger recorded for the run under their keys."""
+
+    new: list[Mapping[str, Any]]
+    """The actions whose key has no row yet: the ones the policy must still allow."""
+    conflicts: list[str]
+    """Why the decision would change a refund already recorded (sent, or executed): empty when it does not."""
+
+
+def refunds_recorded(run_id: str) -> list[LedgerEntry]:
+    """The run's refunds the ledger recorded (requested, done or refused), in action order: the evidence a reviewer
+    sees (status; for an unknown outcome, the tries and the last error)."""
+    entries = LedgerEntry.objects.filter(run_id=str(run_id), kind=REFUND)
+    return sorted(entries, key=lambda entry: int(entry.key.rpartition(":")[2]))
+
+
+def refunds_recorded_check(
+    *, run_id: str, actions: Sequence[Mapping[str, Any]], keep_recorded: bool = True
+) -> RecordedRefunds:
+    """Split a decision's actions into new ones and those recorded under their key (`refund_key(run_id, index)`),
+    which must stay exactly as recorded: deliver sends a recorded refund again with its key and its recorded
+    order, amount and currency — an edit of them would never be executed as edited (and a new key for another
+    amount could refund twice). With `keep_recorded` (approve, edit), a recorded refund may not be dropped either;
+    a rejection drops them all and leaves them recorded (`refunds_pending_leave`)."""
+    recorded = {entry.key: entry for entry in refunds_recorded(run_id)}
+    new, conflicts = [], []
+    for index, action in enumerate(actions):
+        entry = recorded.pop(refund_key(run_id, index), None)
+        if entry is None:
+            new.append(action)
+            continue
+        amount = amount_parse(action.get("amount"))
+        currency = str(action.get("currency") or "") or entry.currency
+        if (str(action.get("order_id")), amount, currency) != (entry.order_id, entry.amount, entry.currency):
+            conflicts.append(
+                f"refund {index + 1} was already {_recorded_text(entry)}; it cannot be changed to "
+                f"{action.get('amount')} {currency} on order {action.get('order_id')}. Approve it as it stands "
+                "(the same key is sent again), or reject."
+            )
+    if keep_recorded:
+        conflicts += [
+            f"refund {int(key.rpartition(':')[2]) + 1} was already {_recorded_text(entry)}; it cannot be left out. "
+            "Approve it as it stands (the same key is sent again), or reject."
+            for key, entry in recorded.items()
+            if entry.status != LedgerEntry.Status.FAILED
+        ]
+    return RecordedRefunds(new=new, conflicts=conflicts)
+
+
+def _recorded_text(entry: LedgerEntry) -> str:
+    what = f"{entry.amount} {entry.currency} on order {entry.order_id} (key {entry.key})"
+    match entry.status:
+        case LedgerEntry.Status.PENDING:
+            return f"sent to the shop as {what} and its outcome is unknown"
+        case LedgerEntry.Status.DONE:
+            return f"executed as {what}"
+        case _:
+            return f"refused by the shop as {what}"
+
+
+def refunds_pending_leave(*, run_id: str, decision: str, by: str) -> int:
+    """A person ended the run without the run's pending refunds (a rejection, an expiry): nothing more is sent for
+    them, and each row stays PENDING — counted by the policy as if done, since the shop may have executed it — with
+    its evidence and who decided, until someone settles it against the shop's own record. Returns the rows noted."""
+    noted = 0
+    for entry in refunds_recorded(run_id):
+        if entry.status == LedgerEntry.Status.PENDING:
+            left = {"decision": decision, "by": by, "at": timezone.now().isoformat()}
+            noted += ledger_settle(
+                key=entry.key, status=LedgerEntry.Status.PENDING, result={**entry.result, "left": left}
+            )
+    return noted
