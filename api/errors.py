@@ -1,11 +1,15 @@
 """The API's exception handler: every error in the one JSON shape (`project.responses.error_body`).
 
 Switchboard's own errors (`project.errors`) get their HTTP status from one table here, `ERROR_STATUSES`;
-DRF's exceptions keep DRF's statuses.
+DRF's exceptions keep DRF's statuses. A 4xx error's message is ours, written for the caller (what was wrong with the
+request); a 5xx error's message may quote what a system behind us said (a shop's API error body, an LLM or MCP
+server's error), so the caller gets a fixed sentence for its status and the message goes to the log, with the trace
+id the response carries.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -25,6 +29,8 @@ from project.errors import (
 )
 from project.responses import error_body
 
+logger = logging.getLogger(__name__)
+
 #: The HTTP status of each kind of Switchboard error, most specific class first: the first class the
 #: error is an instance of decides. Subclasses answer with their base's status.
 ERROR_STATUSES: tuple[tuple[type[SwitchboardError], int], ...] = (
@@ -43,10 +49,21 @@ def error_status(exc: SwitchboardError) -> int:
     return next(status for cls, status in ERROR_STATUSES if isinstance(exc, cls))
 
 
+#: What the caller reads for a Switchboard error answered with a 5xx status (the error's own message is logged).
+PUBLIC_SERVER_ERRORS = {
+    503: "A service this request needs is unavailable right now; try again shortly.",
+    500: "The request could not be completed.",
+}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     request = context.get("request")
     if isinstance(exc, SwitchboardError):
-        return Response(error_body(request, exc.code, exc.message), status=error_status(exc))
+        status = error_status(exc)
+        message = PUBLIC_SERVER_ERRORS.get(status, exc.message)
+        if status >= 500:
+            logger.warning("answered %d %s: %s", status, exc.code, exc.message)
+        return Response(error_body(request, exc.code, message), status=status)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body(request, "request_too_large", "The request body is larger than the limit."), status=413

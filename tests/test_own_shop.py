@@ -166,3 +166,17 @@ def test_an_order_id_pattern_that_would_misread_texts_is_refused_at_start_up(own
     for pattern, problem in [("(FF)[0-9]{6}", "capturing groups"), ("(?:[A-Z0-9]+)+-X", "repeats itself")]:
         checked = manage({**own_shop["env"], "COMMERCE_ORDER_ID_PATTERN": pattern}, "shop", "check")
         assert checked.returncode == 1 and problem in checked.stderr, checked.stderr
+
+
+def test_a_shop_error_never_reaches_the_customer(own_shop, transactional_db, make_customer, api, settings, monkeypatch):
+    """The shop's error body (anything in it) stays in the log: the customer reads a fixed sentence and a 503."""
+    shop = own_shop["shop"]
+    settings.COMMERCE_BACKEND, settings.COMMERCE_API_URL = "http", shop.url
+    settings.COMMERCE_API_TOKEN_ENV = "SHOP_API_TOKEN"
+    monkeypatch.setenv("SHOP_API_TOKEN", "not-the-token")  # the shop answers 401 {"error": "unauthorized"}
+    _, token = make_customer()
+    response = api(token).get("/orders/")
+    assert response.status == 500 and b"unauthorized" not in response.body and b"401" not in response.body
+    settings.COMMERCE_API_URL = "http://127.0.0.1:9"  # nothing listens: its address stays out of the answer too
+    response = api(token).get("/orders/")
+    assert response.status == 503 and b"127.0.0.1" not in response.body
