@@ -145,9 +145,16 @@ def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: da
     )
     since = (now or timezone.now()) - timedelta(days=settings.REFUND_AUTO_WINDOW_DAYS)
     window = automatic.filter(customer_id=str(customer_id), created_at__gte=since).aggregate(total=Sum("amount"))
+    pending = (
+        LedgerEntry.objects.filter(kind=REFUND, status=LedgerEntry.Status.PENDING, order_id__in=sorted(set(order_ids)))
+        .values("order_id")
+        .annotate(total=Sum("amount"))
+        .values_list("order_id", "total")
+    )
     return RefundHistory(
         automatic_by_order={order_id: total or Decimal("0") for order_id, total in by_order},
         automatic_for_customer=window["total"] or Decimal("0"),
+        pending_by_order={order_id: total or Decimal("0") for order_id, total in pending},
     )
 
 

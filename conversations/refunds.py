@@ -81,6 +81,9 @@ class RefundHistory:
     """Automatic refunds per order id, ever (a missing order: none)."""
     automatic_for_customer: Decimal = Decimal("0")
     """Automatic refunds to the customer in the last REFUND_AUTO_WINDOW_DAYS days, face value, all currencies."""
+    pending_by_order: Mapping[str, Decimal] = field(default_factory=dict)
+    """Refunds per order sent to a shop whose outcome is unknown (any approver): they may have happened, so they are
+    taken off what may still be refunded (if the shop did execute one, it is taken off twice: a person decides)."""
 
 
 def refund_auto_limit() -> Decimal:
@@ -207,11 +210,13 @@ def _order_problems(
         else (f"refunds of {amount_format(amount)} {order.currency} on order {order.id} in this run")
     )
     problems = []
-    if amount > order.refundable:
+    pending = history.pending_by_order.get(order.id, Decimal("0"))
+    if amount > order.refundable - pending:
         verb = "exceeds" if single else "exceed"
-        problems.append(
-            RefundProblem(RefundProblemCode.NOT_ALLOWED, f"{what} {verb} the refundable {order.refundable}.")
-        )
+        left = f"the refundable {order.refundable}"
+        if pending:
+            left += f" less {amount_format(pending)} sent to the shop with an outcome still unknown"
+        problems.append(RefundProblem(RefundProblemCode.NOT_ALLOWED, f"{what} {verb} {left}."))
     if authority == RefundAuthority.REVIEWER:
         return problems
     if not order_allows_automatic_refund(order):

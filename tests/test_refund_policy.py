@@ -182,6 +182,20 @@ def test_earlier_automatic_refunds_of_the_order_count_against_its_limit(customer
     assert problems_of(customer, refund("1.01"), history=history, authority=REVIEWER) == []
 
 
+def test_refunds_sent_with_an_outcome_unknown_are_taken_off_the_refundable(customer: Customer, order: Order) -> None:
+    # 200.00 refundable; 150.00 of it sent to a shop that never answered: it may have happened.
+    history = RefundHistory(pending_by_order={"SB-50001": Decimal("150.00")})
+    assert problems_of(customer, refund("50.00"), history=history, authority=REVIEWER) == []
+    refused = [
+        RefundProblem(
+            NOT_ALLOWED,
+            "refund of 50.01 EUR exceeds the refundable 200.00 less 150.00 sent to the shop with an outcome still "
+            "unknown.",
+        )
+    ]
+    assert problems_of(customer, refund("50.01"), history=history, authority=REVIEWER) == refused
+
+
 def test_the_customers_automatic_refunds_in_the_window_have_a_limit(customer: Customer, order: Order) -> None:
     order_add(customer, "SB-50003", "Nimbus 2-person tent", "329.00")
     history = RefundHistory(automatic_for_customer=Decimal("150.00"))
