@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -192,7 +193,7 @@ class HttpCommerce:
         breaker = self.breaker()
         probing = breaker.before_call()  # CommerceCircuitOpen while paused: nothing is sent
         try:
-            response = client.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
+            response = self._request_bounded(client, method, path, **kwargs)
         except httpx.TimeoutException as exc:
             breaker.record_failure(probing)
             raise CommerceUnavailable(f"the shop did not answer {method} {path} within {self.timeout}s.") from exc
@@ -204,6 +205,24 @@ class HttpCommerce:
         else:
             breaker.record_success()
         return response
+
+    def _request_bounded(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The request, its answer read whole within `timeout` seconds in all (not per read: a shop that drips a
+        byte at a time is cut off) and at most COMMERCE_API_MAX_RESPONSE_BYTES long (decoded)."""
+        deadline = time.monotonic() + self.timeout
+        limit = settings.COMMERCE_API_MAX_RESPONSE_BYTES
+        with client.stream(method, self.base_url + path, timeout=self.timeout, **kwargs) as streamed:
+            body, size = [], 0
+            for chunk in streamed.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise PermanentError(f"the shop's answer to {method} {path} is longer than {limit} bytes.")
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"the answer took longer than {self.timeout}s", request=streamed.request)
+                body.append(chunk)
+        skip = {"content-encoding", "content-length", "transfer-encoding"}
+        headers = [(name, value) for name, value in streamed.headers.items() if name.lower() not in skip]
+        return httpx.Response(streamed.status_code, headers=headers, content=b"".join(body), request=streamed.request)
 
     def _check(self, response: httpx.Response, what: str) -> None:
         if response.status_code >= 500:

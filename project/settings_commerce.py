@@ -94,10 +94,14 @@ COMMERCE_API_URL = env_str("COMMERCE_API_URL", "")
 # The NAME of the environment variable that holds the API's bearer token (never the token itself: settings are
 # printed and committed, secrets are not). Empty: no Authorization header.
 COMMERCE_API_TOKEN_ENV = env_str("COMMERCE_API_TOKEN_ENV", "COMMERCE_API_TOKEN")
-# Seconds one call to the shop may take (connect, and each read). A refund whose answer does not come in time is
-# retried with the same key (the shop deduplicates it). Shorter: a hung shop frees the worker sooner; too short
-# cuts a slow but successful refund (harmless, re-sent with its key, but it costs a retry).
+# Seconds one call to the shop may take, its whole answer read (not per read). A refund whose answer does not come
+# in time is retried with the same key (the shop deduplicates it). Shorter: a hung shop frees the worker sooner;
+# too short cuts a slow but successful refund (harmless, re-sent with its key, but it costs a retry).
 COMMERCE_API_TIMEOUT_SECONDS = env_float("COMMERCE_API_TIMEOUT_SECONDS", 10.0)
+# The longest answer read from the shop, in bytes (decoded): an order, a list of a customer's orders, a refund's
+# result are a few KB; a longer answer is refused as an error (a person sees it), never read whole into memory.
+# Raise it for customers with thousands of orders in one list.
+COMMERCE_API_MAX_RESPONSE_BYTES = env_int("COMMERCE_API_MAX_RESPONSE_BYTES", 1_048_576)
 # Connections to the shop's API: one pooled client per process (kept alive between calls, shared by the threads of
 # the process, created anew in a forked child). At most this many connections per process are open at once; a call
 # beyond them waits for a free one (within the timeout). Higher: more calls at once from a threaded worker or web

@@ -17,6 +17,7 @@ from django.test import override_settings
 from agents.models import LedgerEntry
 from conversations.commerce import CommerceCircuitOpen, CommerceUnavailable, RefundRefused
 from conversations.commerce_http import HttpCommerce, shop_client, shop_client_close
+from project.errors import PermanentError
 from tests.commerce_data import customer_with_order, execute
 
 pytestmark = [pytest.mark.e2e]
@@ -133,3 +134,50 @@ def test_a_refund_while_it_is_open_waits_with_its_row_pending_and_sends_nothing(
         execute(conversation_id, "run-open")
     entry = LedgerEntry.objects.get(kind="refund")
     assert entry.status == "pending" and entry.result["tries"] == 1 and len(shop.requests) == 1
+
+
+class _Dripping:
+    """A shop that answers 200 and then one byte every 0.2 s, or a body of `size` bytes at once."""
+
+    def __init__(self, *, size: int = 0) -> None:
+        import socket
+        import threading
+
+        self.size = size
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.recv(65536)
+            length = self.size or 1000
+            connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+            if self.size:
+                connection.sendall(b"x" * self.size)
+                return
+            for _ in range(40):  # bounded: 8 s at most
+                try:
+                    connection.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+
+def test_an_answer_is_read_within_the_timeout_in_all_and_bounded_in_size(make_customer) -> None:
+    customer, _ = make_customer()
+    shop_client_close()
+    drip = _Dripping()
+    with override_settings(COMMERCE_API_TIMEOUT_SECONDS=1.0, COMMERCE_API_URL=drip.url, COMMERCE_BACKEND="http"):
+        started = time.monotonic()
+        with pytest.raises(CommerceUnavailable, match=r"within 1\.0s"):
+            HttpCommerce.from_settings().order_list(customer_id=str(customer.id))
+        assert time.monotonic() - started < 3  # not 40 reads of 0.2 s each
+    big = _Dripping(size=2_000_000)
+    with (
+        override_settings(COMMERCE_API_URL=big.url, COMMERCE_BACKEND="http"),
+        pytest.raises(PermanentError, match="longer than 1048576 bytes"),
+    ):
+        HttpCommerce.from_settings().order_list(customer_id=str(customer.id))
+    shop_client_close()
