@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 
+from knowledge.text import language_normalise
+
+#: Column lengths (the importer cuts titles and headings to them).
+SOURCE_LENGTH, TITLE_LENGTH, HEADING_LENGTH = 1000, 300, 300
+
 
 def default_language() -> str:
-    return str(settings.KNOWLEDGE_LANGUAGE)
+    return language_normalise(settings.KNOWLEDGE_LANGUAGE) or "en"
 
 
 class Document(models.Model):
     source = models.CharField(
-        max_length=1000, unique=True, help_text="The file it was imported from (absolute path) or its URL."
+        max_length=SOURCE_LENGTH, unique=True, help_text="The file it was imported from (absolute path) or its URL."
     )
     slug = models.SlugField(max_length=200, help_text="A short name (the file name without extension).")
-    title = models.CharField(max_length=300)
+    title = models.CharField(max_length=TITLE_LENGTH)
     language = models.CharField(
         max_length=16, default=default_language, help_text="Chooses the text-search configuration (settings)."
     )
@@ -30,11 +37,16 @@ class Document(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """The language stored as its primary subtag ("en-US" -> "en"): what search filters on and configures by."""
+        self.language = language_normalise(self.language) or default_language()
+        super().save(*args, **kwargs)
+
 
 class Section(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="sections")
     position = models.PositiveIntegerField(default=0)
-    heading = models.CharField(max_length=300)
+    heading = models.CharField(max_length=HEADING_LENGTH)
     body = models.TextField()
     staff_only = models.BooleanField(default=False, help_text="A note for staff: never retrieved, never quoted.")
     updated_at = models.DateTimeField(auto_now=True)

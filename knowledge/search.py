@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import F, Value
 
 from knowledge.models import Document, Section
-from knowledge.text import QUERY_SYNONYMS, STOPWORDS, WORD, stem
+from knowledge.text import QUERY_SYNONYMS, STOPWORDS, WORD, language_normalise, stem
 
 FTS_TABLE = "knowledge_section_fts"
 #: Title, heading and body weights. PostgreSQL: A, A, B (ts_rank's weights for D, C, B, A below); SQLite: bm25().
@@ -70,7 +70,7 @@ class Hit:
 
 def search_config(language: str) -> str:
     """The PostgreSQL text-search configuration for a language (settings.KNOWLEDGE_SEARCH_CONFIGS), else simple."""
-    return str(settings.KNOWLEDGE_SEARCH_CONFIGS.get(language, "simple"))
+    return str(settings.KNOWLEDGE_SEARCH_CONFIGS.get(language_normalise(language), "simple"))
 
 
 def search_terms(query: str) -> list[str]:
@@ -104,7 +104,7 @@ def search(query: str, k: int = 3, language: str | None = None) -> list[Hit]:
     terms = search_terms(query)
     if not terms:
         return []
-    language = language or settings.KNOWLEDGE_LANGUAGE
+    language = language_normalise(language or settings.KNOWLEDGE_LANGUAGE)
     if connection.vendor == "postgresql":
         scored = _search_postgresql(terms, k, language)
     else:

@@ -161,3 +161,9 @@ def stem(word: str) -> str:
         if len(word) > len(suffix) + 2 and word.endswith(suffix) and not word.endswith("ss"):
             return word[: -len(suffix)]
     return word
+
+
+def language_normalise(language: str | None) -> str:
+    """A language tag as documents are stored and searched: its lower-case primary subtag ("en-US", "EN", "en_GB"
+    -> "en"); "" if there is none."""
+    return re.split(r"[-_]", (language or "").strip(), maxsplit=1)[0].lower()[:16]

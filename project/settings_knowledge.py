@@ -6,7 +6,7 @@ environment with the same helpers; docs/knowledge.md explains them.
 
 from __future__ import annotations
 
-from project.env import env_bool, env_list, env_str
+from project.env import env_bool, env_int, env_list, env_str
 
 # --- Knowledge base ------------------------------------------------------------------
 # The language of the help centre (documents that do not name one; the questions searched).
@@ -20,3 +20,8 @@ KNOWLEDGE_SEARCH_CONFIGS = {
     "pt": "portuguese", "sv": "swedish", "da": "danish", "fi": "finnish", "no": "norwegian",
     **dict(item.split("=", 1) for item in env_list("KNOWLEDGE_SEARCH_CONFIGS") if "=" in item),
 }  # fmt: skip
+# The largest file `manage.py knowledge import` reads (bytes; default 5 MB); a bigger one stops the import with an
+# error naming it. Help-centre pages are a few KB: the cap keeps a stray export, log or binary dump from being read
+# into memory and indexed as one giant section (which would also crowd the search). Raise it for long manuals, or
+# better split them into one file per topic.
+KNOWLEDGE_MAX_FILE_BYTES = env_int("KNOWLEDGE_MAX_FILE_BYTES", 5 * 1024 * 1024)

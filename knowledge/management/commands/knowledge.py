@@ -1,5 +1,6 @@
 """manage.py knowledge import PATH...: load help-centre documents (Markdown, HTML, plain text) into the knowledge
-base; re-importing updates by source and is idempotent; --prune removes documents not found in the paths."""
+base; re-importing updates by source and is idempotent; --prune removes documents not found in the paths (refused
+when the paths hold no importable file). A file that cannot be imported stops it with an error naming the file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from knowledge.services import knowledge_import
+from knowledge.text import language_normalise
 
 
 class Command(BaseCommand):
@@ -22,7 +24,9 @@ class Command(BaseCommand):
         importing.add_argument(
             "--language",
             default=settings.KNOWLEDGE_LANGUAGE,
-            help="language of documents that do not name one (HTML lang=); default KNOWLEDGE_LANGUAGE",
+            type=language_normalise,
+            help="language of documents that do not name one (HTML lang=), as its primary subtag (en-US -> en); "
+            "default KNOWLEDGE_LANGUAGE",
         )
         importing.add_argument(
             "--prune",
@@ -33,7 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             summary = knowledge_import(options["paths"], language=options["language"], prune=options["prune"])
-        except (FileNotFoundError, ValueError, UnicodeDecodeError) as error:
+        except (OSError, ValueError) as error:  # a missing, unreadable or refused file (named), an empty --prune
             raise CommandError(str(error)) from error
         if options["verbosity"] > 1:
             for outcome in ("added", "updated", "removed"):
