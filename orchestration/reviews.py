@@ -18,6 +18,7 @@ pieces, one run at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from django.utils import timezone
 from agents.envelope import Envelope
 from agents.ledger import ledger_reviewer_refunds
 from agents.payload import Approval, Approver, Payload, RefundAction
-from agents.tools.refunds import refund_check, refunds_pending_leave, refunds_recorded_check
+from agents.tools.refunds import refund_check, refunds_pending_leave, refunds_recorded_check, refunds_recorded_pending
 from conversations.models import Message
 from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, order_id_valid
 from conversations.refunds import RefundAuthority
@@ -54,6 +55,11 @@ REJECTION_DEFAULT = (
 EXPIRED_REPLY = (
     "We could not confirm your request in time, so nothing was changed. "
     "Please write to us again if you still need help."
+)
+#: What a customer reads when a rejection or an expiry leaves a refund whose outcome is unknown (sent to the shop,
+#: never answered): it may have happened, so neither "not approved" nor "nothing was changed" would be true.
+UNSETTLED_REPLY = (
+    "A member of our team is checking the status of your refund with our payment system and will follow up here."
 )
 #: Marks "the reviewer did not send this field" (None means an explicit null).
 UNSET: Any = object()
@@ -290,6 +296,9 @@ def _decision_apply(
     """Inside the item's row lock: record the decision (the second approval of `confirms`, if given) and resume
     the run after commit."""
     now = timezone.now()
+    default = decision.kind in (Kind.REJECT, Kind.EXPIRE) and decision.reply in (REJECTION_DEFAULT, EXPIRED_REPLY)
+    if default and refunds_recorded_pending(run_id=str(item.run_id)):  # it may have happened: not "nothing changed"
+        decision = dataclasses.replace(decision, reply=UNSETTLED_REPLY)
     ReviewDecision.objects.create(
         item=item,
         reviewer=reviewer,

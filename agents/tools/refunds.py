@@ -258,6 +258,11 @@ def _recorded_text(entry: LedgerEntry) -> str:
             return f"refused by the shop as {what}"
 
 
+def refunds_recorded_pending(*, run_id: str) -> bool:
+    """Whether the run has a refund sent to the shop whose outcome is still unknown."""
+    return any(entry.status == LedgerEntry.Status.PENDING for entry in refunds_recorded(run_id))
+
+
 def refunds_pending_leave(*, run_id: str, decision: str, by: str) -> int:
     """A person ended the run without the run's pending refunds (a rejection, an expiry): nothing more is sent for
     them, and each row stays PENDING — counted by the policy as if done, since the shop may have executed it — with
