@@ -66,7 +66,9 @@ class Deliver(Agent):
         approval = payload_approval(payload)
         by_person = approval_lifts_limit(approval)
         # Acting MCP tools are checked again (still configured acting; "review" ones only on a person's approval).
-        tool_problems = tool_action_problems(tool_actions, by_person=by_person)
+        tool_problems = tool_action_problems(
+            tool_actions, by_person=by_person, conversation_id=envelope.conversation_id
+        )
         if tool_problems:
             refused_tools: Verdict = {"pass": False, "reasons": tool_problems}
             return AgentResult(
@@ -96,15 +98,23 @@ class Deliver(Agent):
                 assert_never(outcome)
 
         # Each approved MCP action once per run and action (the ledger), whatever the deliveries.
-        tools_executed = tool_actions_execute(actions=tool_actions, run_id=envelope.run_id)
+        tools_executed = tool_actions_execute(
+            actions=tool_actions, run_id=envelope.run_id, conversation_id=envelope.conversation_id
+        )
         failed = [
             f"{MCP_FAILED}: {r['server']}/{r['tool']} answered: {r['text'][:300]}"
             for r in tools_executed
             if r["is_error"]
         ]
         if failed:
+            # Executed: an error answer is final for its key. Nothing is proposed any more, so a person's approval
+            # sends the reply (as decided) and executes nothing again.
             return AgentResult(
-                payload={"verdict": {"pass": False, "reasons": failed}, "executed_actions": executed + tools_executed},
+                payload={
+                    "verdict": {"pass": False, "reasons": failed},
+                    "executed_actions": executed + tools_executed,
+                    "proposed_tool_actions": [],
+                },
                 outcome=Outcome.ESCALATE,
                 reason=MCP_FAILED,
             )

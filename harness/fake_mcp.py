@@ -1,9 +1,13 @@
 """A small MCP server for tests, built with the `mcp` package's own server API (FastMCP), served over streamable HTTP
 on 127.0.0.1 by uvicorn in a thread, or over stdio as a command (`python -m harness.fake_mcp --stdio`).
 
-Two tools: `stock_level(sku)` (read-only: the units in stock) and `send_replacement(order_id)` (acting: records the
-replacement it sends, deduplicated by the `idempotency_key` of the request's `_meta`, as a shop's API would). Every
-tool call is recorded (`calls`, with the key). Requests must carry `Authorization: Bearer <token>`; `fail_calls`
+Tools: `stock_level(sku)` (read-only: the units in stock), `send_replacement(order_id)` (acting: records the
+replacement it sends, deduplicated by the `idempotency_key` of the request's `_meta`, as a shop's API would; while
+`refuse_replacements`, it answers with an error and sends none), `tracking(order_id)` (read-only: where an order is),
+`catalogue(count)` (read-only: `count` products as structured content) and `environment_names()` (read-only: the
+names of the server's environment variables, to see what a stdio server was given). Every tool call is recorded
+(`calls`, with the key and the `switchboard_customer_id` of its `_meta`). Requests must carry
+`Authorization: Bearer <token>`; `redirect_to` answers every request with a 307 to that URL; `fail_calls`
 makes every tools/call answer HTTP 503 (a server that is down for calls), while listing still works; `hold_next`
 holds the answers of that many replacements, after sending them, for `hold_seconds` or until `release()` (`held`
 is set meanwhile): the window in which a test kills the worker that asked. `stop()` closes the port (a server that
@@ -13,6 +17,7 @@ is down).
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +39,12 @@ class FakeMCP:
     replacements: dict[str, str] = field(default_factory=dict)
     """Replacements sent: idempotency key (or a fresh one when none was given) -> order id."""
     fail_calls: bool = False
+    refuse_replacements: bool = False
+    """send_replacement answers with an error (isError) and sends nothing."""
+    redirect_to: str = ""
+    """A URL every HTTP request is redirected to (307), '' for none."""
+    requests: int = 0
+    """HTTP requests received (any)."""
     hold_next: int = 0
     """How many replacements' answers to hold after sending them (0: none)."""
     hold_seconds: float = 0.0
@@ -57,6 +68,7 @@ class FakeMCP:
             self.calls.clear()
             self.replacements.clear()
             self.fail_calls, self.hold_next, self.hold_seconds = False, 0, 0.0
+            self.refuse_replacements, self.redirect_to, self.requests = False, "", 0
             self._release.clear(), self.held.clear()
 
     def release(self) -> None:
@@ -69,8 +81,9 @@ class FakeMCP:
         def record(tool: str, arguments: dict[str, Any], ctx: Context) -> str:
             meta = ctx.request_context.meta
             key = str(getattr(meta, "idempotency_key", "") or "") if meta is not None else ""
+            customer = str(getattr(meta, "switchboard_customer_id", "") or "") if meta is not None else ""
             with self._lock:
-                self.calls.append({"tool": tool, "arguments": arguments, "key": key})
+                self.calls.append({"tool": tool, "arguments": arguments, "key": key, "customer": customer})
             return key
 
         @server.tool()
@@ -84,6 +97,8 @@ class FakeMCP:
         async def send_replacement(order_id: str, ctx: Context) -> str:
             """Send the customer a replacement for an order (ships a new item at no charge)."""
             key = record("send_replacement", {"order_id": order_id}, ctx) or f"no-key-{len(self.calls)}"
+            if self.refuse_replacements:
+                raise ValueError(f"No replacement for order {order_id}: the item is out of stock.")
             with self._lock:
                 self.replacements.setdefault(key, order_id)
                 hold = self.hold_next > 0
@@ -93,6 +108,24 @@ class FakeMCP:
                 self.held.set()
                 await anyio.to_thread.run_sync(self._release.wait, self.hold_seconds)
             return f"A replacement for order {order_id} has been sent."
+
+        @server.tool()
+        def tracking(order_id: str, ctx: Context) -> str:
+            """Where an order's parcel is now."""
+            record("tracking", {"order_id": order_id}, ctx)
+            return f"Order {order_id}: in transit, due tomorrow."
+
+        @server.tool()
+        def catalogue(count: int, ctx: Context) -> dict[str, Any]:
+            """A page of the shop's products (structured)."""
+            record("catalogue", {"count": count}, ctx)
+            return {"products": [{"sku": f"ITEM-{n}", "name": f"Product number {n}"} for n in range(count)]}
+
+        @server.tool()
+        def environment_names(ctx: Context) -> str:
+            """The names of the server's environment variables, sorted, one a line."""
+            record("environment_names", {}, ctx)
+            return "\n".join(sorted(os.environ))
 
         return server
 
@@ -106,6 +139,10 @@ class FakeMCP:
             if scope["type"] != "http":
                 return await app(scope, receive, send)
             headers = dict(scope.get("headers") or [])
+            with self._lock:
+                self.requests += 1
+            if self.redirect_to:
+                return await _respond(send, 307, location=self.redirect_to)
             if headers.get(b"authorization") != f"Bearer {self.token}".encode():
                 return await _respond(send, 401)
             chunks: list[Message] = []
@@ -146,8 +183,9 @@ class FakeMCP:
             self._thread.join(timeout=10)
 
 
-async def _respond(send: Send, status: int) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+async def _respond(send: Send, status: int, *, location: str = "") -> None:
+    headers = [(b"content-type", b"text/plain"), *([(b"location", location.encode())] if location else [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"unavailable" if status == 503 else b"unauthorized"})
 
 

@@ -20,6 +20,7 @@ from harness.processes import SupervisorProcess, WorkerProcess
 from orchestration.models import ReviewItem, Step
 from orchestration.pipeline import canvas_for
 from orchestration.reviews import review_decide
+from orchestration.selectors import review_tool_actions
 from tests.conftest import WORKER_ENV, broker_reset, llm_env, order_add, run_wait
 from tests.review_data import staff_reviewer
 
@@ -89,7 +90,8 @@ def test_a_read_only_tool_answers_and_grounds_the_reply(mcp, fake, start_run) ->
     assert reply_of(run) == "The LANTERN-7 lantern has 17 units in stock."
     offered = [tool["function"]["name"] for tool in fake.calls("tools")[0].body["tools"]]
     assert offered[3:5] == ["mcp__shop__stock_level", "mcp__shop__send_replacement"]
-    assert mcp.calls == [{"tool": "stock_level", "arguments": {"sku": "LANTERN-7"}, "key": ""}]
+    customer = str(run.conversation.customer_id)  # sent in the request's `_meta`: the server scopes its answer by it
+    assert mcp.calls == [{"tool": "stock_level", "arguments": {"sku": "LANTERN-7"}, "key": "", "customer": customer}]
     # The call and its answer are recorded on the `mcp` step, and the responder was shown them.
     step = Step.objects.get(run=run, agent="mcp")
     (recorded,) = step.output["envelope"]["payload"]["tool_results"]["mcp"]
@@ -209,3 +211,59 @@ def test_an_action_the_server_never_answers_goes_to_review_then_acts_once_on_app
     assert run.status == "completed", (run.reason, run.reason_detail)
     assert mcp.replacements == {key: "SB-30001"} and {c["key"] for c in mcp.calls} == {key}
     assert LedgerEntry.objects.get(key=key).status == "done"
+
+
+def test_an_mcp_tool_is_given_only_the_customers_own_orders(mcp, fake, start_run, make_customer) -> None:
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    other, _ = make_customer()
+    order_add(other, "SB-30002", "Camp stove", "59.00")  # another customer's order
+    fake.answers.update(
+        {
+            "triage": {"intent": "order_change", "confidence": 0.9, "order_ids": ["SB-30001", "SB-30002"]},
+            "planner": SLIP_WITH_TOOLS,
+            "tools": {
+                "tool_calls": [
+                    ("mcp__shop__tracking", {"order_id": "SB-30001"}),
+                    ("mcp__shop__send_replacement", {"order_id": "SB-30002"}),
+                    ("mcp__shop__tracking", {"order_id": "SB-30002"}),
+                ]
+            },
+            "responder": {"reply": "Your order SB-30001 is in transit, due tomorrow.", "sources": []},
+        }
+    )
+    message = "Where is SB-30001? And send a replacement for FF104234, I mean SB-30002."
+    run = run_wait(start_run(message, customer=customer).id)
+    # Refused (a repair round, then dropped): another customer's order is neither read nor acted on.
+    repair = fake.calls("tools")[1].body["messages"][-1]["content"]
+    assert "uses order SB-30002, which is not one of this customer's orders; use only SB-30001" in repair
+    tools = Step.objects.get(run=run, agent="tools").output["envelope"]["payload"]
+    assert "proposed_tool_actions" not in tools
+    assert tools["mcp_calls"] == [{"server": "shop", "tool": "tracking", "arguments": {"order_id": "SB-30001"}}]
+    # The customer's own order is read, with the customer's id in the request's `_meta`.
+    own = {"tool": "tracking", "arguments": {"order_id": "SB-30001"}, "key": "", "customer": str(customer.id)}
+    assert mcp.calls == [own] and mcp.replacements == {}
+    assert not LedgerEntry.objects.filter(kind="mcp", run_id=str(run.id)).exists()
+
+
+def test_an_action_answered_with_an_error_is_final_and_approving_sends_the_reply(
+    mcp, fake, start_run, make_customer
+) -> None:
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    replacement_answers(fake, "mcp__shop__send_replacement")
+    mcp.refuse_replacements = True  # the tool answers with an error (isError)
+    run = run_wait(start_run("My order SB-30001 arrived broken, please replace it.", customer=customer).id)
+    assert run.status == "awaiting_review" and run.reason == "mcp_action_failed", (run.reason, run.reason_detail)
+    item = ReviewItem.objects.get(run=run)
+    assert "shop/send_replacement answered" in item.reasons[0] and "out of stock" in item.reasons[0]
+    assert review_tool_actions(item) == []  # executed: nothing is proposed any more
+    key = f"mcp:{run.id}:0"
+    review_decide(item_id=item.id, reviewer=staff_reviewer(), decision="approve")
+    run = run_wait(run.id)
+    # The approval sends the reply; the action is not sent again, and the run does not come back to review.
+    assert run.status == "completed", (run.reason, run.reason_detail)
+    assert reply_of(run) == "Your order SB-30001 (Storm lantern) has been delivered."
+    assert [(c["tool"], c["key"]) for c in mcp.calls] == [("send_replacement", key)] and mcp.replacements == {}
+    entry = LedgerEntry.objects.get(kind="mcp", run_id=str(run.id))
+    assert entry.status == "done" and entry.result["is_error"] and ReviewItem.objects.filter(run=run).count() == 1

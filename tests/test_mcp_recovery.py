@@ -19,6 +19,8 @@ from agents.models import LedgerEntry
 from agents.tools.mcp import MCPRefused, MCPUnavailable
 from agents.tools.mcp_agent import tool_action_key, tool_actions_execute
 from conversations.models import Message
+from conversations.selectors import conversation_customer_id
+from conversations.services import conversation_create
 from harness.fake_mcp import FakeMCP
 from orchestration.models import Step
 from tests.conftest import llm_env, order_add, run_wait
@@ -54,34 +56,45 @@ def sent(mcp: FakeMCP) -> list[str]:
     return [call["key"] for call in mcp.calls if call["tool"] == "send_replacement"]
 
 
-def test_an_action_is_recorded_before_it_is_sent_and_resent_with_its_key(mcp, transactional_db) -> None:
+@pytest.fixture
+def conversation_id(make_customer: Any) -> str:
+    """A conversation of a customer who has order SB-30001."""
+    customer, _ = make_customer()
+    order_add(customer, "SB-30001", "Storm lantern", "39.00")
+    return str(conversation_create(customer=customer).id)
+
+
+def test_an_action_is_recorded_before_it_is_sent_and_resent_with_its_key(mcp, conversation_id) -> None:
     key = tool_action_key("run-a", 0)
     mcp.fail_calls = True  # the server does not answer the call (HTTP 503)
     for tries in (1, 2):
         with pytest.raises(MCPUnavailable, match=r"outcome unknown .* same key"):
-            tool_actions_execute(actions=[ACTION], run_id="run-a")
+            tool_actions_execute(actions=[ACTION], run_id="run-a", conversation_id=conversation_id)
         entry = LedgerEntry.objects.get(kind="mcp")
         assert entry.key == key and entry.status == "pending" and entry.request == ACTION
         assert entry.result["tries"] == tries and "503" in entry.result["error"] and entry.result["at"]
     mcp.fail_calls = False
-    (result,) = tool_actions_execute(actions=[ACTION], run_id="run-a")
+    (result,) = tool_actions_execute(actions=[ACTION], run_id="run-a", conversation_id=conversation_id)
     assert result["text"] == "A replacement for order SB-30001 has been sent." and not result["is_error"]
     entry = LedgerEntry.objects.get(kind="mcp")
     assert entry.status == "done" and entry.result == result
     # Done: a later delivery returns the recorded result and sends nothing.
-    assert tool_actions_execute(actions=[ACTION], run_id="run-a") == [result]
+    assert tool_actions_execute(actions=[ACTION], run_id="run-a", conversation_id=conversation_id) == [result]
     assert sent(mcp) == [key] and mcp.replacements == {key: "SB-30001"}
+    # Every request carried the customer's id (in its `_meta`, beside the key), and so does the ledger row.
+    customer_id = conversation_customer_id(conversation_id=conversation_id)
+    assert {call["customer"] for call in mcp.calls} == {customer_id} and entry.customer_id == customer_id
 
 
-def test_a_refused_action_is_failed_and_never_sent_again(mcp, transactional_db, monkeypatch) -> None:
+def test_a_refused_action_is_failed_and_never_sent_again(mcp, conversation_id, monkeypatch) -> None:
     monkeypatch.setenv("SHOP_MCP_TOKEN", "Bearer not-the-token")  # the server answers 401
     with pytest.raises(MCPRefused, match="401"):
-        tool_actions_execute(actions=[ACTION], run_id="run-b")
+        tool_actions_execute(actions=[ACTION], run_id="run-b", conversation_id=conversation_id)
     entry = LedgerEntry.objects.get(kind="mcp")
     assert entry.status == "failed" and "401" in entry.result["error"]
     monkeypatch.setenv("SHOP_MCP_TOKEN", TOKEN_ENV["SHOP_MCP_TOKEN"])
     with pytest.raises(MCPRefused, match="refused before"):
-        tool_actions_execute(actions=[ACTION], run_id="run-b")
+        tool_actions_execute(actions=[ACTION], run_id="run-b", conversation_id=conversation_id)
     assert sent(mcp) == [] and LedgerEntry.objects.get(kind="mcp").status == "failed"
 
 

@@ -12,7 +12,9 @@ one by one (`refund_action`) and together (`refunds_held_to`).
 Function calling constrains each call: a known tool, an order id of the one order-id shape
 (`conversations.orders.ORDER_ID`), an amount that is a string, a number or null, a reason that is not empty. The
 check (`call_problems`): every order id is one the customer's message names ("only use order numbers the customer
-wrote").
+wrote"); an MCP tool's arguments may name only orders the customer wrote that are the customer's own (any argument
+named like an order id, any value shaped like one: `agents.tools.mcp_agent.argument_order_ids`), checked at the
+shop, so that another customer's order is never read or acted on through a server.
 
 Fallback (for an answer still unusable after the repair round, and for one malformed twice): the calls that are
 usable are run and the others dropped (unknown tools, malformed arguments, order ids the customer did not write);
@@ -39,6 +41,7 @@ from agents.llm.base import LLMRejected, Prompt, tool_call_problems
 from agents.llm.schema import schema_errors
 from agents.payload import McpAction, McpCall, RefundAction
 from agents.tools.escalate import escalate_to_human
+from agents.tools.mcp_agent import argument_order_ids, orders_owned
 from conversations.amounts import (
     AmountReading,
     AmountStated,
@@ -48,7 +51,7 @@ from conversations.amounts import (
     refund_amount_requested,
 )
 from conversations.orders import ORDER_ID_SCHEMA_PATTERN, amount_format, amount_parse, order_ids_in
-from conversations.selectors import order_lookup
+from conversations.selectors import conversation_customer_id, order_lookup
 
 TOOLS = ("order_lookup", "refund", "escalate_to_human")
 #: The hand-over to a person when the customer asked for one (the offline model's, and the fallback's).
@@ -79,9 +82,19 @@ def tools_offline(variables: dict[str, Any]) -> dict[str, Any]:
     return {"calls": calls}
 
 
-def call_problems(call: dict[str, Any], *, allowed: set[str], path: str = "$") -> list[str]:
+def call_problems(
+    call: dict[str, Any], *, allowed: set[str], owned: set[str] | None = None, path: str = "$"
+) -> list[str]:
     """Why one call (of a known tool, with arguments that fit its parameters) is unusable: an order id the customer
-    did not write."""
+    did not write; for an MCP tool, any order id its arguments name (`argument_order_ids`) that the customer did not
+    write or that is not one of the customer's own orders (`owned`)."""
+    if is_mcp(call):
+        return [
+            f"{path} uses order {order_id}, which "
+            + ("the customer did not write" if order_id not in allowed else "is not one of this customer's orders")
+            + f"; use only {', '.join(sorted(allowed & (owned or set()))) or 'no order number'}."
+            for order_id in sorted(argument_order_ids(call["arguments"]) - (allowed & (owned or set())))
+        ]
     order_id = call["arguments"].get("order_id")
     if order_id is None or order_id in allowed:
         return []
@@ -96,13 +109,24 @@ def order_ids_allowed(variables: dict[str, Any]) -> set[str]:
     return set(order_ids_in(variables["message"])) | set(variables["order_ids"])
 
 
+def is_mcp(call: Any) -> bool:
+    return isinstance(call, dict) and str(call.get("tool", "")).startswith("mcp__")
+
+
+def mcp_orders_owned(calls: list[Any], variables: dict[str, Any]) -> set[str]:
+    """The order ids the MCP calls name that are the customer's own (one look-up at the shop; none without MCP calls
+    naming orders)."""
+    named = [argument_order_ids(call.get("arguments")) for call in calls if is_mcp(call)]
+    return orders_owned(customer_id=variables.get("customer_id", ""), order_ids=set().union(*named))
+
+
 def tools_check(data: dict[str, Any], variables: dict[str, Any]) -> list[str]:
     """The prompt's check: `call_problems` of every call."""
-    allowed = order_ids_allowed(variables)
+    allowed, owned = order_ids_allowed(variables), mcp_orders_owned(data["calls"], variables)
     return [
         problem
         for index, call in enumerate(data["calls"])
-        for problem in call_problems(call, allowed=allowed, path=f"$.calls[{index}]")
+        for problem in call_problems(call, allowed=allowed, owned=owned, path=f"$.calls[{index}]")
     ]
 
 
@@ -115,13 +139,9 @@ def usable_calls(data: Any, variables: dict[str, Any], prompt: Prompt | None = N
         return []
     allowed = order_ids_allowed(variables)
     call_schema = prompt.schema["properties"]["calls"]["items"] if prompt.schema else CALL_SCHEMA
-    return [
-        call
-        for call in calls
-        if not schema_errors(call, call_schema)
-        and not tool_call_problems(prompt, call)
-        and not call_problems(call, allowed=allowed)
-    ]
+    fitting = [call for call in calls if not schema_errors(call, call_schema) and not tool_call_problems(prompt, call)]
+    owned = mcp_orders_owned(fitting, variables)
+    return [call for call in fitting if not call_problems(call, allowed=allowed, owned=owned)]
 
 
 def fallback_calls(usable: list[dict[str, Any]], variables: dict[str, Any]) -> list[dict[str, Any]]:
@@ -261,6 +281,8 @@ class ToolsAgent(LLMAgent):
             "intent": payload.get("intent", "other"),
             "order_ids": payload.get("order_ids", []),
             "message": payload["message"],
+            # Whose orders the MCP tools may be given (`call_problems`); not shown to the model.
+            "customer_id": conversation_customer_id(conversation_id=envelope.conversation_id),
         }
 
     def prompt_for(self, envelope: Envelope) -> Prompt:

@@ -13,11 +13,19 @@ A call opens a session (connect, initialize), makes the one request and closes i
 fix); a circuit breaker per server (`mcp:<name>`, agents/llm/breaker.py) pauses calls to one that keeps failing
 (`MCPCircuitOpen`). A tool that answers with `isError` is an answer, not a failure: the model's reply is told.
 Secrets (header values, a stdio server's environment) are read from the environment variables the settings name,
-when a call is made.
+when a call is made. A stdio server gets only those and the SDK's safe defaults (PATH, HOME, ...:
+`mcp.client.stdio.get_default_environment`), never the worker's environment (its database URL, its keys). A redirect
+off the server's origin is not followed (the SDK's transport; the headers never leave) and is a refusal; a URL's
+query (a token in it) is left out of error messages.
+
+A call carries the customer's id (`switchboard_customer_id`) and, for an acting tool, the idempotency key in the
+request's `_meta`; its answer is kept as text up to RESULT_CHARS and structured content whose JSON is within
+STRUCTURED_CHARS (larger structured content is left out, and the text says so).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -47,6 +55,10 @@ PREFIX = "mcp__"
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: How much of a tool's answer is kept (in the payload, and shown to the model).
 RESULT_CHARS = 4000
+#: How much of a tool's structured content is kept: its JSON's length (larger structured content is left out).
+STRUCTURED_CHARS = 4000
+#: A URL's query, left out of error messages (it may carry a token).
+URL_QUERY = re.compile(r"""(\b[a-z][a-z0-9+.-]*://[^\s'"?#]*)\?[^\s'"#)>]*""", re.IGNORECASE)
 
 
 class MCPUnavailable(TransientError):
@@ -126,7 +138,8 @@ async def _session(server: str) -> AsyncIterator[ClientSession]:
             await session.initialize()
             yield session
     else:
-        env = {**os.environ, **_secrets(config.get("env", {}))} if config.get("env") else None
+        # Only the configured secrets: the SDK adds its safe defaults (get_default_environment), nothing else of ours.
+        env = _secrets(config.get("env", {})) if config.get("env") else None
         parameters = StdioServerParameters(command=config["command"], args=list(config.get("args", [])), env=env)
         # The server's stderr goes to the process's own (a Celery worker's sys.stderr is a logging proxy, no file).
         errlog = sys.__stderr__ or sys.stderr
@@ -135,20 +148,28 @@ async def _session(server: str) -> AsyncIterator[ClientSession]:
             yield session
 
 
+def url_scrub(text: str) -> str:
+    """`text` without the queries of the URLs in it (a token may be one)."""
+    return URL_QUERY.sub(r"\1?[query left out]", text)
+
+
 def _failure(server: str, exc: BaseException) -> BaseException:
-    """The Switchboard error of a failed MCP exchange (an exception group is judged by its first exception)."""
+    """The Switchboard error of a failed MCP exchange (an exception group is judged by its first exception). A
+    redirect that was not followed (off the server's origin) is a refusal: the configured URL is to fix."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, MCPRefused | MCPUnavailable):
         return exc
     if isinstance(exc, McpError):
-        return MCPRefused(f"MCP server {server} refused the request: {exc.error.message}")
+        return MCPRefused(f"MCP server {server} refused the request: {url_scrub(exc.error.message)}")
     status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
+    if 300 <= status < 400:
+        return MCPRefused(f"MCP server {server} redirected the request (HTTP {status}), off its URL: not followed.")
     if 400 <= status < 500 and status not in (408, 429):
         return MCPRefused(f"MCP server {server} refused the request with HTTP {status}.")
     if isinstance(exc, TimeoutError):
         return MCPUnavailable(f"MCP server {server} did not answer within {server_timeout(server)}s.")
-    first_line = (str(exc).splitlines() or [""])[0][:200]
+    first_line = url_scrub((str(exc).splitlines() or [""])[0])[:200]
     return MCPUnavailable(f"MCP server {server} failed: {type(exc).__name__}: {first_line}")
 
 
@@ -176,6 +197,8 @@ def _run(server: str, work: Any) -> Any:
             breaker.record_failure(probing)
         else:
             breaker.record_success()  # the server is up; the request is what is wrong
+        if "?" in str(settings.MCP_SERVERS[server].get("url", "")):
+            raise error from None  # the cause's text may quote the URL's query (a dead letter keeps tracebacks)
         raise error from exc
     breaker.record_success()
     return result
@@ -239,15 +262,22 @@ def mcp_tools_reset() -> None:
 # --- Calling --------------------------------------------------------------------------------------------------
 
 
-def mcp_call(server: str, tool: str, arguments: dict[str, Any], *, key: str = "") -> dict[str, Any]:
-    """Call one tool; its answer as the payload records it: {"text", "structured", "is_error"}. `key` (an acting
-    tool's idempotency key, from run and action) is sent in the request's `_meta` as `idempotency_key`, so that a
-    server that deduplicates by it acts once however often the call is re-sent."""
+def mcp_call(server: str, tool: str, arguments: dict[str, Any], *, customer_id: str, key: str = "") -> dict[str, Any]:
+    """Call one tool for a customer; its answer as the payload records it: {"text", "structured", "is_error"}. The
+    request's `_meta` carries `switchboard_customer_id` (a server scopes its answers by it) and, given `key` (an
+    acting tool's idempotency key, from run and action), `idempotency_key`, so that a server that deduplicates by
+    it acts once however often the call is re-sent."""
 
     async def work(session: ClientSession) -> Any:
-        meta = {"idempotency_key": key} if key else None
+        meta = {"switchboard_customer_id": customer_id, **({"idempotency_key": key} if key else {})}
         return await session.call_tool(tool, arguments, meta=meta)
 
     result = _run(server, work)
-    text = "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")
-    return {"text": text[:RESULT_CHARS], "structured": result.structuredContent, "is_error": bool(result.isError)}
+    text = "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")[:RESULT_CHARS]
+    structured = result.structuredContent
+    if structured is not None:
+        size = len(json.dumps(structured, ensure_ascii=False, default=str))
+        if size > STRUCTURED_CHARS:
+            structured = None
+            text += f"\n[structured content left out: {size} characters of JSON, over the {STRUCTURED_CHARS} kept]"
+    return {"text": text, "structured": structured, "is_error": bool(result.isError)}
