@@ -11,6 +11,7 @@ class Account(Agent):
     name = "account"
     version = "1"
     atomic = True
+    writes_database = False
 
     def handle(self, envelope: Envelope) -> AgentResult:
         return AgentResult(payload={"account": customer_facts(conversation_id=envelope.conversation_id)})

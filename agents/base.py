@@ -115,6 +115,10 @@ class Agent:
     """A short agent that only uses the database: it runs inside one transaction with its step record
     (fewer round trips, and its writes commit exactly once with the step). Never for an agent that
     waits on the network or may run long: the run's row stays locked while it runs."""
+    writes_database: ClassVar[bool] = True
+    """For an `atomic` agent: whether `handle` may write to the database. One that only reads (False) runs with no
+    transaction held and its step is recorded by one statement when nothing is unusual
+    (`orchestration.fast_steps`); running it a second time, as the locked path then does, must be harmless."""
     review_when_exhausted: ClassVar[bool] = False
     """When transient failures outlast `max_retries`, hand the run to a person (a review item, the last error's code
     as its reason) instead of failing it; the message is dead-lettered either way. For an agent whose failure leaves

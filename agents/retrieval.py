@@ -17,6 +17,7 @@ class Retrieval(Agent):
     name = "retrieval"
     version = "2"
     atomic = True
+    writes_database = False
 
     def handle(self, envelope: Envelope) -> AgentResult:
         hits = search(envelope.payload["message"], k=MAX_PASSAGES)

@@ -9,6 +9,7 @@ from agents.envelope import Envelope
 class Noop(Agent):
     name = "noop"
     atomic = True
+    writes_database = False
 
     def handle(self, envelope: Envelope) -> AgentResult:
         last = envelope.slip == [self.name]

@@ -2,9 +2,11 @@
 
 Usage (after `make bench` created the bench database; same environment variables):
     DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.profile_step [-n 50]
-It records no-op steps the two ways the task wrapper does — one transaction for
-an `atomic` agent, lease then record for the others — without Celery, and prints
-the median time and the statements of one step.
+It records no-op steps the three ways the task wrapper does — one statement for a
+read-only `atomic` agent (orchestration/fast_steps.py), one transaction for an
+`atomic` agent that writes (the locked path, also the fast path's fallback), lease
+then record for the others — without Celery, and prints the median time and the
+statements of one step.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def main() -> None:
     from agents.envelope import Envelope
     from agents.registry import agent_get
     from conversations.services import conversation_create, message_create
-    from orchestration import steps
-    from orchestration.attempts import Proceed
+    from orchestration import fast_steps, steps
+    from orchestration.attempts import Done, Proceed
     from orchestration.runner import envelope_after
     from orchestration.runs import run_start
 
@@ -67,13 +69,24 @@ def main() -> None:
     def atomic(envelope: Envelope) -> None:
         steps.step_run_atomic(envelope=envelope, agent=agent, task_id="p", worker="w", execute=lambda: handle(envelope))
 
+    def fast(envelope: Envelope) -> None:
+        start = fast_steps.step_run_fast(
+            envelope=envelope, agent=agent, task_id="p", worker="w", execute=lambda: handle(envelope)
+        )
+        assert isinstance(start, Done), start
+
     def leased(envelope: Envelope) -> None:
         start = steps.step_begin(envelope=envelope, agent=agent, task_id="p", worker="w")
         assert isinstance(start, Proceed)
         result, after, control = handle(envelope)
         steps.step_succeed(attempt=start.attempt, result=result, envelope=after, control=control)
 
-    for name, record in (("atomic (one transaction)", atomic), ("leased (claim, then record)", leased)):
+    modes = (
+        ("fast (one statement)", fast),
+        ("atomic (one transaction)", atomic),
+        ("leased (claim, then record)", leased),
+    )
+    for name, record in modes:
         runs = [new_run() for _ in range(args.n)]
         times, statements = [], 0
         for run in runs:
@@ -85,7 +98,7 @@ def main() -> None:
             statements = len(queries.captured_queries)
         print(f"{name}: {statistics.median(times) * 1000:.2f} ms per step, {statements} SQL statements")
         for query in queries.captured_queries:
-            print(f"    {query['sql'][:100]}")
+            print(f"    {' '.join(query['sql'].split())[:100]}")
     if owned_redis:
         owned_redis.stop()
 

@@ -35,13 +35,15 @@ def bench_environment() -> tuple[dict[str, str], Any]:
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:
         parts = urlsplit(redis_url)
-        redis_url = urlunsplit((parts.scheme, parts.netloc, "/5", "", ""))
+        # BENCH_REDIS_DB / BENCH_DATABASE_NAME: another database for a bench run beside another one on the same servers
+        # (two benches on one Redis database would take each other's tasks).
+        redis_url = urlunsplit((parts.scheme, parts.netloc, f"/{os.environ.get('BENCH_REDIS_DB', '5')}", "", ""))
     else:
         owned_redis = redis_server().start()
         redis_url = f"redis://127.0.0.1:{owned_redis.port}/0"
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):
-        database_url = postgres_database(database_url, "switchboard_bench")
+        database_url = postgres_database(database_url, os.environ.get("BENCH_DATABASE_NAME", "switchboard_bench"))
     else:
         (ROOT / ".run").mkdir(exist_ok=True)
         database_url = f"sqlite:///{ROOT / '.run' / 'bench.sqlite3'}"

@@ -28,7 +28,7 @@ from agents.base import Agent, AgentResult, Outcome, Queue, StepMemo
 from agents.envelope import Envelope, SlipEntry, envelopes_merge
 from agents.payload import payload_write_problems
 from agents.registry import agent_get
-from orchestration import steps
+from orchestration import fast_steps, steps
 from orchestration.attempts import (
     AtomicTryFailed,
     Attempt,
@@ -144,8 +144,10 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
     started = time.monotonic()
     try:
         if agent.atomic:
+            # A read-only agent's step: one statement when nothing is unusual, else the locked path.
+            run_atomic = fast_steps.step_run_fast if fast_steps.fast_path_applies(agent) else steps.step_run_atomic
             start = _with_database(
-                lambda: steps.step_run_atomic(
+                lambda: run_atomic(
                     envelope=envelope,
                     agent=agent,
                     task_id=task_id,

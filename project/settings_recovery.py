@@ -8,7 +8,7 @@ lists them.
 
 from __future__ import annotations
 
-from project.env import env_float, env_int
+from project.env import env_bool, env_float, env_int
 
 # --- The broker (Redis): its own redelivery, the slow path ---------------------------------------
 # Redis hands an unacknowledged message to another worker this many seconds after a worker took it, whether or not
@@ -39,6 +39,11 @@ RETRY_GRACE_SECONDS = env_float("RETRY_GRACE_SECONDS", 5.0)
 # every time): it is given up and dead-lettered with the evidence instead of killing workers forever. Higher:
 # more crashes before a person looks; lower: two unlucky kills in a row could give up a healthy step.
 STEP_MAX_LOST = env_int("STEP_MAX_LOST", 2)
+
+# A read-only atomic agent's step (retrieval, account: `Agent.writes_database` False) is claimed, guarded and recorded
+# by one statement when nothing is unusual, instead of a six-statement transaction (orchestration/fast_steps.py,
+# docs/performance.md). PostgreSQL only. Off: every atomic agent takes the locked path (to compare, or to rule it out).
+STEP_FAST_PATH = env_bool("STEP_FAST_PATH", True)
 
 # While the database cannot be reached, an agent task waits for it this long (claiming its step, recording its
 # result) before giving up the delivery; the supervisor resumes the run later. Longer: a database restart costs no
