@@ -144,3 +144,36 @@ class CountingProxy:
             self._call(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+
+
+class ProxyProcess:
+    """A CountingProxy in a process of its own (its work stays out of the measured processes and off this
+    process's GIL): `ports` per kind, `snapshot()` of the counts, `stop()`."""
+
+    def __init__(self, target_host: str, target_port: int, kinds: list[str]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, target_host, target_port, kinds), daemon=True)
+        self.process.start()
+        self.ports: dict[str, int] = self._conn.recv()
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        self._conn.send("snapshot")
+        return dict(self._conn.recv())
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send("stop")
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _serve(conn: Any, target_host: str, target_port: int, kinds: list[str]) -> None:
+    proxy = CountingProxy(target_host, target_port)
+    conn.send({kind: proxy.listen(kind) for kind in kinds})
+    while conn.recv() != "stop":
+        conn.send(proxy.snapshot())
+    proxy.stop()

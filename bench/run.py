@@ -289,7 +289,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness works (make test)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
-    parser.add_argument("--only", help="comma-separated: per_hop,throughput,io,api")
+    parser.add_argument("--only", help="comma-separated: per_hop,throughput,io,api,cost (cost: only when named)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
 
@@ -332,6 +332,11 @@ def main() -> None:
             results["io"] = bench_io(env, sizes["io_conversations"])
         if "api" in only:
             results["api"] = bench_api(env, sizes["api_seconds"], sizes["api_connections"])
+        if "cost" in only:  # target 7: bench/cost.py (prints its table)
+            from bench import cost
+
+            results["cost"] = cost.bench_cost(env, cost.QUICK if args.quick else cost.FULL)
+            print(cost.cost_table(results["cost"]))
     finally:
         broker_purge()
         if owned_redis:
