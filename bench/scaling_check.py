@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 
+from bench.cost import BENCH_SETTINGS
 from bench.cpu import CpuWindow, PostgresSampler
 from bench.scaling import predicted_throughput
 from bench.stack import LLM_THREADS, ROOT, bench_environment, make_customer
@@ -182,7 +183,7 @@ def main() -> None:
     env, owned_redis = bench_environment()
     redis = redis_server().start()  # the driver publishes to the same private Redis the workers read
     url = f"redis://127.0.0.1:{redis.port}/0"
-    env = {**env, "REDIS_URL": url, "BENCH_REDIS_URL": url}
+    env = {**env, **BENCH_SETTINGS, "REDIS_URL": url, "BENCH_REDIS_URL": url}
     os.environ.update(env)
     import django
 
