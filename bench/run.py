@@ -76,7 +76,7 @@ FULL = {
 }
 QUICK = {"hops": 3, "hop_reps": 3, "conversations": 10, "io_conversations": 8, "api_seconds": 2, "api_connections": 4}
 QUICK |= {"lg_runs": 3, "lg_thread_runs": 16, "lg_thread_reps": 1}
-SECTIONS = ("per_hop", "langgraph", "throughput", "io", "api")
+SECTIONS = ("per_hop", "langgraph", "throughput", "io", "api", "cost")
 PIPELINE_HOPS = 7  # triage, planner, retrieval, account, responder, validator, deliver
 LLM_CALLS_PER_CONVERSATION = 4  # triage, planner, responder, validator
 
@@ -347,6 +347,11 @@ def main() -> None:
             results["io"] = bench_io(env, sizes["io_conversations"])
         if "api" in only:
             results["api"] = bench_api(env, sizes["api_seconds"], sizes["api_connections"])
+        if "cost" in only:  # target 7: bench/cost.py (prints its table)
+            from bench import cost
+
+            results["cost"] = cost.bench_cost(env, cost.QUICK if args.quick else cost.FULL)
+            print(cost.cost_table(results["cost"]))
     finally:
         broker_purge()
         if owned_redis:

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.e2e]
 def test_the_benchmark_runs_end_to_end_in_a_tiny_configuration(tmp_path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--json", str(out)],
+        # cost has its own tiny run (tests/test_bench_cost.py); langgraph needs its own virtualenv (skipped without).
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "per_hop,throughput,io,api", "--json", str(out)],
         cwd=ROOT_DIR,
         env=os.environ.copy(),
         capture_output=True,
