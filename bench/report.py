@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.latency import latency_rows
 from bench.peer import peer_rows
 
 Row = tuple[str, str, str, str, str, bool | None]
@@ -22,6 +23,8 @@ def report(results: dict[str, Any]) -> str:
         rows += api_rows(results["api"])
     if "langgraph" in results:
         rows += peer_rows(results)
+    if "latency" in results:
+        rows += latency_rows(results["latency"])
     lines = [
         f"Switchboard benchmark, {results['machine']['cores']} cores, {results['machine']['python']}, "
         f"Celery {results['machine']['celery']}, database {results['settings']['database']}",

@@ -73,10 +73,11 @@ FULL = {
     "lg_runs": 100,
     "lg_thread_runs": 400,
     "lg_thread_reps": 3,
+    "latency_conversations": 100,
 }
 QUICK = {"hops": 3, "hop_reps": 3, "conversations": 10, "io_conversations": 8, "api_seconds": 2, "api_connections": 4}
-QUICK |= {"lg_runs": 3, "lg_thread_runs": 16, "lg_thread_reps": 1}
-SECTIONS = ("per_hop", "langgraph", "throughput", "io", "api", "cost")
+QUICK |= {"lg_runs": 3, "lg_thread_runs": 16, "lg_thread_reps": 1, "latency_conversations": 3}
+SECTIONS = ("per_hop", "langgraph", "throughput", "io", "api", "latency", "cost")
 PIPELINE_HOPS = 7  # triage, planner, retrieval, account, responder, validator, deliver
 LLM_CALLS_PER_CONVERSATION = 4  # triage, planner, responder, validator
 
@@ -347,6 +348,10 @@ def main() -> None:
             results["io"] = bench_io(env, sizes["io_conversations"])
         if "api" in only:
             results["api"] = bench_api(env, sizes["api_seconds"], sizes["api_connections"])
+        if "latency" in only:  # target 6: bench/latency.py
+            from bench.latency import bench_reply_latency
+
+            results["latency"] = bench_reply_latency(env, sizes["latency_conversations"])
         if "cost" in only:  # target 7: bench/cost.py (prints its table)
             from bench import cost
 

@@ -16,11 +16,14 @@ from tests.conftest import ROOT_DIR
 pytestmark = [pytest.mark.e2e]
 
 
+SECTIONS = "per_hop,throughput,io,api,latency"
+
+
 def test_the_benchmark_runs_end_to_end_in_a_tiny_configuration(tmp_path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
         # cost has its own tiny run (tests/test_bench_cost.py); langgraph needs its own virtualenv (skipped without).
-        [sys.executable, "-m", "bench.run", "--quick", "--only", "per_hop,throughput,io,api", "--json", str(out)],
+        [sys.executable, "-m", "bench.run", "--quick", "--only", SECTIONS, "--json", str(out)],
         cwd=ROOT_DIR,
         env=os.environ.copy(),
         capture_output=True,
@@ -40,6 +43,8 @@ def test_the_benchmark_runs_end_to_end_in_a_tiny_configuration(tmp_path) -> None
         assert io[f"llm_requests_{latency}"] == io["conversations"] * 4  # triage, planner, responder, validator
         assert io[f"peak_llm_in_flight_{latency}"] >= 1
     assert io["workers_peak_rss_mb"] > 0
+    latency = data["latency"]
+    assert latency["conversations"] == 3 and 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     api = data["api"]
     for name in ("bare_post", "post_message", "get_conversation"):
         assert api[name]["requests_per_s"] > 0 and api[name]["errors"] == 0, (name, api[name])
