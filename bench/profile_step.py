@@ -5,7 +5,8 @@ Usage (after `make bench` created the bench database; same environment variables
 It records no-op steps the three ways the task wrapper does — one statement for a
 read-only `atomic` agent (orchestration/fast_steps.py), one transaction for an
 `atomic` agent that writes (the locked path, also the fast path's fallback), lease
-then record for the others — without Celery, and prints the median time and the
+then record for the others (two transactions, or one statement each:
+orchestration/fast_leased_steps.py) — without Celery, and prints the median time and the
 statements of one step.
 """
 
@@ -41,7 +42,7 @@ def main() -> None:
     from agents.envelope import Envelope
     from agents.registry import agent_get
     from conversations.services import conversation_create, message_create
-    from orchestration import fast_steps, steps
+    from orchestration import fast_leased_steps, fast_steps, steps
     from orchestration.attempts import Done, Proceed
     from orchestration.runner import envelope_after
     from orchestration.runs import run_start
@@ -81,10 +82,17 @@ def main() -> None:
         result, after, control = handle(envelope)
         steps.step_succeed(attempt=start.attempt, result=result, envelope=after, control=control)
 
+    def leased_fast(envelope: Envelope) -> None:
+        start = fast_leased_steps.step_begin_fast(envelope=envelope, agent=agent, task_id="p", worker="w")
+        assert isinstance(start, Proceed), start
+        result, after, control = handle(envelope)
+        fast_leased_steps.step_succeed_fast(attempt=start.attempt, result=result, envelope=after, control=control)
+
     modes = (
         ("fast (one statement)", fast),
         ("atomic (one transaction)", atomic),
         ("leased (claim, then record)", leased),
+        ("leased fast (one statement each)", leased_fast),
     )
     for name, record in modes:
         runs = [new_run() for _ in range(args.n)]

@@ -28,7 +28,7 @@ from agents.base import Agent, AgentResult, Outcome, Queue, StepMemo
 from agents.envelope import Envelope, SlipEntry, envelopes_merge
 from agents.payload import payload_write_problems
 from agents.registry import agent_get
-from orchestration import fast_steps, steps
+from orchestration import fast_leased_steps, fast_steps, steps
 from orchestration.attempts import (
     AtomicTryFailed,
     Attempt,
@@ -156,9 +156,10 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
                 )
             )
         else:
-            start = _with_database(
-                lambda: steps.step_begin(envelope=envelope, agent=agent, task_id=task_id, worker=worker)
-            )
+            # A leased step: claimed in one statement when nothing is unusual, else by the locked path.
+            fast = fast_leased_steps.fast_path_applies(agent)
+            begin = fast_leased_steps.step_begin_fast if fast else steps.step_begin
+            start = _with_database(lambda: begin(envelope=envelope, agent=agent, task_id=task_id, worker=worker))
     except AtomicTryFailed as failed:
         # The agent's writes rolled back; the failed try is recorded and decided like any other.
         trace_set(attempt=failed.attempt.number)
@@ -226,9 +227,9 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
         return _failed(delivery, attempt, exc)
     try:
         # The work is done: while the database is away, wait for it rather than lose the result.
-        recorded = _with_database(
-            lambda: steps.step_succeed(attempt=attempt, result=result, envelope=after, control=control)
-        )
+        fast = fast_leased_steps.fast_path_applies(delivery.agent)
+        succeed = fast_leased_steps.step_succeed_fast if fast else steps.step_succeed
+        recorded = _with_database(lambda: succeed(attempt=attempt, result=result, envelope=after, control=control))
     except steps.StaleTry as stale:
         logger.info("%s", stale)
         raise Ignore() from stale
