@@ -15,7 +15,11 @@ from django.conf import settings
 
 #: The shop's order-id shape (settings COMMERCE_ORDER_ID_PATTERN, the demo's `SB-[0-9]{5}`), read once at start-up:
 #: the patterns below, and the agents' patterns built on them, are compiled at import.
-_ORDER_ID = f"(?:{settings.COMMERCE_ORDER_ID_PATTERN})"
+_ORDER_ID = (
+    f"(?:{settings.COMMERCE_ORDER_ID_PATTERN})"  # an alternation stays one unit between the anchors around it
+    if "|" in settings.COMMERCE_ORDER_ID_PATTERN
+    else settings.COMMERCE_ORDER_ID_PATTERN
+)
 #: "Is this an order id?": `ORDER_ID.match(value)` (the shape exactly, nothing around it, not even a trailing
 #: newline). Check it before an outside string reaches a query.
 ORDER_ID = re.compile(rf"^{_ORDER_ID}\Z", re.ASCII)
