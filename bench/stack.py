@@ -71,7 +71,10 @@ def postgres_database(url: str, name: str) -> str:
     import psycopg
 
     parts = urlsplit(url)
-    with psycopg.connect(url, autocommit=True) as connection:
+    # Through the server's maintenance database: the URL's own database need not exist (a test shard's is made by
+    # pytest-django under another name).
+    maintenance = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             connection.execute(f'CREATE DATABASE "{name}"')
