@@ -7,8 +7,8 @@ the clock starts when they are released and stops when every run has ended. The 
 start (Little's law: calls in flight = the rate they start x how long each lasts), so it is reported
 (`posts_per_s`). Figures: makespan at each latency and their ratio, peak LLM calls in flight (the fake server's
 counter), runs completed, LLM requests seen, one conversation's latency alone, peak RSS of all worker processes
-(both latencies, sampled every 100 ms). The supervisor runs beside them, as in production (a try that failed,
-e.g. a connection refused under the burst, is retried from the database), outside the RSS figure.
+(both latencies, sampled every 100 ms). No supervisor runs (its sweep would resume every stalled run of the
+bench database, other benches' too): a try that fails is not resumed, and the bench waits for it until it times out.
 
 The `llm` worker is the production one (bench/stack.py `switchboard_workers`): its pool and concurrency come from
 LLM_WORKER_POOL and LLM_WORKER_CONCURRENCY, as in the Procfile.
@@ -34,7 +34,6 @@ from bench.stack import (
     web_server,
 )
 from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
-from harness.processes import SupervisorProcess
 
 #: Seconds the fake LLM takes to answer in the slow round (the fast round answers at once).
 IO_LATENCY_SECONDS = 1.0
@@ -115,10 +114,8 @@ def bench_io(env: dict[str, str], conversations: int, latency: float = IO_LATENC
         "slow": slow,
     }
     llm_env = llm_environment(env, fake.base_url)
-    # The supervisor, as in production: it resumes a step whose try failed and waits to be retried.
-    supervisor = SupervisorProcess(env["DATABASE_URL"], env=llm_env, name="bench-supervisor")
     try:
-        with web_server(llm_env) as web, switchboard_workers(llm_env) as workers, supervisor:
+        with web_server(llm_env) as web, switchboard_workers(llm_env) as workers:
             rss = RssSampler(workers).start()
             for seconds in (0.0, latency):
                 fake.latency = seconds

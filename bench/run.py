@@ -18,7 +18,7 @@ Django and the project's modules are imported inside the functions that need the
 bench's own database and Redis (`bench.stack.bench_environment`), then sets Django up.
 
 Usage: python -m bench.run [--quick] [--json PATH]. It uses DATABASE_URL's server
-with a database of its own (switchboard_bench; SQLite otherwise) and REDIS_URL's
+with a database of its own (switchboard_bench, or BENCH_DATABASE_NAME; SQLite otherwise) and REDIS_URL's
 server with database 5 (an embedded redis-server otherwise).
 """
 

@@ -45,7 +45,7 @@ def bench_environment() -> tuple[dict[str, str], Any]:
         redis_url = f"redis://127.0.0.1:{owned_redis.port}/0"
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):
-        database_url = postgres_database(database_url, "switchboard_bench")
+        database_url = postgres_database(database_url, os.environ.get("BENCH_DATABASE_NAME", "switchboard_bench"))
     else:
         (ROOT / ".run").mkdir(exist_ok=True)
         database_url = f"sqlite:///{ROOT / '.run' / 'bench.sqlite3'}"

@@ -68,6 +68,7 @@ def configure(app: Celery) -> None:
         "socket_timeout": 30,
         "socket_connect_timeout": 5,
         "health_check_interval": 25,
+        "max_connections": settings.BROKER_REDIS_MAX_CONNECTIONS,
     }
     broker_transport = None
     if broker_is_amqp(settings.CELERY_BROKER_URL):
