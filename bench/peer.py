@@ -71,11 +71,11 @@ def peer_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, bo
     """The table's rows for section 5; the ratios need `per_hop` and `throughput` from the same run."""
     peer = results["langgraph"]
     if "skipped" in peer:
-        return [("5 durable peer: LangGraph", f"skipped: {peer['skipped']}", "-", "-", "-", None)]
+        return [("3 durable peer: LangGraph", f"skipped: {peer['skipped']}", "-", "-", "-", None)]
     lg_ms, lg_sps = peer["serial_ms_per_step"], peer[f"threads{THREADS}_steps_per_s"]
     rows: list[tuple[str, str, str, str, str, bool | None]] = [
         (
-            "5 durable peer: LangGraph PostgresSaver step (serial)",
+            "3 durable peer: LangGraph PostgresSaver step (serial)",
             "-",
             f"{lg_ms:.2f} ms/step; {lg_sps:.0f} steps/s with {THREADS} threads",
             "-",
@@ -87,7 +87,7 @@ def peer_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, bo
         ratio = results["per_hop"]["switchboard_ms_per_hop"] / lg_ms
         rows.append(
             (
-                "5 Switchboard hop / LangGraph durable step",
+                "3 Switchboard hop / LangGraph durable step",
                 f"{results['per_hop']['switchboard_ms_per_hop']:.2f} ms/hop",
                 f"{lg_ms:.2f} ms/step",
                 f"{ratio:.2f}x",
@@ -99,7 +99,7 @@ def peer_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, bo
         ratio = results["throughput"]["switchboard_tasks_per_s"] / lg_sps
         rows.append(
             (
-                f"5 pipeline steps/s vs LangGraph {THREADS} threads",
+                f"3 pipeline steps/s vs LangGraph {THREADS} threads",
                 f"{results['throughput']['switchboard_tasks_per_s']:.0f} steps/s",
                 f"{lg_sps:.0f} steps/s",
                 f"{ratio:.2f}",

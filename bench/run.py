@@ -7,22 +7,25 @@ baseline this script starts itself on the same broker, database and machine:
    vs a raw Celery chain of no-op tasks (prefork, concurrency 2, both);
 2. pipeline throughput: conversations through the full pipeline (offline LLM),
    all enqueued at once, vs raw Celery chains of as many hops;
-3. I/O concurrency: conversations posted through the REST API at once, the
-   `openai` provider against a local fake server answering after 300 ms and at
-   once; makespans, their ratio, peak LLM calls in flight, one conversation's
-   latency, peak RSS of all workers;
-4. API: POST message and GET conversation under wrk vs a bare DRF endpoint that
+4. I/O concurrency (bench/io_bench.py): conversations posted through the REST
+   API at once by 64 client threads, the `openai` provider against a local fake
+   server answering after 1 s and at once; makespans, their ratio, peak LLM calls
+   in flight, one conversation's latency, peak RSS of all workers;
+5. API: POST message and GET conversation under wrk vs a bare DRF endpoint that
    validates a body and writes one row, served the same way;
-5. a durable peer: the pipeline's seven steps as a LangGraph graph checkpointed
+3. a durable peer: the pipeline's seven steps as a LangGraph graph checkpointed
    by `PostgresSaver` with durability "sync" on the same PostgreSQL server, ms
    per step serially and steps/s with 8 threads, beside figures 1 and 2
-   (`bench/peer.py`; skipped without .run/langgraph-venv or PostgreSQL).
+   (`bench/peer.py`; skipped without .run/langgraph-venv or PostgreSQL);
+6. reply latency: POST to stored reply, sequential conversations (`bench/latency.py`);
+7. cost per conversation: CPU-ms over every process, statements and Redis commands
+   beside raw Celery's seven hops (`bench/cost.py`, its own table).
 
 Django and the project's modules are imported inside the functions that need them: `main` first chooses the
 bench's own database and Redis (`bench.stack.bench_environment`), then sets Django up.
 
 Usage: python -m bench.run [--quick] [--json PATH]. It uses DATABASE_URL's server
-with a database of its own (switchboard_bench; SQLite otherwise) and REDIS_URL's
+with a database of its own (switchboard_bench, or BENCH_DATABASE_NAME; SQLite otherwise) and REDIS_URL's
 server with database 5 (an embedded redis-server otherwise).
 """
 
@@ -35,7 +38,6 @@ import platform
 import shutil
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,11 @@ from typing import Any
 # `python bench/run.py` works as well as `python -m bench.run`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.io_bench import bench_io
 from bench.peer import bench_langgraph
 from bench.report import report
 from bench.stack import (
+    LLM_POOL,
     LLM_THREADS,
     ROOT,
     WEB_WORKERS,
@@ -61,13 +65,12 @@ from bench.stack import (
     web_server,
     wrk,
 )
-from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI
 
 FULL = {
     "hops": 10,
     "hop_reps": 30,
     "conversations": 1000,
-    "io_conversations": 200,
+    "io_conversations": 1000,
     "api_seconds": 10,
     "api_connections": 32,
     "lg_runs": 100,
@@ -79,7 +82,6 @@ QUICK = {"hops": 3, "hop_reps": 3, "conversations": 10, "io_conversations": 8, "
 QUICK |= {"lg_runs": 3, "lg_thread_runs": 16, "lg_thread_reps": 1, "latency_conversations": 3}
 SECTIONS = ("per_hop", "langgraph", "throughput", "io", "api", "latency", "cost")
 PIPELINE_HOPS = 7  # triage, planner, retrieval, account, responder, validator, deliver
-LLM_CALLS_PER_CONVERSATION = 4  # triage, planner, responder, validator
 
 
 # --- 1. Per-hop overhead ----------------------------------------------------------------------
@@ -180,85 +182,7 @@ def bench_throughput(env: dict[str, str], conversations: int) -> dict[str, Any]:
     }
 
 
-# --- 3. I/O concurrency ----------------------------------------------------------------------
-
-
-def post_all_at_once(base: str, token: str, count: int) -> tuple[float, list[str]]:
-    """POST one message to each of `count` new conversations, all at once; (start time, run ids)."""
-    conversations = [http_json("POST", f"{base}/api/v1/conversations/", token)["id"] for _ in range(count)]
-    barrier = threading.Barrier(count + 1)
-    run_ids: list[str] = []
-    lock = threading.Lock()
-
-    def post(conversation_id: str) -> None:
-        barrier.wait()
-        body = {"content": "How long does shipping take?"}
-        run_id = http_json("POST", f"{base}/api/v1/conversations/{conversation_id}/messages/", token, body)["run"]["id"]
-        with lock:
-            run_ids.append(run_id)
-
-    threads = [threading.Thread(target=post, args=(c,)) for c in conversations]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return started, run_ids
-
-
-def replies_done(run_ids: list[str]) -> bool:
-    from orchestration.models import Run
-
-    return Run.objects.filter(id__in=run_ids).exclude(status__in=["queued", "running"]).count() == len(run_ids)
-
-
-def bench_io(env: dict[str, str], conversations: int) -> dict[str, Any]:
-    from orchestration.models import Run
-
-    fake = FakeOpenAI(answers=dict(SHIPPING_ANSWERS)).start()
-    llm_env = {
-        **env,
-        "LLM_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "sk-bench-local",
-        "LLM_MODEL": "fake-model",
-        "LLM_TIMEOUT_SECONDS": "60",
-        "LLM_BREAKER_FAILURES": "100000",
-    }
-    _, token = make_customer("bench-io@example.com")
-    result: dict[str, Any] = {
-        "conversations": conversations,
-        "llm_calls": conversations * LLM_CALLS_PER_CONVERSATION,
-        "llm_threads": LLM_THREADS,
-    }
-    try:
-        with web_server(llm_env) as web, switchboard_workers(llm_env) as workers:
-            rss = RssSampler(workers).start()
-            for latency in (0.0, 0.3):
-                fake.latency = latency
-                fake.reset()
-                started, run_ids = post_all_at_once(web.url, token, conversations)
-                wait_until(lambda ids=run_ids: replies_done(ids), 900, 0.02)
-                makespan = time.perf_counter() - started
-                completed = Run.objects.filter(id__in=run_ids, status="completed").count()
-                key = f"{int(latency * 1000)}ms"
-                result[f"makespan_s_{key}"] = makespan
-                result[f"completed_{key}"] = completed
-                result[f"peak_llm_in_flight_{key}"] = fake.peak_in_flight
-                result[f"llm_requests_{key}"] = len(fake.calls())
-            singles = []
-            for _ in range(3):
-                started, run_ids = post_all_at_once(web.url, token, 1)
-                wait_until(lambda ids=run_ids: replies_done(ids), 120, 0.005)
-                singles.append(time.perf_counter() - started)
-            rss.stop()
-            result["single_conversation_s_300ms"] = statistics.median(singles)
-            result["workers_peak_rss_mb"] = rss.peak_mb
-    finally:
-        fake.stop()
-    result["ratio"] = result["makespan_s_300ms"] / result["makespan_s_0ms"]
-    return result
+# --- 3. I/O concurrency: bench/io_bench.py -------------------------------------------------------
 
 
 # --- 4. API ------------------------------------------------------------------------------------
@@ -328,6 +252,7 @@ def main() -> None:
         "settings": {
             **sizes,
             "database": env["DATABASE_URL"].split("://")[0],
+            "llm_pool": LLM_POOL,
             "llm_threads": LLM_THREADS,
             "web_workers": WEB_WORKERS,
             "default_worker": "prefork x2",

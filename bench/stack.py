@@ -23,7 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 from harness.processes import ServerProcess, WorkerProcess, free_port, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
-LLM_THREADS = int(os.environ.get("LLM_WORKER_CONCURRENCY", "200"))
+#: The `llm` worker's pool and its size, as the Procfile's `worker-llm` line reads them.
+LLM_POOL = os.environ.get("LLM_WORKER_POOL", "threads")
+LLM_THREADS = int(os.environ.get("LLM_WORKER_CONCURRENCY", "1000"))
+#: How long an `llm` worker's task waits for one of its process's database connections (the Procfile's line).
+LLM_DB_POOL_TIMEOUT = os.environ.get("LLM_WORKER_DB_POOL_TIMEOUT_SECONDS", "60")
 WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 # --- Processes ------------------------------------------------------------------------
@@ -94,13 +98,14 @@ def celery_worker(env: dict[str, str], *, app: str, queues: str, pool: str, conc
 
 @contextmanager
 def switchboard_workers(env: dict[str, str]):
-    """The production layout (as `make run` and docker-compose): `default` on prefork x2, `llm` on threads."""
+    """The production layout (as `make run` and docker-compose): `default` on prefork x2, `llm` on LLM_POOL."""
     with ExitStack() as stack:
         default = stack.enter_context(
             celery_worker(env, app="project", queues="default", pool="prefork", concurrency=2, name="bench-default")
         )
+        llm_env = {**env, "DB_POOL_TIMEOUT_SECONDS": LLM_DB_POOL_TIMEOUT}
         llm = stack.enter_context(
-            celery_worker(env, app="project", queues="llm", pool="threads", concurrency=LLM_THREADS, name="bench-llm")
+            celery_worker(llm_env, app="project", queues="llm", pool=LLM_POOL, concurrency=LLM_THREADS, name="llm")
         )
         yield [default, llm]
 

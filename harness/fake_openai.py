@@ -70,9 +70,13 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 fake._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # The listen backlog is set before listening (the constructor would listen with socketserver's 5): a burst
+        # of a thousand connections at once (bench/io_bench.py) must not be refused.
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
         self._server.daemon_threads = True
-        self._server.request_queue_size = 1024
+        self._server.request_queue_size = 4096
+        self._server.server_bind()
+        self._server.server_activate()
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -33,8 +33,21 @@ def cached_once(function: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+#: Connections one process's client opens at most; past them a thread waits for one (up to the timeout) rather than
+#: failing: a thousand threads of the `llm` worker each read and write the circuit breaker per LLM call (redis-py's
+#: own pool raises "Too many connections" past its default of 100).
+REDIS_CLIENT_MAX_CONNECTIONS = 100
+
+
 @cached_once
 def redis_client(url: str, timeout: float = 2.0) -> redis.Redis:
     """One client (one connection pool) per process and URL; redis-py clients are thread-safe.
     Short socket timeouts, so that callers that tolerate a Redis outage learn of it quickly."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_CLIENT_MAX_CONNECTIONS,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    return redis.Redis(connection_pool=pool)

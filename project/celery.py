@@ -5,6 +5,7 @@ every agent task is an idempotent receiver, so a redelivered message is harmless
 """
 
 import os
+import threading
 
 from celery import Celery, signals
 from celery.app import trace as celery_trace
@@ -67,6 +68,7 @@ def configure(app: Celery) -> None:
         "socket_timeout": 30,
         "socket_connect_timeout": 5,
         "health_check_interval": 25,
+        "max_connections": settings.BROKER_REDIS_MAX_CONNECTIONS,
     }
     broker_transport = None
     if broker_is_amqp(settings.CELERY_BROKER_URL):
@@ -129,6 +131,14 @@ def _database_hygiene(**kwargs: object) -> None:
     """What Django does per request: drop a connection that broke or outlived CONN_MAX_AGE."""
     for connection in connections.all(initialized_only=True):
         connection.close_if_unusable_or_obsolete()
+
+
+@signals.worker_init.connect
+def _thread_stack_size(sender: object = None, **kwargs: object) -> None:
+    """A thread pool's threads (started after this, on demand) get WORKER_THREAD_STACK_KB of stack each."""
+    pool = getattr(sender, "pool_cls", None)
+    if "concurrency.thread" in str(getattr(pool, "__module__", pool)) and settings.WORKER_THREAD_STACK_KB:
+        threading.stack_size(settings.WORKER_THREAD_STACK_KB * 1024)
 
 
 @signals.worker_init.connect

@@ -119,3 +119,9 @@ REFUND_AUTO_CUSTOMER_LIMIT = env_decimal("REFUND_AUTO_CUSTOMER_LIMIT", "200.00")
 REFUND_AUTO_WINDOW_DAYS = env_int("REFUND_AUTO_WINDOW_DAYS", 30)
 # Reviewers' refunds of an order above this (a decision's with all approved before) need a second reviewer too.
 REFUND_SECOND_APPROVAL_ABOVE = env_decimal("REFUND_SECOND_APPROVAL_ABOVE", "500.00")
+
+# --- Worker threads -----------------------------------------------------------------------------
+# Stack of each thread a thread-pool worker starts (the `llm` worker's LLM_WORKER_CONCURRENCY threads), in KiB; 0
+# keeps the platform's default (8 MiB of address space per thread on Linux, of which only the pages touched are
+# resident). A task's deepest C recursion (JSON nested REQUEST_JSON_MAX_DEPTH deep, Django, psycopg) needs far less.
+WORKER_THREAD_STACK_KB = env_int("WORKER_THREAD_STACK_KB", 512)

@@ -15,6 +15,10 @@ from project.env import env_bool, env_float, env_int
 # that worker still works on it: it must exceed the longest step plus any retry countdown (`manage.py check` warns).
 # Recovery does not wait for it: the supervisor resumes a dead worker's work from the database within seconds.
 BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 3600)
+# Redis connections a worker process may open to the broker at once (kombu's default is 10): every thread of the
+# `llm` worker publishes its next step when its call returns, and past the limit a publish fails ("Too many
+# connections") instead of waiting. Only the connections in use are opened.
+BROKER_REDIS_MAX_CONNECTIONS = env_int("BROKER_REDIS_MAX_CONNECTIONS", 1024)
 # How often a worker looks for unacknowledged messages past that timeout (kombu 5.7), and every how many looks it
 # scans Redis: the scan period is interval x throttle (kombu's default 10 x 10 s).
 BROKER_UNACKED_RESTORE_INTERVAL = env_float("BROKER_UNACKED_RESTORE_INTERVAL", 10.0)
