@@ -7,8 +7,10 @@ the clock starts when they are released and stops when every run has ended. The 
 start (Little's law: calls in flight = the rate they start x how long each lasts), so it is reported
 (`posts_per_s`). Figures: makespan at each latency and their ratio, peak LLM calls in flight (the fake server's
 counter), runs completed, LLM requests seen, one conversation's latency alone, peak RSS of all worker processes
-(both latencies, sampled every 100 ms). No supervisor runs (its sweep would resume every stalled run of the
-bench database, other benches' too): a try that fails is not resumed, and the bench waits for it until it times out.
+(both latencies, sampled every 100 ms). The supervisor runs beside the workers, as in production (the Procfile's
+`supervisor`): a try that could not be recorded (a thousand threads waiting on ten pooled database connections) is
+resumed from its expired lease, as it would be in production. It sweeps the whole bench database: use
+BENCH_DATABASE_NAME for a database of the run's own when other benches share the server.
 
 The `llm` worker is the production one (bench/stack.py `switchboard_workers`): its pool and concurrency come from
 LLM_WORKER_POOL and LLM_WORKER_CONCURRENCY, as in the Procfile.
@@ -17,15 +19,20 @@ LLM_WORKER_POOL and LLM_WORKER_CONCURRENCY, as in the Procfile.
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from bench.stack import (
     LLM_POOL,
     LLM_THREADS,
+    ROOT,
     RssSampler,
     http_json,
     make_customer,
@@ -115,7 +122,11 @@ def bench_io(env: dict[str, str], conversations: int, latency: float = IO_LATENC
     }
     llm_env = llm_environment(env, fake.base_url)
     try:
-        with web_server(llm_env) as web, switchboard_workers(llm_env) as workers:
+        with (
+            web_server(llm_env) as web,
+            switchboard_workers(llm_env) as workers,
+            bench_supervisor(llm_env),
+        ):
             rss = RssSampler(workers).start()
             for seconds in (0.0, latency):
                 fake.latency = seconds
@@ -143,3 +154,15 @@ def bench_io(env: dict[str, str], conversations: int, latency: float = IO_LATENC
         fake.stop()
     result["ratio"] = result[f"makespan_s_{slow}"] / result["makespan_s_0ms"]
     return result
+
+
+@contextmanager
+def bench_supervisor(env: dict[str, str]) -> Iterator[None]:
+    """`manage.py supervise` beside the workers, with their settings (as the Procfile runs it)."""
+    command = [sys.executable, "manage.py", "supervise"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
