@@ -54,15 +54,15 @@ def test_the_ratios_use_the_hop_and_the_pipeline_of_the_same_run() -> None:
             langgraph=FIGURES,
         )
     )
-    assert "| 5 durable peer: LangGraph PostgresSaver step (serial) | - | 4.00 ms/step; 250 steps/s" in table
-    assert "| 5 Switchboard hop / LangGraph durable step | 7.00 ms/hop | 4.00 ms/step | 1.75x | <= 2x | yes |" in table
-    assert "| 5 pipeline steps/s vs LangGraph 8 threads | 150 steps/s | 250 steps/s | 0.60 | >= 0.50 | yes |" in table
-    assert "| 3 " not in table and "| 4 " not in table  # sections not run have no rows
+    assert "| 3 durable peer: LangGraph PostgresSaver step (serial) | - | 4.00 ms/step; 250 steps/s" in table
+    assert "| 3 Switchboard hop / LangGraph durable step | 7.00 ms/hop | 4.00 ms/step | 1.75x | <= 2x | yes |" in table
+    assert "| 3 pipeline steps/s vs LangGraph 8 threads | 150 steps/s | 250 steps/s | 0.60 | >= 0.50 | yes |" in table
+    assert "| 4 " not in table and "| 5 " not in table  # sections not run have no rows
 
 
 def test_the_peer_alone_has_no_ratios() -> None:
     table = report(results(langgraph=FIGURES))
-    assert "| 5 durable peer: LangGraph PostgresSaver step (serial) |" in table
+    assert "| 3 durable peer: LangGraph PostgresSaver step (serial) |" in table
     assert "/ LangGraph" not in table and "vs LangGraph" not in table
 
 
@@ -71,4 +71,4 @@ def test_without_its_virtualenv_or_postgresql_the_peer_is_skipped(tmp_path, monk
     skipped = peer.bench_langgraph("postgres://postgres@127.0.0.1:5432/x", 1, 1, 1)
     assert skipped == {"skipped": "no .run/no-such-venv: run `make bench-langgraph-venv`"}
     assert "PostgreSQL" in peer.bench_langgraph(f"sqlite:///{tmp_path / 'db.sqlite3'}", 1, 1, 1)["skipped"]
-    assert "| 5 durable peer: LangGraph | skipped: no .run/no-such-venv" in report(results(langgraph=skipped))
+    assert "| 3 durable peer: LangGraph | skipped: no .run/no-such-venv" in report(results(langgraph=skipped))
