@@ -42,7 +42,8 @@ from django.utils import timezone
 from agents.base import MICRO_USD, Agent, AgentResult, Outcome
 from agents.envelope import Envelope
 from orchestration import steps
-from orchestration.attempts import Attempt, Proceed, StepStart, ms, step_key
+from orchestration.attempts import Attempt, Proceed, StepStart, ms
+from orchestration.fast_steps import step_identity
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
 
@@ -55,15 +56,8 @@ def fast_path_applies(agent: Agent) -> bool:
 def step_begin_fast(*, envelope: Envelope, agent: Agent, task_id: str, worker: str) -> StepStart:
     """Claim a new step in one statement; anything unusual goes to `steps.step_begin` (same arguments)."""
     now = timezone.now()
-    hop = envelope.hop + 1
     params = {
-        "run_id": envelope.run_id,
-        "key": step_key(hop, agent.name),
-        "trace_id": envelope.trace_id,
-        "agent": agent.name,
-        "version": agent.version,
-        "hop": hop,
-        "visits": envelope.path.count(agent.name),
+        **step_identity(envelope=envelope, agent=agent),
         "now": now,
         "lease": now + timedelta(seconds=agent.time_limit),
         "task_id": task_id,

@@ -45,6 +45,20 @@ from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
 
 
+def step_identity(*, envelope: Envelope, agent: Agent) -> dict[str, Any]:
+    """The statement parameters naming the step a delivery is for (shared with `fast_leased_steps`)."""
+    hop = envelope.hop + 1
+    return {
+        "run_id": envelope.run_id,
+        "key": step_key(hop, agent.name),
+        "trace_id": envelope.trace_id,
+        "agent": agent.name,
+        "version": agent.version,
+        "hop": hop,
+        "visits": envelope.path.count(agent.name),
+    }
+
+
 def fast_path_applies(agent: Agent) -> bool:
     """Whether a delivery of `agent` tries the one-statement record first."""
     return agent.atomic and not agent.writes_database and settings.STEP_FAST_PATH and connection.vendor == "postgresql"
@@ -106,7 +120,6 @@ def step_record_fast(
 ) -> dict[str, Any] | None:
     """Record a new step's successful first try in one statement; its stored output, or None when the statement
     changed nothing (the step exists, the run is not active or over a guard, or a concurrent delivery won)."""
-    hop = envelope.hop + 1
     usage = result.usage
     cost = usage.cost_usd.quantize(MICRO_USD)
     try:
@@ -114,13 +127,7 @@ def step_record_fast(
     except (TypeError, ValueError):
         return None  # not JSON: the locked path fails the try as it fails any unrecordable result
     params = {
-        "run_id": envelope.run_id,
-        "key": step_key(hop, agent.name),
-        "trace_id": envelope.trace_id,
-        "agent": agent.name,
-        "version": agent.version,
-        "hop": hop,
-        "visits": envelope.path.count(agent.name),
+        **step_identity(envelope=envelope, agent=agent),
         "started_at": started_at,
         "now": now,
         "duration_ms": ms(now - started_at),
