@@ -179,7 +179,7 @@ def task_page_read(*, customer: Customer, params: a2a.ListTasksRequest) -> TaskP
 
 
 def _runs_filtered(customer: Customer, params: a2a.ListTasksRequest) -> QuerySet[Run]:
-    runs = Run.objects.filter(conversation__customer=customer)
+    runs = Run.objects.filter(conversation__customer=customer, replay_of=None)
     if params.context_id:
         context = uuid_or_none(params.context_id)
         runs = runs.filter(conversation_id=context) if context is not None else runs.none()

@@ -12,7 +12,7 @@ limits only when the payload's `approval` says a person approved them.
 
 from __future__ import annotations
 
-from typing import assert_never
+from typing import Any, assert_never
 
 from agents.base import Agent, AgentResult, Outcome
 from agents.envelope import Envelope
@@ -25,11 +25,14 @@ from agents.tools.mcp_agent import (
     tool_action_problems,
     tool_actions_execute,
 )
-from agents.tools.refunds import RefundsExecuted, RefundsRefused, refunds_execute
+from agents.tools.refunds import RefundsExecuted, RefundsRefused, refund_check, refunds_execute
 from conversations.models import Message
+from conversations.orders import amount_format, amount_parse
 from conversations.refunds import RefundAuthority, problems_gravest
+from conversations.selectors import conversation_customer_id
 from conversations.services import message_create
 from conversations.shop import commerce_backend
+from project import recording
 from project.errors import PermanentError
 
 
@@ -76,6 +79,8 @@ class Deliver(Agent):
                 outcome=Outcome.ESCALATE,
                 reason=MCP_REVIEW,
             )
+        if recording.replaying() is not None:  # a replay shows what would be done, and does nothing
+            return _simulated(envelope, actions, by_person=by_person, tool_actions=tool_actions)
         outcome = refunds_execute(
             actions=actions,
             run_id=envelope.run_id,
@@ -135,3 +140,29 @@ class Deliver(Agent):
             payload={"reply_message_id": stored["message_id"], "executed_actions": executed + tools_executed},
             outcome=Outcome.COMPLETE,
         )
+
+
+def _simulated(envelope: Envelope, actions: list[Any], *, by_person: bool, tool_actions: list[Any]) -> AgentResult:
+    """Deliver in a replay: the policy decides on the refunds as it would (the ledger as it was when the replayed run
+    started), and nothing is executed, refunded or stored; the actions are reported as `simulated`."""
+    customer_id = conversation_customer_id(conversation_id=envelope.conversation_id)
+    authority = RefundAuthority.REVIEWER if by_person else RefundAuthority.AUTOMATIC
+    problems = refund_check(customer_id=customer_id, actions=actions, authority=authority)
+    if problems:
+        refused: Verdict = {"pass": False, "reasons": [f"{p.code.value}: {p.text}" for p in problems]}
+        return AgentResult(
+            payload={"verdict": refused, "proposed_actions": actions},
+            outcome=Outcome.ESCALATE,
+            reason=problems_gravest(problems).value,
+        )
+    executed: list[dict[str, Any]] = [
+        {
+            "order_id": str(action.get("order_id", "")),
+            "amount": amount_format(amount) if (amount := amount_parse(action.get("amount"))) is not None else "",
+            "currency": str(action.get("currency") or ""),
+            "simulated": True,
+        }
+        for action in actions
+    ]
+    executed += [{**dict(action), "simulated": True} for action in tool_actions]
+    return AgentResult(payload={"reply_message_id": "", "executed_actions": executed}, outcome=Outcome.COMPLETE)

@@ -79,9 +79,15 @@ class Envelope:
     """What agents add: message, intent, passages, account facts, draft, verdict, reply (`agents.payload`)."""
     v: int = ENVELOPE_VERSION
     """Envelope schema version."""
+    replay: dict[str, Any] | None = None
+    """Set only in a replay of a recorded run (`orchestration.replay.ReplayPlan`): which run it replays and what runs
+    live. Agents never read it; the task wrapper does. Left out of the JSON when None."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.replay is None:
+            del data["replay"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Envelope:
@@ -108,9 +114,13 @@ class Envelope:
         payload = data.get("payload", {})
         if not isinstance(payload, dict):
             raise InvalidEnvelope("payload must be an object.")
-        unknown = set(data) - {"v", "run_id", "conversation_id", "trace_id", "budget", "hop", "path", "slip", "payload"}
+        known = {"v", "run_id", "conversation_id", "trace_id", "budget", "hop", "path", "slip", "payload", "replay"}
+        unknown = set(data) - known
         if unknown:
             raise InvalidEnvelope(f"envelope has unknown fields {sorted(unknown)}.")
+        replay = data.get("replay")
+        if replay is not None and not isinstance(replay, dict):
+            raise InvalidEnvelope("replay must be an object.")
         return cls(
             run_id=data["run_id"],
             conversation_id=data["conversation_id"],
@@ -120,6 +130,7 @@ class Envelope:
             path=list(path),
             slip=[list(e) if isinstance(e, list) else e for e in slip],
             payload=cast(Payload, dict(payload)),
+            replay=replay,
         )
 
     def evolve(self, **changes: Any) -> Envelope:

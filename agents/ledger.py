@@ -18,11 +18,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from agents.models import LedgerEntry
 from conversations.refunds import RefundAuthority, RefundHistory
+from project import recording
 from project.errors import PermanentError, TransientError
 
 REFUND = "refund"
@@ -134,7 +135,7 @@ def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: da
     """What agents refunded automatically before: on each of these orders ever, and to the customer within the
     last REFUND_AUTO_WINDOW_DAYS days (face value, every currency). Reviewer-approved refunds are not counted."""
     # Pending refunds count (they may have happened); refunds the shop refused (failed) do not.
-    automatic = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.AUTOMATIC).exclude(
+    automatic = _as_of_replay(LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.AUTOMATIC)).exclude(
         status=LedgerEntry.Status.FAILED
     )
     by_order = (
@@ -143,10 +144,13 @@ def ledger_refund_history(*, customer_id: str, order_ids: Iterable[str], now: da
         .annotate(total=Sum("amount"))
         .values_list("order_id", "total")
     )
-    since = (now or timezone.now()) - timedelta(days=settings.REFUND_AUTO_WINDOW_DAYS)
+    replay = recording.replaying()
+    now = now or (replay.as_of if replay is not None else None) or timezone.now()
+    since = now - timedelta(days=settings.REFUND_AUTO_WINDOW_DAYS)
     window = automatic.filter(customer_id=str(customer_id), created_at__gte=since).aggregate(total=Sum("amount"))
     pending = (
-        LedgerEntry.objects.filter(kind=REFUND, status=LedgerEntry.Status.PENDING, order_id__in=sorted(set(order_ids)))
+        _as_of_replay(LedgerEntry.objects.filter(kind=REFUND, status=LedgerEntry.Status.PENDING))
+        .filter(order_id__in=sorted(set(order_ids)))
         .values("order_id")
         .annotate(total=Sum("amount"))
         .values_list("order_id", "total")
@@ -162,7 +166,7 @@ def ledger_reviewer_refunds(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
     """What was refunded on each of these orders, ever, on a reviewer's approval (the orders with any): what a
     reviewer's next refunds of them are added to before the second approval's threshold
     (`orchestration.reviews.needs_second_approval`)."""
-    reviewed = LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.REVIEWER).exclude(
+    reviewed = _as_of_replay(LedgerEntry.objects.filter(kind=REFUND, approved_by=RefundAuthority.REVIEWER)).exclude(
         status=LedgerEntry.Status.FAILED
     )
     rows = (
@@ -172,3 +176,11 @@ def ledger_reviewer_refunds(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
         .values_list("order_id", "total")
     )
     return {order_id: total for order_id, total in rows if total}
+
+
+def _as_of_replay(entries: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
+    """In a replay, the ledger as it was when the replayed run started (not counting what it, or later runs, did)."""
+    replay = recording.replaying()
+    if replay is None or replay.as_of is None:
+        return entries
+    return entries.filter(created_at__lt=replay.as_of)

@@ -33,6 +33,8 @@ class Conversation(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # A replay's throwaway copy of the conversation it replays (`orchestration.replay`): never shown to the customer.
+    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replays")
 
     class Meta:
         ordering = ["-created_at"]

@@ -26,7 +26,7 @@ def customer_for_user(user: object) -> Customer | None:
 
 
 def conversation_list(*, customer: Customer) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(customer=customer).order_by("-created_at")
+    return Conversation.objects.filter(customer=customer, replay_of=None).order_by("-created_at")
 
 
 def conversation_get(*, customer: Customer, conversation_id: object) -> Conversation:
@@ -34,7 +34,7 @@ def conversation_get(*, customer: Customer, conversation_id: object) -> Conversa
     conversation_uuid = uuid_or_none(conversation_id)
     conversation = None
     if conversation_uuid is not None:
-        conversation = Conversation.objects.filter(customer=customer, id=conversation_uuid).first()
+        conversation = Conversation.objects.filter(customer=customer, id=conversation_uuid, replay_of=None).first()
     if conversation is None:
         raise NotFound("Conversation not found.")
     return conversation

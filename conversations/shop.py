@@ -6,11 +6,19 @@ from django.conf import settings
 
 from conversations.commerce import Commerce, DatabaseCommerce
 from conversations.commerce_http import HttpCommerce
+from conversations.commerce_taped import TapedCommerce
+from project import recording
 from project.errors import PermanentError
 
 
 def commerce_backend() -> Commerce:
-    """'database' (the default: the built-in demo tables) or 'http' (the shop's API at COMMERCE_API_URL)."""
+    """'database' (the default: the built-in demo tables) or 'http' (the shop's API at COMMERCE_API_URL); on the
+    record while a step records its calls (`commerce_taped`)."""
+    shop = _backend()
+    return TapedCommerce(shop) if recording.current() is not None else shop
+
+
+def _backend() -> Commerce:
     backend = settings.COMMERCE_BACKEND
     if backend == "database":
         return DatabaseCommerce()

@@ -181,6 +181,10 @@ class ReviewItemAdmin(admin.ModelAdmin):
     readonly_fields = REVIEW_ITEM_FIELDS
     actions = ["approve_as_proposed"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewItem]:
+        # A replay's items were decided from the record (orchestration.replay_reviews): not the reviewers' work.
+        return super().get_queryset(request).filter(run__replay_of=None)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

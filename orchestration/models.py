@@ -60,6 +60,8 @@ class Run(models.Model):
     # Started over A2A by a caller that used our loop-guard extension: what its request carried (hops, path of
     # systems, budget left; agents/a2a_guard.py), for the remote steps this run delegates in turn. Null otherwise.
     a2a_guard = models.JSONField(null=True, blank=True)
+    # A replay's original run (`orchestration.replay`): a throwaway record, never customer-visible. Null otherwise.
+    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replays")
 
     class Meta:
         ordering = ["-created_at"]
@@ -361,3 +363,6 @@ class SupervisorMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+from orchestration.models_calls import StepCall  # noqa: E402, F401  (registered with the app's models)

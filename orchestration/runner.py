@@ -44,6 +44,8 @@ from orchestration.claims import Busy, Duplicate, Exhausted, Recorded, Skip
 from orchestration.deadletters import dead_letter_record
 from orchestration.models import Run
 from orchestration.pipeline import FlowControl, canvas_for
+from orchestration.recordings import tape_save
+from orchestration.replay_steps import step_handle, tape_open
 from project.errors import (
     InvalidEnvelope,
     PermanentError,
@@ -54,6 +56,7 @@ from project.errors import (
     TransientError,
 )
 from project.ids import uuid_or_none
+from project.recording import Tape
 from project.tracing import trace_set
 
 logger = logging.getLogger(__name__)
@@ -139,7 +142,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         raise
     key = step_key(envelope.hop + 1, agent_name)
     trace_set(trace_id=envelope.trace_id, run_id=envelope.run_id, agent=agent_name, step=key)
-    delivery = Delivery(task, agent, incoming, envelope, key)
+    delivery = Delivery(task, agent, incoming, envelope, key, tape_open(envelope, agent_name, key))
     task_id, worker = task.request.id or "", f"{task.request.hostname}:{os.getpid()}"
     started = time.monotonic()
     try:
@@ -152,9 +155,11 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
                     agent=agent,
                     task_id=task_id,
                     worker=worker,
-                    execute=lambda: _handle(agent, envelope, NoMemo(key)),
+                    execute=lambda: _handle(agent, envelope, NoMemo(key), delivery.tape),
                 )
             )
+            if isinstance(start, Done):
+                tape_save(run_id=envelope.run_id, key=key, attempt=start.attempt, tape=delivery.tape)
         else:
             # A leased step: claimed in one statement when nothing is unusual, else by the locked path.
             fast = fast_leased_steps.fast_path_applies(agent)
@@ -213,6 +218,11 @@ class Delivery:
     """The message as received (what a dead letter stores)."""
     envelope: Envelope
     step_key: str
+    tape: Tape | None
+    """What the try asks the outside world, recorded on the step (`orchestration.recordings`)."""
+
+    def tape_save(self, attempt: int) -> None:
+        tape_save(run_id=self.envelope.run_id, key=self.step_key, attempt=attempt, tape=self.tape)
 
 
 def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
@@ -222,7 +232,7 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
         # so that many threads waiting on LLMs need few connections.
         connection.close()
     try:
-        result, after, control = _handle(delivery.agent, delivery.envelope, AttemptMemo(attempt))
+        result, after, control = _handle(delivery.agent, delivery.envelope, AttemptMemo(attempt), delivery.tape)
     except Exception as exc:  # noqa: BLE001  (classified by _failed: retried, escalated, or dead-lettered and re-raised)
         return _failed(delivery, attempt, exc)
     try:
@@ -230,6 +240,7 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
         fast = fast_leased_steps.fast_path_applies(delivery.agent)
         succeed = fast_leased_steps.step_succeed_fast if fast else steps.step_succeed
         recorded = _with_database(lambda: succeed(attempt=attempt, result=result, envelope=after, control=control))
+        delivery.tape_save(attempt.number)
     except steps.StaleTry as stale:
         logger.info("%s", stale)
         raise Ignore() from stale
@@ -256,8 +267,10 @@ def _with_database(action: Callable[[], T]) -> T:
             time.sleep(1.0)
 
 
-def _handle(agent: Agent, envelope: Envelope, memo: StepMemo) -> tuple[AgentResult, Envelope, FlowControl]:
-    result = agent.handle_step(envelope, memo)
+def _handle(
+    agent: Agent, envelope: Envelope, memo: StepMemo, tape: Tape | None
+) -> tuple[AgentResult, Envelope, FlowControl]:
+    result = step_handle(agent, envelope, memo, tape)
     after, control = envelope_after(envelope, agent.name, result)
     return result, after, control
 
@@ -275,6 +288,7 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
     its dead letter are written in one transaction. An atomic agent's try that no longer holds its claim (another
     delivery has the step, the run stopped) leaves no trace: the error is raised as it is."""
     task, agent, envelope = delivery.task, delivery.agent, delivery.envelope
+    delivery.tape_save(attempt.number)
 
     def fail(retry_in: float | None, reason: str = "", postponed: bool = False, error: Exception = exc) -> None:
         def record() -> bool:

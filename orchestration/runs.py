@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: The slip every run starts with; the planner writes the rest.
 INITIAL_SLIP: list[SlipEntry] = ["triage", "planner"]
+#: Messages of the conversation a run is given: its trigger and the ones before it, as `history`.
+HISTORY_TURNS = 10
 
 #: The notice each ending without a reply leaves, by its old constant's name: the texts are the brand's settings
 #: (`BRAND_NOTICE_*`, `project.brand.notice`), read when used; a cancelled run's is its one message (no reply,
@@ -61,13 +63,16 @@ def run_start(
     budget: dict[str, Any] | None = None,
     slip: list[SlipEntry] | None = None,
     a2a_guard: dict[str, Any] | None = None,
+    replay_of: Run | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> Run:
     """Record a run for a customer message and dispatch its first agents after commit.
 
     `budget` overrides the default limits for this run (keys as in `budgets.budget_defaults`);
     `slip` replaces the initial routing slip (triage, then the planner); `a2a_guard` is the loop guard of the A2A
     request the message came with (`LoopGuard.to_json()`), kept on the run and in the payload: remote agent steps send
-    it on, one hop further (`agents.remote`).
+    it on, one hop further (`agents.remote`). A replay (`orchestration.replay`) names the run it replays and carries its
+    plan in the envelope.
     """
     limits = budget_limits(budget)
     run = Run(
@@ -77,6 +82,7 @@ def run_start(
         budget=limits,
         deadline_at=timezone.now() + timedelta(seconds=float(limits["deadline_seconds"])),
         a2a_guard=a2a_guard,
+        replay_of=replay_of,
     )
     envelope = Envelope(
         run_id=str(run.id),
@@ -86,8 +92,9 @@ def run_start(
         slip=list(slip or INITIAL_SLIP),
         payload=Payload(
             message=message.content,
-            history=message_history(conversation_id=conversation.id, limit=10)[:-1],
+            history=message_history(conversation_id=conversation.id, limit=HISTORY_TURNS)[:-1],
         ),
+        replay=replay,
     )
     if a2a_guard is not None:
         envelope.payload["loop_guard"] = a2a_guard
@@ -349,6 +356,8 @@ def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) 
     payload = envelope.payload
     return ReviewItem.objects.create(
         run=run,
+        # A replay's item is never in the queue: answered from the record (orchestration.replay_reviews) or left.
+        status=ReviewItem.Status.CANCELLED if run.replay_of_id is not None else ReviewItem.Status.OPEN,
         reason=reason,
         detail=detail,
         reasons=list((payload.get("verdict") or {}).get("reasons", [])),

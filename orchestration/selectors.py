@@ -23,7 +23,7 @@ from project.ids import uuid_or_none
 def run_get(*, customer: Customer, run_id: object) -> Run:
     """The customer's run, or NotFound (also for another customer's run)."""
     run_uuid = uuid_or_none(run_id)
-    run = Run.objects.filter(id=run_uuid, conversation__customer=customer).first() if run_uuid else None
+    run = Run.objects.filter(id=run_uuid, conversation__customer=customer, replay_of=None).first() if run_uuid else None
     if run is None:
         raise NotFound("Run not found.")
     return run

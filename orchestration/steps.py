@@ -3,8 +3,7 @@
 Every function here is one short database transaction holding the run's row lock (every change to a run's steps
 holds it: that serialises them); none waits on an agent, except `step_run_atomic`, which runs a short,
 database-only agent inside its transaction. The task wrapper (`orchestration.runner`) calls them around
-`agent.handle`. What a delivery may do is decided by the pure `claims.claim_decide`; this module loads its facts
-and applies its decision.
+`agent.handle`. What a delivery may do is decided by the pure `claims.claim_decide`; this module applies it.
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from orchestration.claims import (
 )
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
+from orchestration.replay_reviews import replay_review_answer
 from orchestration.runs import run_after_step, run_fail, run_halt, run_mark_started
 from project.errors import PermanentError, RunHalted
 
@@ -285,6 +285,8 @@ def _step_record_success(
         attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
         step.save()
     run_after_step(run, agent=step.agent, result=result, envelope=envelope, stop=control == FlowControl.STOP)
+    if run.replay_of_id is not None and run.status == Run.Status.AWAITING_REVIEW:
+        replay_review_answer(run)
     return output
 
 

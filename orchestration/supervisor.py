@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from agents.registry import agents_all
 from orchestration.models import Run, Step, StepAttempt, SupervisorMark, WorkerBeat
+from orchestration.recordings import recordings_expire
 from orchestration.recovery import (
     Cause,
     LostOutcome,
@@ -84,6 +85,8 @@ class SweepReport:
     """Review items newly marked overdue."""
     reviews_expired: list[str] = field(default_factory=list)
     """Review items whose proposed action was denied for want of a decision."""
+    recordings_expired: int = 0
+    """Recorded calls deleted as older than LLM_RECORD_DAYS (`orchestration.recordings`)."""
 
 
 def supervisor_tick(now: datetime | None = None) -> TickReport:
@@ -117,6 +120,7 @@ def supervisor_sweep(now: datetime | None = None) -> SweepReport:
     report = SweepReport(tick=supervisor_tick(now))
     report.reviews_overdue = reviews_mark_overdue(now)
     report.reviews_expired = reviews_expire(now)
+    report.recordings_expired = recordings_expire(now)
     return report
 
 

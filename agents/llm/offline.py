@@ -16,6 +16,7 @@ from typing import Any
 
 from agents.base import Usage
 from agents.llm.base import LLMRejected, LLMResponse, Prompt, answer_problems, cost_usd, estimate_tokens
+from project import recording
 
 
 class OfflineProvider:
@@ -35,6 +36,16 @@ class OfflineProvider:
             cost_usd=cost_usd(self.model, input_tokens, output_tokens),
             model=self.model,
             prompt_version=prompt.label,
+        )
+        recording.record(
+            recording.Kind.LLM_CALL,
+            self.model,
+            request={"model": self.model, "messages": messages, "tools": prompt.tools, "schema": prompt.schema},
+            response={"text": text},
+            model=self.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=usage.cost_usd,
         )
         problems = answer_problems(prompt, answer, variables)
         if problems is not None:

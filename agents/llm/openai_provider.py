@@ -26,6 +26,7 @@ from agents.base import Usage
 from agents.llm.base import AnswerProblems, Fault, LLMRejected, LLMResponse, Prompt, answer_problems, cost_usd
 from agents.llm.breaker import CircuitBreaker
 from agents.llm.errors import LLMRateLimited, LLMRequestRejected, LLMTimeout, LLMUnavailable
+from project import recording
 from project.caching import cached_once
 from project.jsonlimits import JSONRefused, json_loads_limited
 
@@ -37,6 +38,10 @@ def openai_client(base_url: str | None, api_key: str, timeout: float, max_retrie
 
 
 def model_for(agent: str) -> str:
+    """The agent's model (LLM_MODEL_OVERRIDES, else LLM_MODEL), or the one a replay runs its live agents on."""
+    replay = recording.replaying()
+    if replay is not None and replay.live_llm and replay.model:
+        return replay.model
     return settings.LLM_MODEL_OVERRIDES.get(agent, settings.LLM_MODEL)
 
 
@@ -84,6 +89,7 @@ class OpenAIProvider:
         """One call: (raw text, parsed data, what is wrong with it or None)."""
         probing = breaker.before_call()
         started = time.monotonic()
+        request = {"model": model, "messages": messages, **request_format(prompt)}
         try:
             completion = self.client.chat.completions.create(
                 model=model,
@@ -91,28 +97,61 @@ class OpenAIProvider:
                 extra_headers={"X-Switchboard-Prompt": prompt.label},
                 **request_format(prompt),
             )
-        except openai.RateLimitError as exc:
-            breaker.record_success()  # the provider is up, only busy
-            raise LLMRateLimited(f"{model} rate-limited the call.", retry_after=retry_after(exc.response)) from exc
-        except openai.APITimeoutError as exc:
-            breaker.record_failure(probing)
-            raise LLMTimeout(f"{model} did not answer within {settings.LLM_TIMEOUT_SECONDS}s.") from exc
-        except openai.APIConnectionError as exc:
-            breaker.record_failure(probing)
-            raise LLMUnavailable(f"cannot reach the LLM at {settings.OPENAI_BASE_URL or 'api.openai.com'}.") from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                breaker.record_failure(probing)
-                raise LLMUnavailable(f"{model} failed with HTTP {exc.status_code}.") from exc
-            breaker.record_success()
-            raise LLMRequestRejected(f"{model} refused the request with HTTP {exc.status_code}: {exc.message}") from exc
+        except openai.APIError as exc:
+            latency = int((time.monotonic() - started) * 1000)
+            recording.record(
+                recording.Kind.LLM_CALL,
+                model,
+                request=request,
+                response=None,
+                error=repr(exc)[:2000],
+                latency_ms=latency,
+            )
+            failure = self._failure(exc, model, breaker, probing)
+            if failure is exc:
+                raise
+            raise failure from exc
         breaker.record_success()
-        usage.latency_ms += int((time.monotonic() - started) * 1000)
+        latency = int((time.monotonic() - started) * 1000)
+        usage.latency_ms += latency
         if completion.usage is not None:
             usage.input_tokens += completion.usage.prompt_tokens
             usage.output_tokens += completion.usage.completion_tokens
             usage.cost_usd = cost_usd(model, usage.input_tokens, usage.output_tokens)
+        tokens_in = completion.usage.prompt_tokens if completion.usage else 0
+        tokens_out = completion.usage.completion_tokens if completion.usage else 0
+        recording.record(
+            recording.Kind.LLM_CALL,
+            model,
+            request=request,
+            response=completion.model_dump(mode="json", exclude_unset=True),
+            model=model,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=cost_usd(model, tokens_in, tokens_out),
+            latency_ms=latency,
+        )
         return parse_answer(prompt, completion, variables)
+
+    @staticmethod
+    def _failure(exc: openai.APIError, model: str, breaker: CircuitBreaker, probing: bool) -> Exception:
+        """The Switchboard error a failed call is raised as, with the breaker told (another kind of error: itself)."""
+        if isinstance(exc, openai.RateLimitError):
+            breaker.record_success()  # the provider is up, only busy
+            return LLMRateLimited(f"{model} rate-limited the call.", retry_after=retry_after(exc.response))
+        if isinstance(exc, openai.APITimeoutError):
+            breaker.record_failure(probing)
+            return LLMTimeout(f"{model} did not answer within {settings.LLM_TIMEOUT_SECONDS}s.")
+        if isinstance(exc, openai.APIConnectionError):
+            breaker.record_failure(probing)
+            return LLMUnavailable(f"cannot reach the LLM at {settings.OPENAI_BASE_URL or 'api.openai.com'}.")
+        if isinstance(exc, openai.APIStatusError):
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
+                breaker.record_failure(probing)
+                return LLMUnavailable(f"{model} failed with HTTP {exc.status_code}.")
+            breaker.record_success()
+            return LLMRequestRejected(f"{model} refused the request with HTTP {exc.status_code}: {exc.message}")
+        return exc
 
 
 def repair_request(prompt: Prompt, problems: AnswerProblems) -> str:

@@ -35,7 +35,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -46,6 +46,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from agents.llm.breaker import CircuitBreaker
+from project import recording
 from project.errors import PermanentError, Postponed, TransientError
 
 logger = logging.getLogger(__name__)
@@ -272,7 +273,22 @@ def mcp_call(server: str, tool: str, arguments: dict[str, Any], *, customer_id: 
         meta = {"switchboard_customer_id": customer_id, **({"idempotency_key": key} if key else {})}
         return await session.call_tool(tool, arguments, meta=meta)
 
-    result = _run(server, work)
+    # On the record (the key is the run's own: a replay's differs); a replay answers from it and never acts.
+    request = {"arguments": arguments, "customer_id": customer_id, "acting": bool(key)}
+    recorded = recording.answer(recording.Kind.MCP, f"{server}/{tool}", request)
+    if recorded is not recording.MISSING:
+        return cast(dict[str, Any], recorded)
+    if key and recording.replaying() is not None:
+        raise PermanentError(f"a replay never calls the acting tool {server}/{tool}; its recording has no such call.")
+    started = time.monotonic()
+    answer = _call_result(_run(server, work))
+    latency = int((time.monotonic() - started) * 1000)
+    recording.record(recording.Kind.MCP, f"{server}/{tool}", request=request, response=answer, latency_ms=latency)
+    return answer
+
+
+def _call_result(result: Any) -> dict[str, Any]:
+    """A tool's answer as the payload records it, its text and structured content capped."""
     text = "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")[:RESULT_CHARS]
     structured = result.structuredContent
     if structured is not None:
