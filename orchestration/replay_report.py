@@ -80,7 +80,7 @@ def run_outcome(run: Run) -> Outcome:
         cost_usd=sum((step.cost_usd for step in steps), Decimal(0)),
         llm_ms=sum(step.llm_latency_ms for step in steps),
         steps=modes,
-        results=results,
+        results=sorted(results),  # a chord's branches end in either order
     )
 
 

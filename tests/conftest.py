@@ -30,14 +30,17 @@ from orchestration.runs import run_start
 from project.celery import app
 from tests.agents_for_tests import PATHS as TEST_AGENT_PATHS
 from tests.http import ApiClient
+from tests.replay_candidates import PATHS as TEST_PROMPT_PATHS
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 (ROOT_DIR / ".run").mkdir(exist_ok=True)
 
-# The fault agents, here and in every worker the tests start.
+# The fault agents and the replay tests' prompt versions, here and in every worker the tests start.
 django_settings.EXTRA_AGENTS = TEST_AGENT_PATHS
+django_settings.PROMPT_CANDIDATES = TEST_PROMPT_PATHS
 WORKER_ENV = {
     "SWITCHBOARD_EXTRA_AGENTS": ",".join(TEST_AGENT_PATHS),
+    "SWITCHBOARD_PROMPT_CANDIDATES": ",".join(TEST_PROMPT_PATHS),
     # A price for the offline model, so that cost accounting and cost budgets are exercised.
     "LLM_PRICES_JSON": '{"offline-deterministic": [1.0, 2.0]}',
     "AGENT_RETRY_BACKOFF_SECONDS": "0.2",
