@@ -56,7 +56,6 @@ def test_a_run_records_each_llm_request_and_raw_answer_the_shop_and_each_result(
     assert results.get(name="deliver").response["outcome"] == "complete"
 
 
-
 def test_recordings_are_scrubbed_like_the_logs(fake: Any, worker_factory: Any, start_run: Any) -> None:
     worker_factory("llm", env=llm_env(fake))
     message = f"How long is shipping? My key is {SECRET} and api_key=hunterhunter, Authorization: Bearer abc.def"
