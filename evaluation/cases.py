@@ -50,6 +50,8 @@ class OrderFixture:
     """A three-letter currency code."""
     placed_days_ago: int = 10
     """How many days before the run the order was placed (the Order model keeps no delivery date)."""
+    refunded: Decimal = Decimal("0")
+    """What was refunded on it before (with status refunded or partially_refunded; it was delivered before)."""
 
 
 @dataclass(frozen=True)
@@ -179,11 +181,11 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         return [_convert(item, inner, f"{where}[{index}]") for index, item in enumerate(value)]
     if kind is Decimal:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise CaseInvalid(f"{where}: must be a decimal number (e.g. \"24.50\"), got {value!r}.")
+            raise CaseInvalid(f'{where}: must be a decimal number (e.g. "24.50"), got {value!r}.')
         try:
             return Decimal(str(value))
         except InvalidOperation as exc:
-            raise CaseInvalid(f"{where}: must be a decimal number (e.g. \"24.50\"), got {value!r}.") from exc
+            raise CaseInvalid(f'{where}: must be a decimal number (e.g. "24.50"), got {value!r}.') from exc
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, bool):
@@ -221,7 +223,8 @@ def _plain(value: Any) -> Any:
         for item in dataclasses.fields(value):
             current = getattr(value, item.name)
             default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
-            if current != default or item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+            if required or current != default:
                 out[item.name] = _plain(current)
         return out
     if isinstance(value, list):
@@ -276,5 +279,7 @@ def _order_check(order: OrderFixture, where: str) -> None:
         raise CaseInvalid(f"{where}.currency: {order.currency!r} is not a three-letter code like EUR.")
     if order.total <= 0 or order.total != order.total.quantize(Decimal("0.01")):
         raise CaseInvalid(f"{where}.total: a positive amount in cents, got {order.total}.")
+    if order.refunded < 0 or order.refunded > order.total:
+        raise CaseInvalid(f"{where}.refunded: between 0 and the total, got {order.refunded}.")
     if order.placed_days_ago < 0:
         raise CaseInvalid(f"{where}.placed_days_ago: must not be negative.")

@@ -64,7 +64,9 @@ def _one(check: Check, case: GoldenCase, seen: Observation, staff_notes: list[st
     match check:
         case Check.SETTLED:
             bad = [status for status in seen.statuses if status not in ("completed", "awaiting_review")]
-            return _result(check, seen.settled and not bad, f"runs {seen.statuses} (timed out waiting: {not seen.settled})")
+            return _result(
+                check, seen.settled and not bad, f"runs {seen.statuses} (timed out waiting: {not seen.settled})"
+            )
         case Check.INTENT:
             if expect.intent is None:
                 return None
@@ -87,7 +89,9 @@ def _one(check: Check, case: GoldenCase, seen: Observation, staff_notes: list[st
         case Check.COST:
             if expect.max_cost_usd is None:
                 return None
-            return _result(check, seen.cost_usd <= expect.max_cost_usd, f"cost {seen.cost_usd}, max {expect.max_cost_usd}")
+            return _result(
+                check, seen.cost_usd <= expect.max_cost_usd, f"cost {seen.cost_usd}, max {expect.max_cost_usd}"
+            )
         case Check.REFERENCE:
             if expect.reference is None:
                 return None

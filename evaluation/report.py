@@ -77,6 +77,8 @@ class Report:
     """LLM_MODEL (the offline model's name with the offline provider)."""
     repeat: int
     """Runs per case."""
+    database: str
+    """The database's vendor (postgresql, sqlite): their searches rank passages differently at the margin."""
     checks: dict[str, CheckStats]
     """Per check, in `Check` order."""
     cases: dict[str, CaseSummary]
@@ -103,7 +105,7 @@ class Report:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Report:
-        fields = {key: data[key] for key in ("provider", "model", "repeat", "tokens", "cost_usd")}
+        fields = {key: data[key] for key in ("provider", "model", "repeat", "database", "tokens", "cost_usd")}
         return cls(
             **fields,
             latency_p50_ms=data.get("latency_p50_ms", 0),
@@ -153,7 +155,7 @@ class Execution:
     """Each run's latency."""
 
 
-def report_build(executions: list[Execution], *, provider: str, model: str, repeat: int) -> Report:
+def report_build(executions: list[Execution], *, provider: str, model: str, repeat: int, database: str) -> Report:
     """The report of all executions (each case `repeat` times)."""
     checks = {check.value: CheckStats(passed=0, total=0) for check in Check}
     cases: dict[str, CaseSummary] = {}
@@ -182,6 +184,7 @@ def report_build(executions: list[Execution], *, provider: str, model: str, repe
         provider=provider,
         model=model,
         repeat=repeat,
+        database=database,
         checks={name: stats for name, stats in checks.items() if stats.total},
         cases=cases,
         tokens=sum(summary.tokens for summary in cases.values()),
@@ -204,8 +207,8 @@ def regressions(report: Report, baseline: Report, *, cost_tolerance: float) -> l
     common = [case_id for case_id in report.cases if case_id in baseline.cases]
     if report.deterministic and baseline.deterministic:
         for case_id in common:
-            now, before = report.cases[case_id], baseline.cases[case_id]
-            if before.passed and not now.passed:
+            now, was = report.cases[case_id], baseline.cases[case_id]
+            if was.passed and not now.passed:
                 failed = "; ".join(f"{check}: {detail}" for check, detail in now.failed.items())
                 found.append(f"case {case_id}: passed in the baseline, fails now ({failed}).")
     for measure in ("cost_usd", "tokens"):

@@ -53,7 +53,8 @@ class Observation:
     proposed: list[dict[str, Any]]
     """The refunds the last run proposed (order ids as the case writes them)."""
     refunded: dict[str, Decimal]
-    """What was refunded by the end, by order (the customer's and the other customer's)."""
+    """What the case's runs refunded, by order (the customer's and the other customer's; refunds the fixture
+    starts with are not counted)."""
     visible: list[str]
     """Every message of the conversation the customer sees (not their own)."""
     draft: str
@@ -143,6 +144,8 @@ def orders_create(*, customer: Customer, orders: list[OrderFixture]) -> dict[str
                         total=fixture.total,
                         currency=fixture.currency,
                         status=fixture.status,
+                        refunded_amount=fixture.refunded,
+                        status_before_refund=Order.Status.DELIVERED if fixture.refunded else "",
                         placed_at=now - timedelta(days=fixture.placed_days_ago),
                     )
             except IntegrityError:
@@ -160,6 +163,7 @@ def ids_replace(text: str, mapping: dict[str, str]) -> str:
 def case_observe(current: _InFlight, *, settled: bool) -> Observation:
     """Read what the case's runs did; then cancel the ones waiting for a person (nobody will decide them)."""
     back = {new: old for old, new in current.order_map.items()}
+    before = {order.id: order.refunded for order in (*current.case.orders, *current.case.other_orders)}
     runs = {run.id: run for run in Run.objects.filter(id__in=current.run_ids)}
     ordered = [runs[run_id] for run_id in current.run_ids]
     last = ordered[-1]
@@ -175,8 +179,10 @@ def case_observe(current: _InFlight, *, settled: bool) -> Observation:
         reason=last.reason,
         intent=payload.get("intent"),
         sources=list(payload.get("draft_sources") or []),
-        proposed=[{**action, "order_id": back.get(action.get("order_id"), action.get("order_id"))} for action in proposed],
-        refunded={back[order.id]: order.refunded_amount for order in orders},
+        proposed=[
+            {**action, "order_id": back.get(action.get("order_id"), action.get("order_id"))} for action in proposed
+        ],
+        refunded={back[order.id]: order.refunded_amount - before[back[order.id]] for order in orders},
         visible=[ids_replace(text, back) for text in visible.values_list("content", flat=True)],
         draft=ids_replace(str(payload.get("draft") or (item.proposed_reply if item else "")), back),
         tokens=sum(run.tokens_used for run in ordered),
@@ -192,7 +198,8 @@ def case_observe(current: _InFlight, *, settled: bool) -> Observation:
 def _latency_ms(run: Run) -> int:
     """From the run's start to its stop: the reply sent (finished), or the last step's end (waiting for a person,
     or still going at the timeout)."""
-    end = run.finished_at or run.steps.exclude(finished_at=None).order_by("-finished_at").values_list(
-        "finished_at", flat=True
-    ).first()
+    end = (
+        run.finished_at
+        or run.steps.exclude(finished_at=None).order_by("-finished_at").values_list("finished_at", flat=True).first()
+    )
     return int(((end or timezone.now()) - run.created_at).total_seconds() * 1000)

@@ -103,7 +103,9 @@ def _expected_action(item: ReviewItem, decision: ReviewItem.Status) -> ActionExp
         return ActionExpectation(proposed=False)
     first = refunds[0]
     amount = first.get("amount")
-    return ActionExpectation(proposed=True, order=first["order_id"], amount=None if amount is None else Decimal(str(amount)))
+    return ActionExpectation(
+        proposed=True, order=first["order_id"], amount=None if amount is None else Decimal(str(amount))
+    )
 
 
 def golden_cases_export(*, directory: Path) -> list[Path]:
@@ -114,7 +116,7 @@ def golden_cases_export(*, directory: Path) -> list[Path]:
     for row in GoldenCaseRow.objects.order_by("case_id"):
         path = directory / f"{row.case_id}.yaml"
         text = yaml.safe_dump({"cases": [row.data]}, sort_keys=False, allow_unicode=True, width=120)
-        origin = f"# A golden case row ({row.created_by or 'saved'}, {row.created_at:%Y-%m-%d}): manage.py eval --export.\n"
+        origin = f"# Exported from golden case row {row.pk} ({row.created_at:%Y-%m-%d}) by manage.py eval --export\n"
         path.write_text(origin + text, encoding="utf-8")
         written.append(path)
     return written

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from conversations.shop import commerce_orders_local
 from evaluation.cases import CaseInvalid
@@ -66,14 +67,18 @@ class Command(BaseCommand):
         executions = []
         for repeat in range(options["repeat"]):
             tag = f"{uuid.uuid4().hex[:10]}-{repeat}"
-            observations = cases_run(
-                cases, tag=tag, timeout=options["timeout"], concurrency=options["concurrency"]
-            )
+            observations = cases_run(cases, tag=tag, timeout=options["timeout"], concurrency=options["concurrency"])
             for case, seen in zip(cases, observations, strict=True):
                 results = case_check(case, seen, staff_notes=notes)
                 executions.append(Execution(case, results, seen.tokens, seen.cost_usd, seen.latencies_ms))
         model = "offline-deterministic" if settings.LLM_PROVIDER == "offline" else settings.LLM_MODEL
-        report = report_build(executions, provider=settings.LLM_PROVIDER, model=model, repeat=options["repeat"])
+        report = report_build(
+            executions,
+            provider=settings.LLM_PROVIDER,
+            model=model,
+            repeat=options["repeat"],
+            database=connection.vendor,
+        )
         self._tables(report)
         _write(Path(options["report"]), report)
         self.stdout.write(f"\nReport: {options['report']}")
@@ -88,10 +93,10 @@ class Command(BaseCommand):
         self._compare(report, Report.from_json(json.loads(baseline_path.read_text(encoding="utf-8"))), options)
 
     def _compare(self, report: Report, baseline: Report, options: dict[str, Any]) -> None:
-        if (baseline.provider, baseline.model) != (report.provider, report.model):
+        if (baseline.provider, baseline.model, baseline.database) != (report.provider, report.model, report.database):
             self.stdout.write(
-                f"Note: the baseline was run with {baseline.provider}/{baseline.model}, this run with "
-                f"{report.provider}/{report.model}."
+                f"Note: the baseline was run with {baseline.provider}/{baseline.model} on {baseline.database}, this "
+                f"run with {report.provider}/{report.model} on {report.database}."
             )
         for note in baseline_notes(report, baseline):
             self.stdout.write(f"Note: {note}")
@@ -105,7 +110,10 @@ class Command(BaseCommand):
 
     def _tables(self, report: Report) -> None:
         out = self.stdout
-        out.write(f"Provider {report.provider}, model {report.model}, {len(report.cases)} cases x {report.repeat}\n")
+        out.write(
+            f"Provider {report.provider}, model {report.model}, database {report.database}: "
+            f"{len(report.cases)} cases x {report.repeat}\n"
+        )
         out.write(f"{'check':<10} {'passed':>9} {'rate':>6}  95% CI")
         for name, stats in report.checks.items():
             passed = f"{stats.passed}/{stats.total}"
@@ -123,9 +131,9 @@ class Command(BaseCommand):
             for case_id, case in failing.items():
                 for check, detail in case.failed.items():
                     out.write(f"  {case_id} {check}: {detail}")
-        passed = sum(case.passed for case in report.cases.values())
+        passing = sum(case.passed for case in report.cases.values())
         out.write(
-            f"\nCases passed: {passed}/{len(report.cases)}. Latency p50 {report.latency_p50_ms} ms, "
+            f"\nCases passed: {passing}/{len(report.cases)}. Latency p50 {report.latency_p50_ms} ms, "
             f"p95 {report.latency_p95_ms} ms. Tokens {report.tokens}, cost ${report.cost_usd} (per repeat)."
         )
 
