@@ -13,6 +13,7 @@ from agents.triage import INTENTS
 from conversations.models import Message, Order
 from evaluation.cases import (
     ActionExpectation,
+    CaseInvalid,
     Expectations,
     GoldenCase,
     OrderFixture,
@@ -50,9 +51,11 @@ def golden_case_from_review(*, item_id: object, user: Any) -> GoldenCaseRow:
             )
         if GoldenCaseRow.objects.filter(source_review_item=item).exists():
             raise Conflict("This review item was already saved as a golden case.")
-        case = case_of_review(item)
-        data = case_to_dict(case)
-        case_from_dict(data, where=f"review item {item.id}")  # what is saved can be run
+        data = case_to_dict(case_of_review(item))
+        try:
+            case = case_from_dict(data, where=f"review item {item.id}")  # what is saved can be run
+        except CaseInvalid as exc:
+            raise InvalidInput(f"This review item cannot be saved as a golden case: {exc}") from exc
         return GoldenCaseRow.objects.create(case_id=case.id, data=data, created_by=user, source_review_item=item)
 
 
