@@ -156,11 +156,6 @@ def case_to_dict(case: GoldenCase) -> dict[str, Any]:
     return _plain(case)
 
 
-def case_order_ids(case: GoldenCase) -> list[str]:
-    """Every order id the case's fixture holds (its own, then the other customer's)."""
-    return [order.id for order in (*case.orders, *case.other_orders)]
-
-
 # --- Conversion --------------------------------------------------------------------------------------------
 
 

@@ -72,11 +72,17 @@ class _InFlight:
     """A case being run: its fixture, its conversation, the turn it is at."""
 
     case: GoldenCase
+    """The case."""
     customer: Customer
+    """Its throwaway customer."""
     order_map: dict[str, str]
+    """The fixture's order ids (as the case writes them) -> the ids made for this run."""
     deadline: float
+    """When the current turn's run must have stopped (time.monotonic)."""
     conversation_id: Any = None
+    """The conversation, once the first message started it."""
     run_ids: list[Any] = field(default_factory=list)
+    """Each posted turn's run."""
 
 
 def cases_run(cases: list[GoldenCase], *, tag: str, timeout: float, concurrency: int) -> list[Observation]:

@@ -3,6 +3,7 @@ written straight to the database; tests/test_eval.py saves one from the admin an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -69,3 +70,20 @@ def test_only_decided_items_once_each() -> None:
     with pytest.raises(Conflict):
         golden_case_from_review(item_id=decided.id, user=reviewer)
     assert GoldenCase.objects.count() == 1
+
+
+def test_a_golden_case_row_added_in_admin_is_checked_against_the_schema(client) -> None:
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("root-eval", "root@example.com", "pw")
+    client.force_login(admin_user)
+    assert client.get("/admin/evaluation/goldencase/add/").status_code == 200
+    bad = {"id": "ship", "title": "Shipping", "messages": ["How long?"], "expect": {"intnet": "shipping"}}
+    response = client.post("/admin/evaluation/goldencase/add/", {"case_id": "ship", "data": json.dumps(bad)})
+    assert response.status_code == 200 and "expect.intnet: unknown key" in response.content.decode()
+    good = {**bad, "expect": {"intent": "shipping"}}
+    response = client.post("/admin/evaluation/goldencase/add/", {"case_id": "ship", "data": json.dumps(good)})
+    assert response.status_code == 302
+    row = GoldenCase.objects.get()
+    assert (row.case_id, row.created_by_id) == ("ship", admin_user.id)
+    assert client.get("/admin/evaluation/goldencase/").status_code == 200
