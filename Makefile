@@ -11,7 +11,7 @@ export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
 # The embedded redis-server runs only when no REDIS_URL is given.
 PROCESSES := web worker worker-llm beat supervisor flower $(if $(REDIS_URL),,redis)
 
-.PHONY: install run test lint bench bench-langgraph-venv chaos chaos-quick clean fuzz-money eval-retrieval
+.PHONY: install run test lint bench bench-langgraph-venv chaos chaos-quick clean fuzz-money eval-retrieval eval
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +88,14 @@ chaos-quick: install
 # when EVAL_POSTGRES_URL names a database it may create and migrate, beside the BM25 baseline; see docs/knowledge.md.
 eval-retrieval: install
 	$(BIN)/python -m bench.eval_retrieval $(EVAL_ARGS)
+
+# The golden conversations (evals/golden/*.yaml and the GoldenCase rows) through the real pipeline — Celery workers and
+# the supervisor, started by bin/eval with an embedded Redis and a SQLite file unless REDIS_URL / DATABASE_URL are set
+# — with the configured LLM provider (offline by default; LLM_PROVIDER=openai for any OpenAI-compatible server). Prints
+# the tables, writes .run/eval-report.json and fails on a regression against evals/baseline.json. E.g.
+# `make eval EVAL_OPTIONS="--repeat 3"`, `make eval EVAL_OPTIONS=--write-baseline`.
+eval: install
+	$(BIN)/python bin/eval $(EVAL_OPTIONS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "orchestration",
     "api",
     "chat",
+    "evaluation",  # after orchestration: its admin extends the review queue's (evaluation/admin.py)
 ]
 
 MIDDLEWARE = [
