@@ -13,6 +13,7 @@ PACKAGES = (
     "orchestration",
     "api",
     "chat",
+    "evaluation",
     "harness",
     "bench",
     "tests",

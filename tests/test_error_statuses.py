@@ -10,7 +10,7 @@ import pytest
 from api.errors import ERROR_STATUSES, PUBLIC_SERVER_ERRORS, error_status, exception_handler
 from project.errors import SwitchboardError
 
-PACKAGES = ["project", "conversations", "agents", "orchestration", "api", "chat", "a2a_server"]
+PACKAGES = ["project", "conversations", "agents", "orchestration", "api", "chat", "a2a_server", "evaluation"]
 
 #: Every SwitchboardError subclass in the code base and the status the API answers it with.
 STATUSES = {
