@@ -124,6 +124,11 @@ class Agent:
     as its reason) instead of failing it; the message is dead-lettered either way. For an agent whose failure leaves
     the customer's question unanswered but answerable by a person (a remote agent that is down)."""
 
+    replay_safe: ClassVar[bool] = True
+    """Whether the agent may run in a replay of a recorded run (`orchestration.replay_steps`): it acts on nothing
+    outside Switchboard, or a replay simulates what it does (deliver). Not a remote A2A agent: it would send to a
+    partner, so a replay that needs it to run stops there."""
+
     def handle(self, envelope: Envelope) -> AgentResult:
         raise NotImplementedError
 

@@ -155,14 +155,18 @@ def _simulated(envelope: Envelope, actions: list[Any], *, by_person: bool, tool_
             outcome=Outcome.ESCALATE,
             reason=problems_gravest(problems).value,
         )
+    ids = [str(action.get("order_id", "")) for action in actions]
+    orders = commerce_backend().orders_get(customer_id=customer_id, order_ids=ids) if ids else {}
     executed: list[dict[str, Any]] = [
         {
-            "order_id": str(action.get("order_id", "")),
+            "order_id": order_id,
             "amount": amount_format(amount) if (amount := amount_parse(action.get("amount"))) is not None else "",
-            "currency": str(action.get("currency") or ""),
+            "currency": str(action.get("currency") or "") or (orders[order_id].currency if order_id in orders else ""),
             "simulated": True,
         }
-        for action in actions
+        for order_id, action in zip(ids, actions, strict=True)
     ]
-    executed += [{**dict(action), "simulated": True} for action in tool_actions]
+    executed += [
+        {"server": action.get("server"), "tool": action.get("tool"), "simulated": True} for action in tool_actions
+    ]
     return AgentResult(payload={"reply_message_id": "", "executed_actions": executed}, outcome=Outcome.COMPLETE)

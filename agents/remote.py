@@ -161,6 +161,7 @@ class RemoteAgent(Agent):
     version = "1"
     queue = Queue.LLM  # a try waits on the network, like an LLM call
     review_when_exhausted = True
+    replay_safe = False  # a replay never sends to a partner
     config: ClassVar[RemoteConfig]
 
     def handle(self, envelope: Envelope) -> AgentResult:

@@ -162,6 +162,8 @@ class Validator(Agent):
     version = "5"
     queue = Queue.LLM
     max_retries = LLMAgent.max_retries  # provider errors and malformed verdicts, as for the other LLM agents
+    prompt = PROMPT
+    """The prompt it completes (for its checks that need a model)."""
 
     def handle(self, envelope: Envelope) -> AgentResult:
         payload = envelope.payload

@@ -2,23 +2,26 @@
 
 A try's calls are written in one statement after the try is recorded (succeeded or failed); a recording that cannot
 be written is logged and the run goes on (the record serves replays, never the run itself). The supervisor's sweep
-deletes recordings older than LLM_RECORD_DAYS.
+deletes recordings older than LLM_RECORD_DAYS, and replays' throwaway conversations.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from agents.base import AgentResult, Outcome, Usage
 from agents.envelope import Envelope
-from orchestration.models import StepCall
+from agents.payload import Payload
+from conversations.models import Conversation
+from orchestration.models import Step, StepAttempt, StepCall
 from project import recording
 from project.recording import Call, Kind, Tape
 
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 DIGEST_IGNORES = frozenset({"review_item_id"})
 #: Recordings deleted per statement by the retention sweep (bounded: the sweep runs beside the supervisor's tick).
 EXPIRE_BATCH = 5000
+#: A replay's throwaway records (conversation copy, run, steps) are kept at least this long, for its report.
+REPLAYS_KEPT = timedelta(days=1)
 
 
 def input_digest(envelope: Envelope) -> str:
@@ -38,10 +43,11 @@ def input_digest(envelope: Envelope) -> str:
 
 
 def result_json(result: AgentResult) -> dict[str, Any]:
-    """What an agent returned, as its recording keeps it."""
+    """What an agent returned, as its recording keeps it: the payload as JSON text, in its own key order (PostgreSQL's
+    jsonb reorders an object's keys; a replay hands the payload on exactly as the agent wrote it)."""
     usage = result.usage
     return {
-        "payload": dict(result.payload),
+        "payload": json.dumps(dict(result.payload), ensure_ascii=False),
         "outcome": result.outcome.value,
         "reason": result.reason,
         "slip": result.slip,
@@ -62,7 +68,7 @@ def result_from_call(call: Call) -> AgentResult:
         latency_ms=data["usage"]["latency_ms"],
     )
     return AgentResult(
-        payload=data["payload"],
+        payload=cast(Payload, result_payload(call.response)),
         usage=usage,
         outcome=Outcome(data["outcome"]),
         reason=data["reason"],
@@ -71,12 +77,20 @@ def result_from_call(call: Call) -> AgentResult:
     )
 
 
+def result_payload(response: Any) -> dict[str, Any]:
+    """The payload a recorded result wrote."""
+    payload = (response or {}).get("payload") or "{}"
+    return cast(dict[str, Any], json.loads(payload) if isinstance(payload, str) else payload)
+
+
 def result_record(agent_name: str, version: str, envelope: Envelope, result: AgentResult) -> None:
-    """Record what the agent returned, with the digest of what it was given."""
+    """Record what the agent returned, with the digest of what it was given: unscrubbed, as the step's own output
+    holds it (scrubbing it would hand a replay something else than the agent wrote)."""
     usage = result.usage
     recording.record(
         Kind.RESULT,
         agent_name,
+        scrubbed=False,
         request={"input": input_digest(envelope), "version": version},
         response=result_json(result),
         model=usage.model,
@@ -87,34 +101,39 @@ def result_record(agent_name: str, version: str, envelope: Envelope, result: Age
     )
 
 
+#: The columns a try's calls are written to, in the order of `_row`.
+COLUMNS = (
+    "run_id", "step_key", "attempt", "seq", "kind", "name", "request", "response", "error", "model", "input_tokens",
+    "output_tokens", "cost_usd", "latency_ms", "created_at",
+)  # fmt: skip
+
+
 def tape_save(*, run_id: str, key: str, attempt: int, tape: Tape | None) -> None:
-    """Store a try's calls (one statement); nothing to store, nothing written."""
+    """Store a try's calls in one INSERT (autocommit: no transaction of its own around it); nothing to store, nothing
+    written. A recording that cannot be written is logged: the run goes on."""
     if tape is None or not tape.calls:
         return
-    rows = [
-        StepCall(
-            run_id=run_id,
-            step_key=key,
-            attempt=attempt,
-            seq=seq,
-            kind=call.kind.value,
-            name=call.name[:200],
-            request=call.request,
-            response=call.response,
-            error=call.error,
-            model=call.model[:100],
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cost_usd=Decimal(call.cost_usd),
-            latency_ms=call.latency_ms,
-        )
-        for seq, call in enumerate(tape.calls)
-    ]
+    now = timezone.now()
+    rows = [_row(run_id, key, attempt, seq, call, now) for seq, call in enumerate(tape.calls)]
+    tape.calls.clear()  # stored once, however often the caller asks
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(COLUMNS)) + ")"] * len(rows))
+    sql = f"INSERT INTO {StepCall._meta.db_table} ({', '.join(COLUMNS)}) VALUES {placeholders}"
     try:
-        StepCall.objects.bulk_create(rows)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value for row in rows for value in row])
     except DatabaseError as exc:
         logger.warning("the step's recording was not stored (%d calls): %s", len(rows), exc)
-    tape.calls.clear()  # stored once, however often the caller asks
+
+
+def _row(run_id: str, key: str, attempt: int, seq: int, call: Call, now: datetime) -> list[Any]:
+    json_field = StepCall._meta.get_field("request")
+    as_db = lambda value: json_field.get_db_prep_value(value, connection)  # noqa: E731
+    run = StepCall._meta.get_field("run").get_db_prep_value(run_id, connection)
+    return [
+        run, key, attempt, seq, call.kind.value, call.name[:200], as_db(call.request), as_db(call.response), call.error,
+        call.model[:100], call.input_tokens, call.output_tokens, Decimal(call.cost_usd), call.latency_ms,
+        StepCall._meta.get_field("created_at").get_db_prep_value(now, connection),
+    ]  # fmt: skip
 
 
 def call_of(row: StepCall) -> Call:
@@ -132,12 +151,17 @@ def call_of(row: StepCall) -> Call:
     )
 
 
-def step_calls(*, run_id: str, key: str) -> list[Call]:
-    """The calls of the step's try that produced its result (the last try with one), else of its last try."""
-    rows = list(StepCall.objects.filter(run_id=run_id, step_key=key).order_by("attempt", "seq"))
-    done = [row.attempt for row in rows if row.kind == Kind.RESULT]
-    chosen = done[-1] if done else (rows[-1].attempt if rows else None)
-    return [call_of(row) for row in rows if row.attempt == chosen]
+def step_calls(*, run_id: str, key: str) -> list[Call] | None:
+    """The calls of the step's try that succeeded (its output is the step's); [] when the step ended without a result
+    (failed, halted) or its recording is gone; None when the run had no such step."""
+    step = Step.objects.filter(run_id=run_id, key=key).first()
+    if step is None:
+        return None
+    succeeded = step.attempts.filter(status=StepAttempt.Status.SUCCEEDED).order_by("-number").first()
+    if succeeded is None:
+        return []
+    rows = StepCall.objects.filter(run_id=run_id, step_key=key, attempt=succeeded.number).order_by("seq")
+    return [call_of(row) for row in rows]
 
 
 def run_calls(run_id: str) -> list[StepCall]:
@@ -146,10 +170,16 @@ def run_calls(run_id: str) -> list[StepCall]:
 
 
 def recordings_expire(now: datetime | None = None) -> int:
-    """Delete recordings older than LLM_RECORD_DAYS (all of them when it is 0), a bounded batch per call."""
+    """Delete recordings older than LLM_RECORD_DAYS (all of them when it is 0), a bounded batch per call, and the
+    replays' throwaway conversations (with their runs) as old. Returns the recorded calls deleted."""
     now = now or timezone.now()
-    old = StepCall.objects.all()
-    if settings.LLM_RECORD_DAYS > 0:
-        old = old.filter(created_at__lt=now - timedelta(days=settings.LLM_RECORD_DAYS))
+    cutoff = now - timedelta(days=settings.LLM_RECORD_DAYS)
+    old = StepCall.objects.all() if settings.LLM_RECORD_DAYS == 0 else StepCall.objects.filter(created_at__lt=cutoff)
     ids = list(old.order_by("id").values_list("id", flat=True)[:EXPIRE_BATCH])
-    return StepCall.objects.filter(id__in=ids).delete()[0] if ids else 0
+    deleted = StepCall.objects.filter(id__in=ids).delete()[0] if ids else 0
+    copies = Conversation.objects.filter(replay_of__isnull=False, created_at__lt=max(cutoff, now - REPLAYS_KEPT))
+    for conversation_id in list(copies.values_list("id", flat=True)[:100]):
+        Conversation.objects.filter(id=conversation_id).delete()
+    if len(ids) == EXPIRE_BATCH:
+        logger.warning("recordings are expiring slower than they are written: %d deleted this pass", len(ids))
+    return deleted

@@ -10,6 +10,7 @@ command, never a task).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,13 +18,15 @@ from datetime import datetime
 
 from django.db import transaction
 
-from agents.llm.agent import LLMAgent
+from agents.base import Agent
+from agents.llm.base import Prompt
 from agents.registry import agent_version_get, agents_all, prompt_get
 from conversations.models import Conversation, Message
-from orchestration.models import Run, StepCall
+from orchestration.cancel import run_cancel
+from orchestration.models import Run, Step, StepCall
 from orchestration.replay_plan import ReplayPlan
 from orchestration.runs import HISTORY_TURNS, run_start
-from project.errors import InvalidInput, NotFound
+from project.errors import InvalidInput, NotCancelable, NotFound
 from project.ids import uuid_or_none
 from project.recording import Kind
 
@@ -43,7 +46,7 @@ def replay_plan_for(
     original: Run, *, agents: Sequence[str] = (), prompts: Sequence[str] = (), model: str = ""
 ) -> ReplayPlan:
     """What runs live in a replay of `original`: the named agent versions; the agents whose prompt is named (their own
-    version, with that prompt); with a model and no agent named, every agent that asks a model."""
+    version, with that prompt); with a model and nothing else named, every agent that asks a model."""
     live: dict[str, str] = {}
     for text in agents:
         name, version = name_version(text, "--agent")
@@ -58,19 +61,25 @@ def replay_plan_for(
             prompt_get(name, version)
         except KeyError as exc:
             raise InvalidInput(str(exc.args[0])) from exc
-        users = [agent for agent in agents_all().values() if isinstance(agent, LLMAgent) and agent.prompt.name == name]
+        users = [agent for agent in agents_all().values() if _prompt_name(agent) == name]
         if not users:
             raise InvalidInput(f"no agent completes the prompt {name!r}.")
         chosen[name] = version
         for user in users:
             live.setdefault(user.name, user.version)
-    if model and not agents:
+    if model and not agents and not prompts:
         for agent in agents_all().values():
-            if isinstance(agent, LLMAgent):
+            if _prompt_name(agent):
                 live.setdefault(agent.name, agent.version)
     return ReplayPlan(
         of=str(original.id), live=live, prompts=chosen, model=model, as_of=original.created_at.isoformat()
     )
+
+
+def _prompt_name(agent: Agent) -> str:
+    """The name of the prompt an agent completes ('' for an agent that asks no model)."""
+    prompt = getattr(agent, "prompt", None)
+    return prompt.name if isinstance(prompt, Prompt) else ""
 
 
 def run_recorded(run_id: object) -> Run:
@@ -141,7 +150,9 @@ def runs_to_replay(*, since: datetime, filters: dict[str, str], limit: int) -> l
     for name, value in filters.items():
         match name:
             case "intent":
-                triaged = StepCall.objects.filter(kind=Kind.RESULT, name="triage", response__payload__intent=value)
+                triaged = Step.objects.filter(
+                    run__in=runs, agent="triage", status=Step.Status.COMPLETED, output__envelope__payload__intent=value
+                )
                 runs = runs.filter(id__in=triaged.values("run_id"))
             case "status":
                 runs = runs.filter(status=value)
@@ -155,3 +166,14 @@ def runs_to_replay(*, since: datetime, filters: dict[str, str], limit: int) -> l
             case _:
                 raise InvalidInput(f"unknown filter {name!r}: use intent=, status=, reason= or review=.")
     return list(runs.select_related("conversation", "trigger_message").order_by("-created_at")[:limit])
+
+
+def replays_cancel(run_ids: Iterable[str]) -> int:
+    """Cancel the replays still active (waited for too long); how many were."""
+    active = [str(run_id) for run_id in Run.objects.filter(id__in=list(run_ids), status__in=Run.ACTIVE).values_list(
+        "id", flat=True
+    )]  # fmt: skip
+    for run_id in active:
+        with contextlib.suppress(NotCancelable):  # it finished meanwhile
+            run_cancel(run_id=run_id)
+    return len(active)

@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from orchestration.models import Run, Step
-from orchestration.recordings import run_calls
+from orchestration.recordings import result_payload, run_calls
 from orchestration.replay_plan import ReplayPlan
+from orchestration.runs import run_latest_envelope
 from project.recording import Kind, canonical
 
 #: The fields compared, in the order printed.
@@ -47,8 +48,8 @@ class Outcome:
 
 
 def run_outcome(run: Run) -> Outcome:
-    """What `run` decided and said, from its recorded results (later steps overwrite earlier ones' fields)."""
-    payload: dict[str, Any] = {}
+    """What `run` decided and said: the payload of its furthest step (after a review, deliver's: the decided reply and
+    verdict), and each step's recorded result."""
     results: list[tuple[str, str]] = []
     modes: list[StepMode] = []
     plan = ReplayPlan.from_dict(_start_replay(run)) if run.replay_of_id is not None else None
@@ -56,11 +57,12 @@ def run_outcome(run: Run) -> Outcome:
         if call.kind != Kind.RESULT:
             continue
         response, request = dict(call.response or {}), dict(call.request or {})
-        payload.update(response.get("payload") or {})
-        results.append((call.step_key, canonical({k: v for k, v in response.items() if k != "usage"})))
+        written = {**response, "payload": result_payload(response)}
+        results.append((call.step_key, canonical({k: v for k, v in written.items() if k != "usage"})))
         if plan is not None:
             mode = "live" if call.name in plan.live else "recorded" if request.get("from_record") else "rerun"
             modes.append(StepMode(key=call.step_key, agent=call.name, mode=mode))
+    payload: dict[str, Any] = dict(run_latest_envelope(run).payload)
     delivered = "reply_message_id" in payload
     fields = {
         "intent": payload.get("intent", ""),
@@ -89,8 +91,9 @@ def _start_replay(run: Run) -> dict[str, Any]:
 
 
 def _action_terms(action: dict[str, Any]) -> dict[str, Any]:
-    """An executed action as compared: what was done, not the shop's reference or the order's status after it."""
-    return {k: v for k, v in action.items() if k not in ("reference", "order_status", "simulated")}
+    """An executed action as compared: what was done (order, amount, currency; or the tool), not the shop's reference,
+    the order's status after it, or a tool's answer (a replay simulates: it has none)."""
+    return {k: v for k, v in action.items() if k in ("order_id", "amount", "currency", "server", "tool")}
 
 
 def changed_fields(before: Outcome, after: Outcome) -> list[str]:

@@ -1,15 +1,19 @@
 """A replay's reviews, answered from the record: the person's decision on the recorded run's review is applied again.
 
-A replay run that stops for review gets a review item that never enters the queue (created closed: `runs.
-review_item_open`). If the recorded run's review at the same place (the same order of reviews, the same reason) was
-decided — approved, edited, rejected, or expired by the supervisor, with any second approval — the same decision is
-applied to the replay's item, unchecked (it was checked when it was made; the world has moved on since), and the
-replay resumes. Otherwise the replay stops there: it would wait for a person.
+A replay run that stops for review gets a review item that never enters the queue (created closed:
+`runs.review_item_open`, which sends `replay_review_opened`). If the recorded run's review at the same place (the same
+order of reviews, the same reason, the same proposed reply and actions) was decided — approved, edited, rejected, or
+expired by the supervisor, with any second approval — the same decision is applied to the replay's item, unchecked
+(it was checked when it was made; the world has moved on since), and the replay resumes. Otherwise the replay stops
+there: it would wait for a person (a proposal that changed needs a decision of its own).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from agents.payload import Approval, Approver
@@ -17,21 +21,32 @@ from conversations.models import Message
 from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.pipeline import run_dispatch
 from orchestration.reviews import Decision, item_status_for, resume_envelope, run_resume
+from orchestration.runs import replay_review_opened
+from project.recording import canonical
 
 Kind = ReviewDecision.Kind
 
 
-def replay_review_answer(run: Run) -> bool:
+@receiver(replay_review_opened)
+def replay_review_answer(*, run: Run, item: ReviewItem, **_: Any) -> bool:
     """Apply the recorded decision to the replay's review item just opened, and resume the run after commit; False
-    (the run waits, as it stopped) when the recorded run has no decided review here."""
-    items = list(ReviewItem.objects.filter(run=run).order_by("created_at", "id"))
+    (the run waits, as it stopped) when the recorded run has no decided review here, or the replay proposes something
+    else than the recorded run did (a person would decide again)."""
+    if run.status != Run.Status.AWAITING_REVIEW:
+        return False  # timed out: it stays so
+    count = ReviewItem.objects.filter(run=run).count()
     originals = list(ReviewItem.objects.filter(run__replays=run).order_by("created_at", "id"))
-    if not items or len(items) > len(originals):
+    if count > len(originals):
         return False
-    item, original = items[-1], originals[len(items) - 1]
+    original = originals[count - 1]
+    same = (original.reason, original.proposed_reply, canonical(original.proposed_action)) == (
+        item.reason,
+        item.proposed_reply,
+        canonical(item.proposed_action),
+    )
     decisions = original.decisions.select_related("reviewer", "confirms__reviewer").order_by("created_at", "id")
     final = [decision for decision in decisions if not decision.needs_second_approval]
-    if original.reason != item.reason or not final:
+    if not same or not final:
         return False
     last = final[-1]
     kind, first = Kind(last.decision), last.confirms

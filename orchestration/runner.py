@@ -142,7 +142,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
         raise
     key = step_key(envelope.hop + 1, agent_name)
     trace_set(trace_id=envelope.trace_id, run_id=envelope.run_id, agent=agent_name, step=key)
-    delivery = Delivery(task, agent, incoming, envelope, key, tape_open(envelope, agent_name, key))
+    delivery = Delivery(task, agent, incoming, envelope, key, tape_open(envelope, agent_name))
     task_id, worker = task.request.id or "", f"{task.request.hostname}:{os.getpid()}"
     started = time.monotonic()
     try:

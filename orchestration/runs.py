@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, assert_never
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from agents.base import AgentResult, Outcome
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: The slip every run starts with; the planner writes the rest.
 INITIAL_SLIP: list[SlipEntry] = ["triage", "planner"]
+#: Sent (run, item) when a replay's run stops for a person; its item is closed already (`review_item_open`).
+replay_review_opened = Signal()
 #: Messages of the conversation a run is given: its trigger and the ones before it, as `history`.
 HISTORY_TURNS = 10
 
@@ -349,15 +352,18 @@ def run_fail(run: Run, *, reason: str, detail: str = "") -> None:
 
 
 def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) -> ReviewItem:
-    """The run's open review item (one per run at a time), with what the agents proposed."""
+    """The run's open review item (one per run at a time), with what the agents proposed. A replay's item is never
+    open (never in the queue): created closed, and `replay_review_opened` is sent for it (`orchestration.
+    replay_reviews` answers it from the record)."""
     item = ReviewItem.objects.filter(run=run, status=ReviewItem.Status.OPEN).first()
     if item is not None:
         return item
     payload = envelope.payload
-    return ReviewItem.objects.create(
+    replay = run.replay_of_id is not None
+    item = ReviewItem.objects.create(
         run=run,
-        # A replay's item is never in the queue: answered from the record (orchestration.replay_reviews) or left.
-        status=ReviewItem.Status.CANCELLED if run.replay_of_id is not None else ReviewItem.Status.OPEN,
+        status=ReviewItem.Status.CANCELLED if replay else ReviewItem.Status.OPEN,
+        decided_at=timezone.now() if replay else None,
         reason=reason,
         detail=detail,
         reasons=list((payload.get("verdict") or {}).get("reasons", [])),
@@ -365,6 +371,9 @@ def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) 
         proposed_action=payload.get("proposed_actions") or None,
         resume_envelope=envelope.to_dict(),
     )
+    if replay:
+        replay_review_opened.send(sender=ReviewItem, run=run, item=item)
+    return item
 
 
 def _customer_notice(run: Run, kind: str, text: str) -> None:

@@ -48,7 +48,7 @@ def review_list_open() -> QuerySet[ReviewItem]:
 def review_get(item_id: object) -> ReviewItem:
     """A review item (with its run, the run's conversation and who decided it) by id, or NotFound."""
     item_uuid = uuid_or_none(item_id)
-    items = ReviewItem.objects.select_related("run__conversation", "decided_by")
+    items = ReviewItem.objects.select_related("run__conversation", "decided_by").filter(run__replay_of=None)
     item = items.filter(id=item_uuid).first() if item_uuid else None
     if item is None:
         raise NotFound("Review item not found.")
@@ -166,6 +166,7 @@ def reviewer_refunds_on_the_way(*, order_ids: Iterable[str]) -> dict[str, Decima
     decided = ReviewItem.objects.filter(
         status__in=[ReviewItem.Status.APPROVED, ReviewItem.Status.EDITED],
         run__status__in=Run.ACTIVE,
+        run__replay_of=None,  # a replay's decisions are the record's, its refunds simulated
         final_action__isnull=False,
     ).order_by("run_id", "-decided_at")
     latest: dict[Any, ReviewItem] = {}

@@ -47,7 +47,6 @@ from orchestration.claims import (
 )
 from orchestration.models import Run, Step, StepAttempt
 from orchestration.pipeline import FlowControl
-from orchestration.replay_reviews import replay_review_answer
 from orchestration.runs import run_after_step, run_fail, run_halt, run_mark_started
 from project.errors import PermanentError, RunHalted
 
@@ -285,8 +284,6 @@ def _step_record_success(
         attempt_finish(attempt, StepAttempt.Status.SUCCEEDED, now)
         step.save()
     run_after_step(run, agent=step.agent, result=result, envelope=envelope, stop=control == FlowControl.STOP)
-    if run.replay_of_id is not None and run.status == Run.Status.AWAITING_REVIEW:
-        replay_review_answer(run)
     return output
 
 

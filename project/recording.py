@@ -77,7 +77,7 @@ class Replaying:
     """What a replay's step answers from, and what it runs live."""
 
     recorded: list[Call]
-    """The original step's calls (its successful try's), in order."""
+    """The original step's calls (its successful try's), in order (filled by the task wrapper before the step runs)."""
     live_llm: bool
     """Whether this step's LLM completions go to the model even when a recording answers them (the agent was named
     to run live, or its prompt or model changed)."""
@@ -87,6 +87,10 @@ class Replaying:
     """Prompts (`agents.llm.base.Prompt`) live completions use instead of the agent's own, by prompt name."""
     as_of: datetime | None = None
     """The original run's start: the ledger is read as it was then (what was refunded before that run)."""
+    step: str = "recorded"
+    """What the original run had at this step: 'recorded' (a successful try with its calls), 'unrecorded' (a step
+    that ended without a result, or whose recording is gone) or 'absent' (no such step: the replay took another
+    path)."""
     used: set[int] = field(default_factory=set)
     """Recorded calls already given as answers (each answers once)."""
 
@@ -188,19 +192,22 @@ def record(
     output_tokens: int = 0,
     cost_usd: Decimal = Decimal(0),
     latency_ms: int = 0,
+    scrubbed: bool = True,
 ) -> None:
-    """Add a call to the current tape (nothing when no step records)."""
+    """Add a call to the current tape (nothing when no step records), scrubbed unless told (`scrubbed=False`: for what
+    is stored unscrubbed elsewhere already, an agent's result)."""
     tape = _tape.get()
     if tape is None:
         return
-    secrets = known_secrets()
+    secrets = known_secrets() if scrubbed else ()
+    clean = (lambda value: scrub(jsonable(value), secrets)) if scrubbed else jsonable
     tape.calls.append(
         Call(
             kind=kind,
             name=name,
-            request=scrub(jsonable(request), secrets),
-            response=scrub(jsonable(response), secrets),
-            error=secrets_mask(error, secrets),
+            request=clean(request),
+            response=clean(response),
+            error=secrets_mask(error, secrets) if scrubbed else error,
             model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -220,12 +227,12 @@ def answer(kind: Kind, name: str, request: Any) -> Any:
     tape = _tape.get()
     if tape is None or tape.replaying is None:
         return MISSING
-    wanted = canonical(scrub(jsonable(request)))
+    wanted = {canonical(jsonable(request)), canonical(scrub(jsonable(request)))}
     replay = tape.replaying
     for index, call in enumerate(replay.recorded):
         if index in replay.used or call.kind != kind or call.name != name or call.error:
             continue
-        if canonical(call.request) == wanted:
+        if canonical(call.request) in wanted:
             replay.used.add(index)
             tape.calls.append(call)
             return call.response

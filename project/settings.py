@@ -23,6 +23,7 @@ from project.settings_knowledge import *  # noqa: F403  # the help centre's lang
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 from project.settings_mcp import *  # noqa: F403  # MCP tools: servers, timeouts, the tool cache, breakers
 from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
+from project.settings_replay import *  # noqa: F403  # recording every step's calls, and replaying runs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -331,20 +332,6 @@ try:
     LLM_PRICES.update(json.loads(os.environ.get("LLM_PRICES_JSON") or "{}"))
 except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"LLM_PRICES_JSON is not valid JSON: {exc}") from exc
-
-# --- Recording and replay (orchestration.recordings, orchestration.replay) ----------------
-# Days every step's calls are kept: each LLM completion (rendered request, raw response, usage, latency), the shop's
-# answers, MCP tool answers and what the agent returned — what `manage.py replay` answers a replay from. 0 records
-# nothing (no replay possible). Longer keeps more runs replayable at about 10-30 KB per run (docs/replay.md); the
-# supervisor's sweep deletes older records. Recordings hold customer messages: keep this within your retention policy.
-LLM_RECORD_DAYS = env_int("LLM_RECORD_DAYS", 30)
-if LLM_RECORD_DAYS < 0:
-    raise ImproperlyConfigured("LLM_RECORD_DAYS must be 0 (off) or more.")
-# Dotted paths of agent classes that are other versions of registered agents (same name, another version): what
-# `manage.py replay --agent NAME@VERSION` may run live. A candidate is never used by production runs.
-AGENT_CANDIDATES = env_list("SWITCHBOARD_AGENT_CANDIDATES")
-# Dotted paths of Prompt objects that are other versions of agents' prompts (`--prompt NAME@VERSION`).
-PROMPT_CANDIDATES = env_list("SWITCHBOARD_PROMPT_CANDIDATES")
 
 # --- Logging ---------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -16,6 +16,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -123,9 +124,15 @@ def secrets_mask(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def known_secrets() -> tuple[str, ...]:
+    """The configured secrets' values: the model's key, Django's, Sentry's DSN, remote agents' tokens, the shop API's
+    token and the MCP servers' secrets (both read from the environment variables their settings name)."""
     candidates = (getattr(settings, "OPENAI_API_KEY", ""), settings.SECRET_KEY, getattr(settings, "SENTRY_DSN", ""))
     remote_tokens = tuple(agent["token"] for agent in getattr(settings, "A2A_REMOTE_AGENTS", {}).values())
-    return tuple(secret for secret in (*candidates, *remote_tokens) if secret)
+    named = [getattr(settings, "COMMERCE_API_TOKEN_ENV", "")]
+    for server in getattr(settings, "MCP_SERVERS", {}).values():
+        named += [*server.get("headers", {}).values(), *server.get("env", {}).values()]
+    from_environment = tuple(os.environ.get(name, "") for name in named if name)
+    return tuple(secret for secret in (*candidates, *remote_tokens, *from_environment) if secret)
 
 
 class RedactSecretsFilter(logging.Filter):

@@ -45,7 +45,7 @@ def test_a_run_records_each_llm_request_and_raw_answer_the_shop_and_each_result(
 
     completions = calls.filter(kind="llm")
     assert set(completions.values_list("name", flat=True)) >= {"triage@2", "planner@3", "tools@2", "responder@3"}
-    assert completions.get(step_key="001.triage").response["data"]["intent"] == "refund"
+    assert json.loads(completions.get(step_key="001.triage").response["data"])["intent"] == "refund"
     shop = calls.filter(kind="commerce")
     assert shop.filter(name="orders_get").exists()
     looked_up = shop.filter(name="orders_get").first()

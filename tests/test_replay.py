@@ -10,14 +10,20 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from agents.base import Agent, AgentResult
+from agents.envelope import Envelope
 from agents.models import LedgerEntry
 from conversations.models import Conversation, Message, Order
 from conversations.selectors import conversation_list
 from harness.fake_openai import refund_answers
+from orchestration.attempts import NoMemo
 from orchestration.models import ReviewItem, Run, Step, StepCall
+from orchestration.replay import replay_plan_for
 from orchestration.replay_report import run_outcome
+from orchestration.replay_steps import step_handle, tape_open
 from orchestration.reviews import review_decide
-from orchestration.selectors import review_list_open
+from orchestration.selectors import review_get, review_list_open, reviewer_refunds_on_the_way
+from project.errors import NotFound, RunHalted
 from tests.conftest import llm_env, order_add, run_wait
 from tests.review_data import staff_reviewer
 
@@ -33,7 +39,7 @@ def replay(*args: str) -> str:
 
 
 def replay_of(original: Run) -> Run:
-    return Run.objects.get(replay_of=original)
+    return Run.objects.filter(replay_of=original).earliest("created_at")
 
 
 def test_a_replay_with_nothing_named_reproduces_a_run_with_retries_a_chord_and_a_review_byte_for_byte(
@@ -47,7 +53,8 @@ def test_a_replay_with_nothing_named_reproduces_a_run_with_retries_a_chord_and_a
     original = run_wait(start_run(f"Please refund {ORDER}", customer=customer).id, timeout=60)
     assert original.status == "awaiting_review", (original.reason, original.reason_detail)
     item = ReviewItem.objects.get(run=original)
-    review_decide(item_id=item.id, reviewer=staff_reviewer(), decision="approve")
+    edited = "We have refunded 300.00 EUR for your headphones; the money is back within 5 business days."
+    review_decide(item_id=item.id, reviewer=staff_reviewer(), decision="edit", reply=edited)
     original = run_wait(original.id, timeout=60, statuses=("completed", "failed"))
     assert original.status == "completed", (original.reason, original.reason_detail)
     assert Step.objects.get(run=original, agent="triage").attempt == 2
@@ -75,7 +82,21 @@ def test_a_replay_with_nothing_named_reproduces_a_run_with_retries_a_chord_and_a
     assert Message.objects.exclude(conversation__replay_of__isnull=False).count() == messages
     assert list(conversation_list(customer=customer)) == [original.conversation]
     assert not review_list_open().filter(run=copy).exists()
-    assert ReviewItem.objects.get(run=copy).status == "approved"  # answered from the recorded decision
+    assert ReviewItem.objects.get(run=copy).status == "edited"  # answered from the recorded decision
+    assert before.fields["reply"] == after.fields["reply"] == edited  # what the customer got: the reviewer's text
+    with pytest.raises(NotFound):  # a replay's item is not the reviewers' to decide
+        review_get(ReviewItem.objects.get(run=copy).id)
+
+    # The responder, named to run live, now proposes another reply: the recorded decision was on another proposal,
+    # so the replay stops where a person would decide again; still nothing refunded, nothing sent.
+    fake.answers["responder"] = {"reply": f"Order {ORDER}: your refund of 300.00 EUR is on its way.", "sources": []}
+    report = replay(str(original.id), "--agent", "responder@3")
+    second = Run.objects.filter(replay_of=original).latest("created_at")
+    assert second.status == "awaiting_review" and second.reason == "refund_over_limit", second.reason_detail
+    assert ReviewItem.objects.get(run=second).status == "cancelled"  # never open, never decided
+    assert "draft: CHANGED" in report and "reply: CHANGED" in report and "ended: CHANGED" in report
+    assert Order.objects.get(id=ORDER).refunded_amount == refunded and LedgerEntry.objects.count() == ledger
+    assert reviewer_refunds_on_the_way(order_ids=[ORDER]) == {}
 
 
 def test_a_changed_prompt_runs_live_and_the_diff_shows_the_new_reply(worker_factory: Any, start_run: Any) -> None:
@@ -132,3 +153,28 @@ def test_a_replay_is_refused_with_the_reason(worker_factory: Any, start_run: Any
     with pytest.raises(CommandError, match="has no recording"):
         replay(str(run.id))
     assert not Conversation.objects.filter(replay_of__isnull=False).exists()  # nothing started
+
+
+def test_an_agent_that_acts_outside_switchboard_never_runs_in_a_replay(worker_factory: Any, start_run: Any) -> None:
+    worker_factory("replay")
+    original = run_wait(start_run("How long does shipping take?").id)
+    plan = replay_plan_for(original, model="another-model")  # every agent that asks a model is live
+    envelope = Envelope.from_dict(Run.objects.get(id=original.id).start_envelope).evolve(replay=plan.to_dict())
+    outbound = Outbound()
+    tape = tape_open(envelope, outbound.name)
+    with pytest.raises(RunHalted, match="never runs outbound live") as halted:
+        step_handle(outbound, envelope, NoMemo("001.outbound"), tape)
+    assert halted.value.code == "replay_unsafe" and outbound.sent == 0
+    assert {"triage", "planner", "tools", "responder", "validator"} <= set(plan.live)
+
+
+class Outbound(Agent):
+    """Stands in for a remote A2A agent: it would send to a partner."""
+
+    name = "outbound"
+    replay_safe = False
+    sent = 0
+
+    def handle(self, envelope: Envelope) -> AgentResult:
+        self.sent += 1
+        return AgentResult()

@@ -7,6 +7,7 @@ exactly as the agent first got it, usage included. Anything else goes to the mod
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any, assert_never
 
@@ -49,12 +50,11 @@ def completion_answer(prompt: Prompt, variables: dict[str, Any], *, agent: str) 
         latency_ms=call.latency_ms,
     )
     answer = call.response
+    data = json.loads(answer["data"])  # JSON text: the answer's own key order (jsonb would reorder it)
     if answer["type"] == "response":
-        return LLMResponse(text=answer["text"], data=answer["data"], usage=usage)
+        return LLMResponse(text=answer["text"], data=data, usage=usage)
     problems = AnswerProblems(Fault(answer["fault"]), tuple(answer["problems"]))
-    return LLMRejected(
-        label=prompt.label, answers=tuple(answer["answers"]), data=answer["data"], problems=problems, usage=usage
-    )
+    return LLMRejected(label=prompt.label, answers=tuple(answer["answers"]), data=data, problems=problems, usage=usage)
 
 
 def completion_record(
@@ -67,12 +67,12 @@ def completion_record(
     answer: dict[str, Any]
     match response:
         case LLMResponse():
-            answer = {"type": "response", "text": response.text, "data": response.data}
+            answer = {"type": "response", "text": response.text, "data": json.dumps(response.data, ensure_ascii=False)}
         case LLMRejected():
             answer = {
                 "type": "rejected",
                 "answers": list(response.answers),
-                "data": response.data,
+                "data": json.dumps(response.data, ensure_ascii=False),
                 "fault": response.problems.fault.value,
                 "problems": list(response.problems.problems),
             }

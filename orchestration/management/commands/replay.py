@@ -11,7 +11,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from orchestration.models import Run
-from orchestration.replay import replay_plan_for, replay_start, replay_wait, run_recorded, runs_to_replay
+from orchestration.replay import (
+    replay_plan_for,
+    replay_start,
+    replay_wait,
+    replays_cancel,
+    run_recorded,
+    runs_to_replay,
+)
 from orchestration.replay_report import Summary, outcome_diff, run_outcome, summary_add, summary_lines
 from project.errors import SwitchboardError
 
@@ -49,6 +56,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if bool(options["run_id"]) == bool(options["since"]):
             raise CommandError("give a run id, or --since (with --filter) for many runs.")
+        if options["run_id"] and options["filter"]:
+            raise CommandError("--filter selects runs with --since; a run id names one already.")
+        if options["limit"] < 1:
+            raise CommandError("--limit must be 1 or more.")
         try:
             originals = self._originals(options)
             if not originals:
@@ -62,12 +73,17 @@ class Command(BaseCommand):
         except SwitchboardError as exc:
             raise CommandError(exc.message) from exc
         finished = replay_wait([str(replay.id) for _, replay in pairs], timeout=options["timeout"])
+        if not finished:
+            # Not left to run whenever workers come: a replay is only worth its report.
+            stopped = replays_cancel([str(replay.id) for _, replay in pairs])
+            self.stderr.write(f"{stopped} replays had not finished after {options['timeout']:.0f} s: cancelled.")
         if options["run_id"]:
-            self._one(*pairs[0], finished=finished, as_json=options["json"])
+            self._one(*pairs[0], as_json=options["json"])
         else:
             self._many(pairs, as_json=options["json"])
         if not finished:
-            raise CommandError(f"some replays had not finished after {options['timeout']:.0f} s (are workers running?)")
+            raise CommandError("some replays did not finish in time: are the workers running (and do they know the "
+                               "candidates named)? See `manage.py trace` of the replay's run.")  # fmt: skip
 
     def _originals(self, options: dict[str, Any]) -> list[Run]:
         if options["run_id"]:
@@ -84,14 +100,17 @@ class Command(BaseCommand):
             filters[name.strip()] = value.strip()
         return runs_to_replay(since=since, filters=filters, limit=options["limit"])
 
-    def _one(self, original: Run, replay: Run, *, finished: bool, as_json: bool) -> None:
+    def _one(self, original: Run, replay: Run, *, as_json: bool) -> None:
         replay.refresh_from_db()
+        if replay.status == Run.Status.CANCELLED and replay.reason == "cancelled":
+            self.stdout.write(f"Replay {replay.id} of run {original.id} did not finish: no report.")
+            return
         before, after = run_outcome(original), run_outcome(replay)
         if as_json:
             report = {"run": str(original.id), "replay": str(replay.id), "before": before.fields, "after": after.fields}
             self.stdout.write(json.dumps(report, indent=2, default=str))
             return
-        self.stdout.write(f"Replay {replay.id} of run {original.id}" + ("" if finished else " (unfinished)"))
+        self.stdout.write(f"Replay {replay.id} of run {original.id}")
         for line in outcome_diff(before, after):
             self.stdout.write(line)
 
@@ -99,7 +118,7 @@ class Command(BaseCommand):
         summary = Summary()
         for original, replay in pairs:
             replay.refresh_from_db()
-            if replay.status in Run.ACTIVE:
+            if replay.status == Run.Status.CANCELLED and replay.reason == "cancelled":
                 summary.unfinished += 1
                 continue
             summary_add(summary, str(original.id), run_outcome(original), run_outcome(replay))
