@@ -8,12 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from harness.fake_openai import refund_answers
 from orchestration.models import StepCall
-from orchestration.recordings import recordings_expire
+from orchestration.recordings import recordings_expire, tape_save
+from project import recording
+from project.recording import Kind, Tape
 from tests.conftest import llm_env, order_add, run_wait
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,3 +105,16 @@ def test_recordings_older_than_llm_record_days_are_deleted(worker_factory: Any, 
     with override_settings(LLM_RECORD_DAYS=0):  # switched off: what was recorded goes too
         recordings_expire()
     assert not StepCall.objects.exists()
+
+
+def test_a_try_is_stored_in_one_statement(transactional_db: Any, start_run: Any) -> None:
+    run = start_run()
+    tape = Tape()
+    with recording.using(tape):
+        for index in range(3):
+            recording.record(Kind.COMMERCE, "orders_get", request={"n": index}, response={"ok": True})
+    with CaptureQueriesContext(connection) as queries:
+        tape_save(run_id=str(run.id), key="001.triage", attempt=1, tape=tape)
+    assert len(queries) == 1 and queries[0]["sql"].startswith("INSERT")
+    assert list(StepCall.objects.filter(run=run).values_list("seq", flat=True).order_by("seq")) == [0, 1, 2]
+    assert tape.calls == []  # stored once
