@@ -18,6 +18,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
+from project import metrics
 from project.caching import redis_client
 
 logger = logging.getLogger(__name__)
@@ -135,14 +136,14 @@ def throttles_refusing(throttles: list[BaseThrottle], request: Any, view: Any) -
     ours = [t for t in throttles if isinstance(t, SettingsRateThrottle)]
     refusing = [t for t in throttles if not isinstance(t, SettingsRateThrottle) and not t.allow_request(request, view)]
     counted = [(throttle, key) for throttle in ours if (key := throttle.counter_key(request, view)) is not None]
-    if not counted:
-        return refusing
-    try:
-        hits = counters_hit([(key, throttle.duration) for throttle, key in counted])
-    except RedisError as exc:
-        scopes = [throttle.scope for throttle, _ in counted]
-        logger.warning("throttles %s not applied: their counters are unreachable (%s)", scopes, exc)
-        return refusing
-    return refusing + [
-        throttle for (throttle, _), (count, ttl) in zip(counted, hits, strict=True) if not throttle.verdict(count, ttl)
-    ]
+    if counted:
+        try:
+            hits = counters_hit([(key, throttle.duration) for throttle, key in counted])
+        except RedisError as exc:
+            scopes = [throttle.scope for throttle, _ in counted]
+            logger.warning("throttles %s not applied: their counters are unreachable (%s)", scopes, exc)
+        else:
+            refusing += [t for (t, _), (count, ttl) in zip(counted, hits, strict=True) if not t.verdict(count, ttl)]
+    for throttle in refusing:  # bounded labels: the throttles' scopes
+        metrics.THROTTLED.labels(scope=getattr(throttle, "scope", None) or type(throttle).__name__).inc()
+    return refusing

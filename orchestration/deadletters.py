@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from orchestration import metering
 from orchestration.models import DeadLetter, Run
 from orchestration.pipeline import run_dispatch
 from orchestration.runs import run_reopen, step_reopen
@@ -52,6 +53,7 @@ def dead_letter_record(
         },
     )
     if created:
+        metering.dead_lettered(reason=reason)
         logger.error(
             "dead letter %s: %s %s: %s",
             dead_letter.id,

@@ -103,9 +103,22 @@ def result_record(agent_name: str, version: str, envelope: Envelope, result: Age
 
 #: The columns a try's calls are written to, in the order of `_row`.
 COLUMNS = (
-    "run_id", "step_key", "attempt", "seq", "kind", "name", "request", "response", "error", "model", "input_tokens",
-    "output_tokens", "cost_usd", "latency_ms", "created_at",
-)  # fmt: skip
+    "run_id",
+    "step_key",
+    "attempt",
+    "seq",
+    "kind",
+    "name",
+    "request",
+    "response",
+    "error",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "created_at",
+)
 
 
 def tape_save(*, run_id: str, key: str, attempt: int, tape: Tape | None) -> None:
@@ -130,10 +143,22 @@ def _row(run_id: str, key: str, attempt: int, seq: int, call: Call, now: datetim
     as_db = lambda value: json_field.get_db_prep_value(value, connection)  # noqa: E731
     run = StepCall._meta.get_field("run").get_db_prep_value(run_id, connection)
     return [
-        run, key, attempt, seq, call.kind.value, call.name[:200], as_db(call.request), as_db(call.response), call.error,
-        call.model[:100], call.input_tokens, call.output_tokens, Decimal(call.cost_usd), call.latency_ms,
+        run,
+        key,
+        attempt,
+        seq,
+        call.kind.value,
+        call.name[:200],
+        as_db(call.request),
+        as_db(call.response),
+        call.error,
+        call.model[:100],
+        call.input_tokens,
+        call.output_tokens,
+        Decimal(call.cost_usd),
+        call.latency_ms,
         StepCall._meta.get_field("created_at").get_db_prep_value(now, connection),
-    ]  # fmt: skip
+    ]
 
 
 def call_of(row: StepCall) -> Call:

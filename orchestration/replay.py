@@ -170,9 +170,8 @@ def runs_to_replay(*, since: datetime, filters: dict[str, str], limit: int) -> l
 
 def replays_cancel(run_ids: Iterable[str]) -> int:
     """Cancel the replays still active (waited for too long); how many were."""
-    active = [str(run_id) for run_id in Run.objects.filter(id__in=list(run_ids), status__in=Run.ACTIVE).values_list(
-        "id", flat=True
-    )]  # fmt: skip
+    still = Run.objects.filter(id__in=list(run_ids), status__in=Run.ACTIVE)
+    active = [str(run_id) for run_id in still.values_list("id", flat=True)]
     for run_id in active:
         with contextlib.suppress(NotCancelable):  # it finished meanwhile
             run_cancel(run_id=run_id)

@@ -38,6 +38,7 @@ from conversations.orders import CURRENCY_CODE, amount_format, amount_parse, ord
 from conversations.refunds import RefundAuthority
 from conversations.selectors import conversation_customer_id, order_currency
 from conversations.services import refund_orders_lock
+from orchestration import metering
 from orchestration.attempts import step_key
 from orchestration.budgets import budget_for_review_resume
 from orchestration.models import ReviewDecision, ReviewItem, Run
@@ -309,6 +310,7 @@ def _decision_apply(
         action_after=decision.actions or None,
         confirms=confirms,
     )
+    metering.review_decided(kind=decision.kind)
     item.status = item_status_for(Kind(confirms.decision) if confirms is not None else decision.kind)
     item.decided_at = now
     item.decided_by = reviewer

@@ -28,7 +28,7 @@ from agents.base import Agent, AgentResult, Outcome, Queue, StepMemo
 from agents.envelope import Envelope, SlipEntry, envelopes_merge
 from agents.payload import payload_write_problems
 from agents.registry import agent_get
-from orchestration import fast_leased_steps, fast_steps, steps
+from orchestration import fast_leased_steps, fast_steps, metering, steps
 from orchestration.attempts import (
     AtomicTryFailed,
     Attempt,
@@ -200,7 +200,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
             raise error
         case Done(output=output, attempt=number):
             trace_set(attempt=number)
-            return _completed(task, output, started)
+            return _completed(task, agent_name, output, started)
         case Proceed(attempt=attempt):
             trace_set(attempt=attempt.number)
             return _proceed(delivery, attempt, started)
@@ -247,7 +247,7 @@ def _proceed(delivery: Delivery, attempt: Attempt, started: float) -> Any:
     except INFRASTRUCTURE_TRANSIENT as exc:
         # It could not be recorded even so: a failed try like any other.
         return _failed(delivery, attempt, exc)
-    return _completed(delivery.task, recorded, started)
+    return _completed(delivery.task, delivery.agent.name, recorded, started)
 
 
 def _with_database(action: Callable[[], T]) -> T:
@@ -275,11 +275,10 @@ def _handle(
     return result, after, control
 
 
-def _completed(task: Task, recorded: dict[str, Any], started: float) -> Any:
-    logger.info(
-        "step completed",
-        extra={"duration_ms": round((time.monotonic() - started) * 1000, 1), "status": recorded["control"]},
-    )
+def _completed(task: Task, agent: str, recorded: dict[str, Any], started: float) -> Any:
+    seconds = time.monotonic() - started
+    logger.info("step completed", extra={"duration_ms": round(seconds * 1000, 1), "status": recorded["control"]})
+    metering.step_tried(agent=agent, outcome="succeeded", seconds=seconds)
     return _follow(task, recorded)
 
 
@@ -302,6 +301,9 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
 
         if not _with_database(record):
             raise exc
+        metering.step_failed(
+            agent=agent.name, retry_in=retry_in, postponed=postponed, halted=isinstance(error, RunHalted)
+        )
 
     # A retry is a row, not a message: the step waits, due at a time, and the supervisor sends it again then. No
     # message waits in a worker for its countdown (it would die with that worker, and block a quorum queue's

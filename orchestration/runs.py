@@ -23,6 +23,7 @@ from agents.remote_errors import RemoteRefused
 from conversations.models import Conversation, Customer, Message
 from conversations.selectors import conversation_get, message_history
 from conversations.services import conversation_create, message_content_clean, message_create
+from orchestration import metering
 from orchestration.budgets import budget_limits, budget_snapshot
 from orchestration.models import ReviewItem, Run, Step, StepAttempt
 from orchestration.pipeline import run_dispatch
@@ -103,6 +104,7 @@ def run_start(
         envelope.payload["loop_guard"] = a2a_guard
     run.start_envelope = envelope.to_dict()
     run.save(force_insert=True)
+    metering.run_started(run)
     transaction.on_commit(lambda: run_dispatch(run), robust=True)
     return run
 
@@ -250,6 +252,7 @@ def run_complete(run: Run) -> None:
     run.status = Run.Status.COMPLETED
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "finished_at"])
+    metering.run_finished(run)
 
 
 def run_halt(run: Run, error: RunHalted, envelope: Envelope) -> None:
@@ -279,6 +282,7 @@ def run_escalate(run: Run, *, reason: str, detail: str = "", envelope: Envelope 
     run.reason = reason
     run.reason_detail = detail
     run.save(update_fields=["status", "reason", "reason_detail"])
+    metering.run_escalated(run, reason=reason)
     _customer_notice(run, f"escalated:{run.review_items.count()}", brand.notice("escalated"))
     # The reason code only: the detail may quote what the validator blocked (customer text, a prompt); it stays on
     # the run and the review item, for staff.
@@ -320,6 +324,7 @@ def _run_end(run: Run, status: str, *, reason: str, detail: str) -> datetime:
     run.reason_detail = detail
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "reason", "reason_detail", "finished_at"])
+    metering.run_finished(run)
     return run.finished_at
 
 

@@ -39,6 +39,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from agents.registry import agents_all
+from orchestration import metering
 from orchestration.models import Run, Step, StepAttempt, SupervisorMark, WorkerBeat
 from orchestration.recordings import recordings_expire
 from orchestration.recovery import (
@@ -111,6 +112,8 @@ def supervisor_tick(now: datetime | None = None) -> TickReport:
     for run_id in runs_stalled(now, quiet_since):
         if run_id not in pending and run_redispatch(run_id, Cause.STALLED, now, quiet_since=quiet_since):
             report.redispatched.setdefault(Cause.STALLED.value, []).append(run_id)
+    for cause_name, run_ids in report.redispatched.items():
+        metering.recovered(cause=cause_name, runs=len(run_ids))
     return report
 
 

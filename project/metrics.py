@@ -32,7 +32,10 @@ REPLY_SECONDS = Histogram(
     buckets=REPLY_BUCKETS,
 )
 STEP_SECONDS = Histogram(
-    "switchboard_step_duration_seconds", "Seconds of a step's successful try, by agent.", ["agent"], buckets=STEP_BUCKETS
+    "switchboard_step_duration_seconds",
+    "Seconds of a step's successful try, by agent.",
+    ["agent"],
+    buckets=STEP_BUCKETS,
 )
 STEP_ATTEMPTS = Counter(
     "switchboard_step_attempts",
@@ -46,7 +49,9 @@ LLM_CALLS = Counter(
     " error: the provider failed).",
     ["model", "agent", "outcome"],
 )
-LLM_TOKENS = Counter("switchboard_llm_tokens", "Tokens used, by model, agent and direction.", ["model", "agent", "kind"])
+LLM_TOKENS = Counter(
+    "switchboard_llm_tokens", "Tokens used, by model, agent and direction (input, output).", ["model", "agent", "kind"]
+)
 LLM_COST = Counter("switchboard_llm_cost_usd", "LLM cost in US dollars, by model and agent.", ["model", "agent"])
 REVIEW_DECISIONS = Counter(
     "switchboard_review_decisions", "Review decisions, by kind (approve, edit, reject, expire).", ["kind"]

@@ -22,6 +22,7 @@ from project.settings_commerce import *  # noqa: F403  # the order system: built
 from project.settings_knowledge import *  # noqa: F403  # the help centre's language and search, likewise
 from project.settings_limits import *  # noqa: F403  # the limits' settings, in their own module for its size
 from project.settings_mcp import *  # noqa: F403  # MCP tools: servers, timeouts, the tool cache, breakers
+from project.settings_metrics import *  # noqa: F403  # /metrics: who may read it, where processes write their counts
 from project.settings_recovery import *  # noqa: F403  # delivery and recovery, likewise
 from project.settings_replay import *  # noqa: F403  # recording every step's calls, and replaying runs
 

@@ -82,8 +82,10 @@ class Command(BaseCommand):
         else:
             self._many(pairs, as_json=options["json"])
         if not finished:
-            raise CommandError("some replays did not finish in time: are the workers running (and do they know the "
-                               "candidates named)? See `manage.py trace` of the replay's run.")  # fmt: skip
+            raise CommandError(
+                "some replays did not finish in time: are the workers running (and do they know the candidates "
+                "named)? See `manage.py trace` of the replay's run."
+            )
 
     def _originals(self, options: dict[str, Any]) -> list[Run]:
         if options["run_id"]:

@@ -1,0 +1,63 @@
+"""Counting what happens to runs, steps, reviews and dead letters (`project.metrics`), once it is committed.
+
+Each function is called where the event is recorded, inside its transaction; the count is taken after the commit
+(`transaction.on_commit`), so a rolled-back attempt counts nothing. A replay's run is not a customer's: its runs are
+not counted (its steps and LLM calls are: they are real work and real spend).
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from orchestration.models import Run
+from project import metrics
+
+
+def run_started(run: Run) -> None:
+    if run.replay_of_id is None:
+        transaction.on_commit(metrics.RUNS_STARTED.inc)
+
+
+def run_finished(run: Run) -> None:
+    """A run ended (completed, failed, timed out, cancelled); a completed one's reply time is observed."""
+    if run.replay_of_id is not None:
+        return
+    status, reason = str(run.status), run.reason
+    seconds = (run.finished_at - run.created_at).total_seconds() if run.finished_at else None
+
+    def count() -> None:
+        metrics.RUNS_FINISHED.labels(status=status, reason=reason).inc()
+        if status == Run.Status.COMPLETED and seconds is not None:
+            metrics.REPLY_SECONDS.observe(seconds)
+
+    transaction.on_commit(count)
+
+
+def run_escalated(run: Run, *, reason: str) -> None:
+    if run.replay_of_id is None:
+        transaction.on_commit(lambda: metrics.RUNS_ESCALATED.labels(reason=reason).inc())
+
+
+def step_tried(*, agent: str, outcome: str, seconds: float | None = None) -> None:
+    """A step's try ended (counted at once: the wrapper calls it after the try's record committed)."""
+    metrics.STEP_ATTEMPTS.labels(agent=agent, outcome=outcome).inc()
+    if seconds is not None:
+        metrics.STEP_SECONDS.labels(agent=agent).observe(seconds)
+
+
+def step_failed(*, agent: str, retry_in: float | None, postponed: bool, halted: bool) -> None:
+    """A step's try failed and was recorded: postponed (no fault), retried, halted (to a person) or failed."""
+    outcome = "postponed" if postponed else "retried" if retry_in is not None else "halted" if halted else "failed"
+    step_tried(agent=agent, outcome=outcome)
+
+
+def review_decided(*, kind: str) -> None:
+    transaction.on_commit(lambda: metrics.REVIEW_DECISIONS.labels(kind=kind).inc())
+
+
+def dead_lettered(*, reason: str) -> None:
+    transaction.on_commit(lambda: metrics.DEAD_LETTERS.labels(reason=reason).inc())
+
+
+def recovered(*, cause: str, runs: int) -> None:
+    metrics.RECOVERIES.labels(cause=cause).inc(runs)
