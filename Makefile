@@ -22,6 +22,8 @@ install: $(VENV)/.installed
 
 run: install
 	@mkdir -p .run
+	@# Every process writes its metrics' counts here (project/settings_metrics.py): a fresh start starts from zero.
+	@rm -rf .run/prometheus && mkdir -p .run/prometheus
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@$(BIN)/python manage.py seed_demo > .run/demo.txt
@@ -31,6 +33,7 @@ run: install
 	@echo "  Admin    http://127.0.0.1:$(PORT)/admin/"
 	@echo "  A2A      $(PUBLIC_BASE_URL)/.well-known/agent-card.json   (docs/a2a.md)"
 	@echo "  Flower   http://127.0.0.1:5555/   (basic auth $(FLOWER_BASIC_AUTH))"
+	@echo "  Metrics  http://127.0.0.1:$(PORT)/metrics   (Prometheus; from this host, or with METRICS_TOKEN)"
 	@echo "  Redis    $(if $(REDIS_URL),$(REDIS_URL),embedded redis-server on 127.0.0.1:$(EMBEDDED_REDIS_PORT))"
 	@sed 's/^/  /' .run/demo.txt
 	@echo "  Try it:  see the README's walk-through (TOKEN is the demo customer's API token)."
