@@ -41,16 +41,19 @@ run: install
 	$(BIN)/honcho start --port $(PORT) $(PROCESSES)
 
 # The browser test drives Debian's chromium with Playwright (no browser download);
-# the benchmark (and its tiny run in the tests) loads the API with wrk.
+# the benchmark (and its tiny run in the tests) loads the API with wrk;
+# Debian's prometheus package has the server the metrics test scrapes with and promtool, which checks and
+# unit-tests the alert rules (deploy/prometheus/).
 CHROMIUM ?= /usr/bin/chromium
 WRK ?= /usr/bin/wrk
+PROMETHEUS ?= /usr/bin/prometheus
 
-$(CHROMIUM) $(WRK):
-	@command -v apt-get >/dev/null || { echo "Install $@ (Debian packages chromium and wrk)."; exit 1; }
+$(CHROMIUM) $(WRK) $(PROMETHEUS):
+	@command -v apt-get >/dev/null || { echo "Install $@ (Debian packages chromium, wrk and prometheus)."; exit 1; }
 	apt-get install -y --no-install-recommends $(notdir $@) || { apt-get update && apt-get install -y --no-install-recommends $(notdir $@); }
 
-test: install $(CHROMIUM) $(WRK)
-	CHROMIUM=$(CHROMIUM) bin/test
+test: install $(CHROMIUM) $(WRK) $(PROMETHEUS)
+	CHROMIUM=$(CHROMIUM) PROMETHEUS=$(PROMETHEUS) PROMTOOL=$(dir $(PROMETHEUS))promtool bin/test
 
 # The refund policy's property-based test (tests/test_money_fuzz.py) with many random examples instead of the few
 # derandomized ones `make test` runs: FUZZ_MONEY_EXAMPLES (500 by default) sequences through the real pipeline.
