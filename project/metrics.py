@@ -12,7 +12,22 @@ conversation or customer ids).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+import socket
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from prometheus_client import Counter, Histogram, values
+
+# The settings choose the directory (project/settings_metrics.py: PROMETHEUS_MULTIPROC_DIR, set in the environment,
+# where prometheus_client reads it); reading them here makes sure they did before the first metric is made.
+if not settings.PROMETHEUS_MULTIPROC_DIR:
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name a directory shared by the host's processes.")
+
+# Each process's files are named by host and process id, not the process id alone: containers of one host that share
+# the directory (docker-compose's volume) number their processes from 1, and two processes writing one file would
+# lose counts. Set before any metric is made.
+values.ValueClass = values.MultiProcessValue(lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 #: Seconds from a customer's message to the reply stored: a reply within seconds, or after a person decided.
 REPLY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 4 * 3600, 24 * 3600)
