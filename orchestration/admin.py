@@ -11,7 +11,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, QuerySet, Value
+from django.db.models import CharField, F, QuerySet, Value
 from django.db.models.functions import Coalesce, Lower, NullIf
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -205,7 +205,9 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewItem]:
         # A replay's items were decided from the record (orchestration.replay_reviews): not the reviewers' work.
         customer = "run__conversation__customer"
-        name_or_email = Coalesce(NullIf(F(f"{customer}__name"), Value("")), F(f"{customer}__user__email"))
+        name_or_email = Coalesce(
+            NullIf(F(f"{customer}__name"), Value("")), F(f"{customer}__user__email"), output_field=CharField()
+        )
         return super().get_queryset(request).filter(run__replay_of=None).annotate(customer_sort=Lower(name_or_email))
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -20,7 +20,7 @@ from agents.ledger import ledger_refund_history, ledger_refunds_of_orders, ledge
 from agents.models import LedgerEntry
 from agents.tools.refunds import refund_check, refunds_recorded_check
 from conversations.commerce import ShopOrder
-from conversations.orders import amount_format, amount_parse, order_id_valid
+from conversations.orders import CENTS, amount_format, amount_parse, order_id_valid
 from conversations.refunds import (
     RefundAuthority,
     RefundProblem,
@@ -57,6 +57,11 @@ class OrderFacts:
     """What may still be refunded: the shop's refundable remainder less the pending refunds (None: no order)."""
     auto_left: Decimal
     """What agents may still refund on it without a person (REFUND_AUTO_LIMIT less `refunded_automatic`)."""
+
+    @property
+    def status_text(self) -> str:
+        """The order's status in words ('partially refunded'; '' without an order)."""
+        return self.order.status.replace("_", " ") if self.order is not None else ""
 
 
 @dataclass(frozen=True)
@@ -165,8 +170,9 @@ def review_refund_facts(item: ReviewItem) -> ReviewFacts:
     facts = []
     for order_id in order_ids:
         order = orders.get(order_id)
-        automatic = history.automatic_by_order.get(order_id, Decimal("0"))
-        pending = history.pending_by_order.get(order_id, Decimal("0"))
+        automatic = history.automatic_by_order.get(order_id, Decimal("0")).quantize(CENTS)
+        pending = history.pending_by_order.get(order_id, Decimal("0")).quantize(CENTS)
+        approved = by_reviewers.get(order_id, Decimal("0")) + on_the_way.get(order_id, Decimal("0"))
         facts.append(
             OrderFacts(
                 order_id=order_id,
@@ -174,7 +180,7 @@ def review_refund_facts(item: ReviewItem) -> ReviewFacts:
                 order=order,
                 history=[row for row in rows if row.order_id == order_id],
                 refunded_automatic=automatic,
-                refunded_by_reviewers=by_reviewers.get(order_id, Decimal("0")) + on_the_way.get(order_id, Decimal("0")),
+                refunded_by_reviewers=approved.quantize(CENTS),
                 pending=pending,
                 left=order.refundable - pending if order is not None else None,
                 auto_left=max(refund_auto_limit() - automatic, Decimal("0")),
@@ -183,7 +189,7 @@ def review_refund_facts(item: ReviewItem) -> ReviewFacts:
     limit = refund_auto_customer_limit()
     window = CustomerWindow(
         days=settings.REFUND_AUTO_WINDOW_DAYS,
-        refunded_automatic=history.automatic_for_customer,
+        refunded_automatic=history.automatic_for_customer.quantize(CENTS),
         limit=limit,
         left=max(limit - history.automatic_for_customer, Decimal("0")),
     )
