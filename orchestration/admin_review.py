@@ -148,7 +148,8 @@ class BaseRefundFormSet(forms.BaseFormSet):
     def errors_text(self) -> str:
         """Every row's errors as one sentence per field, e.g. 'Refund 1, amount: 'ten' is not an amount. ...'."""
         parts = [
-            f"Refund {index + 1}, {name.replace('_', ' ')}: {' '.join(errors)}"
+            f"Refund {index + 1}, {str(form.fields[name].label or name).lower() if name in form.fields else name}: "
+            f"{' '.join(errors)}"
             for index, form in enumerate(self.forms)
             for name, errors in form.errors.items()
         ]

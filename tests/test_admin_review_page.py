@@ -206,7 +206,7 @@ def test_a_blank_currency_is_the_orders_and_a_removed_row_refunds_nothing(client
         (("SB-60002", "20.00", "USD"), "action refused: order SB-60002 is in EUR."),
         (("SB-60002", "ten", "EUR"), "Edit refused: Refund 1, amount: 'ten' is not an amount."),
         (("SB-60002", "0", "EUR"), "Edit refused: Refund 1, amount: A refund is more than 0."),
-        (("SB-99999", "20.00", "EUR"), "Edit refused: Refund 1, order id: Select a valid choice."),
+        (("SB-99999", "20.00", "EUR"), "Edit refused: Refund 1, order: Select a valid choice."),
         (("SB-60002", "20.00", "GBP"), "Edit refused: Refund 1, currency: Select a valid choice."),
     ],
 )
