@@ -178,6 +178,13 @@ def ledger_reviewer_refunds(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
     return {order_id: total for order_id, total in rows if total}
 
 
+def ledger_refunds_of_orders(*, order_ids: Iterable[str], limit: int = 50) -> list[LedgerEntry]:
+    """The refunds the ledger recorded on these orders (any approver, any status), newest first, at most `limit`:
+    what a reviewer reads as an order's refund history beside a proposed refund."""
+    entries = LedgerEntry.objects.filter(kind=REFUND, order_id__in=sorted(set(order_ids)))
+    return list(entries.order_by("-created_at", "-id")[:limit])
+
+
 def _as_of_replay(entries: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
     """In a replay, the ledger as it was when the replayed run started (not counting what it, or later runs, did)."""
     replay = recording.replaying()

@@ -32,8 +32,9 @@ class ConversationAdmin(admin.ModelAdmin):
 ORDER_MONEY_FIELDS = ("total", "currency", "status", "refunded_amount", "status_before_refund")
 #: Nor whose the order is, or its record: the refund policy checks that an order is the customer's and counts each
 #: customer's refunds in a window, so moving an order to another customer would escape that window (and let agents
-#: refund it to someone else); the id is what the ledger's refunds are counted by; when it was placed is history.
-ORDER_RECORD_FIELDS = ("id", "customer", "placed_at")
+#: refund it to someone else); the id is what the ledger's refunds are counted by; when it was placed and delivered
+#: is history (reviewers read it beside a refund).
+ORDER_RECORD_FIELDS = ("id", "customer", "placed_at", "delivered_at")
 
 
 @admin.register(Order)

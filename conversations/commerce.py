@@ -40,6 +40,8 @@ class ShopOrder:
     status_before_refund: str = ""
     """The status before the first refund (blank: never refunded, or unknown)."""
     placed_at: datetime | None = None
+    delivered_at: datetime | None = None
+    """When it was delivered (None: not delivered, or the shop did not say)."""
 
     @property
     def refundable(self) -> Decimal:
@@ -58,6 +60,7 @@ class ShopOrder:
             refunded_amount=order.refunded_amount,
             status_before_refund=order.status_before_refund,
             placed_at=order.placed_at,
+            delivered_at=order.delivered_at,
         )
 
 

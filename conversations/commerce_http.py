@@ -260,6 +260,7 @@ def order_parse(data: object, *, customer_id: str, order_id: str | None = None) 
         refunded_amount=refunded,
         status_before_refund=before,
         placed_at=_datetime(data.get("placed_at")),
+        delivered_at=_datetime(data.get("delivered_at")),
     )
 
 

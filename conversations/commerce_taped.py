@@ -20,7 +20,7 @@ def order_json(order: ShopOrder) -> dict[str, Any]:
 
 
 def order_from_json(data: dict[str, Any]) -> ShopOrder:
-    placed = data.get("placed_at")
+    placed, delivered = data.get("placed_at"), data.get("delivered_at")
     return ShopOrder(
         id=data["id"],
         customer_id=data["customer_id"],
@@ -31,6 +31,7 @@ def order_from_json(data: dict[str, Any]) -> ShopOrder:
         refunded_amount=Decimal(data["refunded_amount"]),
         status_before_refund=data.get("status_before_refund", ""),
         placed_at=datetime.fromisoformat(placed) if placed else None,
+        delivered_at=datetime.fromisoformat(delivered) if delivered else None,
     )
 
 

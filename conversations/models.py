@@ -89,6 +89,8 @@ class Order(models.Model):
     # it for partially refunded orders. Blank for orders never refunded (or refunded before it was recorded).
     status_before_refund = models.CharField(max_length=24, choices=Status.choices, blank=True)
     placed_at = models.DateTimeField()
+    # When it was delivered, as the shop knows it (null: not delivered, or not recorded); shown to reviewers.
+    delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-placed_at"]

@@ -6,7 +6,7 @@ import random
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -160,6 +160,11 @@ DEMO_CUSTOMER_ORDERS = (
 )
 
 
+def demo_delivered_at(status: str, placed_at: datetime) -> datetime | None:
+    """When a demo order was delivered: two days after it was placed, if its status says it was."""
+    return placed_at + timedelta(days=2) if status == Order.Status.DELIVERED else None
+
+
 def order_create_demo(*, customer: Customer, count: int = 3) -> list[Order]:
     """Give a customer a few demo orders (ids like SB-10423), the same for the same customer."""
     rng = random.Random(str(customer.id))
@@ -171,13 +176,16 @@ def order_create_demo(*, customer: Customer, count: int = 3) -> list[Order]:
             order_id = f"SB-{rng.randint(10000, 99999)}"
             try:
                 with transaction.atomic():  # a savepoint: another customer made at the same moment may draw the id
+                    status = statuses[index % len(statuses)]
+                    placed_at = now - timedelta(days=3 + 9 * index)
                     order = Order.objects.create(
                         id=order_id,
                         customer=customer,
                         description=item.description,
                         total=item.total,
-                        status=statuses[index % len(statuses)],
-                        placed_at=now - timedelta(days=3 + 9 * index),
+                        status=status,
+                        placed_at=placed_at,
+                        delivered_at=demo_delivered_at(status, placed_at),
                     )
             except IntegrityError:
                 continue  # taken: draw again
@@ -197,6 +205,7 @@ def order_create_demo_customer(*, customer: Customer) -> list[Order]:
             total=item.total,
             status=status,
             placed_at=placed_at,
+            delivered_at=demo_delivered_at(status, placed_at),
         )
         for order_id, item, status in DEMO_CUSTOMER_ORDERS
     ]

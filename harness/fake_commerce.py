@@ -61,6 +61,7 @@ class FakeCommerce:
             "refunded_amount": "0.00",
             "status_before_refund": None,
             "placed_at": "2026-11-20T10:00:00+00:00",
+            "delivered_at": "2026-11-22T15:00:00+00:00" if status == "delivered" else None,
         }
 
     def release(self) -> None:

@@ -11,7 +11,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import CharField, F, QuerySet, Value
+from django.db.models.functions import Coalesce, Lower, NullIf
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import path
@@ -21,11 +22,14 @@ from django.utils.timesince import timesince
 from agents.tools.mcp_agent import tool_mode_configured
 from agents.tools.refunds import refunds_recorded
 from conversations.selectors import conversation_transcript
+from orchestration.admin_review import refund_formset, refund_formset_posted
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
 from orchestration.permissions import user_is_reviewer, user_may_replay
+from orchestration.review_facts import review_refund_facts
+from orchestration.review_stake import refunds_at_stake
 from orchestration.reviews import REJECTION_DEFAULT, review_decide
-from orchestration.selectors import review_tool_actions, run_timeline
+from orchestration.selectors import review_get, review_tool_actions, run_timeline
 from project.errors import InvalidInput, SwitchboardError
 from project.jsonlimits import JSONRefused, json_loads_limited
 
@@ -171,19 +175,40 @@ class ReviewDecisionForm(forms.Form):
 
 @admin.register(ReviewItem)
 class ReviewItemAdmin(admin.ModelAdmin):
-    """The review queue: overdue first, then oldest first. Deciding needs the reviewers group."""
+    """The review queue: overdue first, then oldest first; sortable by customer, amount at stake and age (in SQL).
+    Deciding needs the reviewers group."""
 
-    list_display = ["created_at", "age", "overdue", "status", "reason", "run_status", "proposed_action_text"]
+    list_display = [
+        "created_at",
+        "customer",
+        "at_stake",
+        "age",
+        "overdue",
+        "status",
+        "reason",
+        "run_status",
+        "proposed_action_text",
+    ]
     list_filter = ["status", "reason", AgeFilter, "overdue"]
+    list_select_related = ["run__conversation__customer__user"]
     ordering = ["-overdue", "created_at"]
-    search_fields = ["run__id", "run__trace_id"]
+    search_fields = [
+        "run__id",
+        "run__trace_id",
+        "run__conversation__customer__name",
+        "run__conversation__customer__user__email",
+    ]
     fields = REVIEW_ITEM_FIELDS
     readonly_fields = REVIEW_ITEM_FIELDS
     actions = ["approve_as_proposed"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewItem]:
         # A replay's items were decided from the record (orchestration.replay_reviews): not the reviewers' work.
-        return super().get_queryset(request).filter(run__replay_of=None)
+        customer = "run__conversation__customer"
+        name_or_email = Coalesce(
+            NullIf(F(f"{customer}__name"), Value("")), F(f"{customer}__user__email"), output_field=CharField()
+        )
+        return super().get_queryset(request).filter(run__replay_of=None).annotate(customer_sort=Lower(name_or_email))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -194,7 +219,18 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="age")
+    @admin.display(description="customer", ordering="customer_sort")
+    def customer(self, item: ReviewItem) -> str:
+        customer = item.run.conversation.customer
+        email = customer.user.email or customer.user.get_username()
+        return f"{customer.name} <{email}>" if customer.name else email
+
+    @admin.display(description="at stake", ordering="amount_at_stake")
+    def at_stake(self, item: ReviewItem) -> str:
+        # The stored `amount_at_stake` (what the column sorts by) is this sum, computed when the item was opened.
+        return refunds_at_stake(item.proposed_action).text()
+
+    @admin.display(description="age", ordering="-created_at")
     def age(self, item: ReviewItem) -> str:
         return timesince(item.created_at)
 
@@ -219,17 +255,20 @@ class ReviewItemAdmin(admin.ModelAdmin):
         item = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if item is not None:
+            can_decide = user_is_reviewer(request.user) and item.status == ReviewItem.Status.OPEN
+            if can_decide and "refund_formset" not in context:  # a refused decision passes the rows as posted
+                context["refund_formset"], _ = refund_formset(item)
             context.update(
                 item=item,
+                facts=review_refund_facts(item),
                 transcript=conversation_transcript(conversation_id=item.run.conversation_id),
                 timeline=run_timeline(item.run),
-                action_json=json.dumps(item.proposed_action, indent=2) if item.proposed_action else "",
                 action_text=action_text(item.proposed_action),
                 tool_actions=tool_action_rows(review_tool_actions(item)),
                 decisions=item.decisions.all(),
                 pending=item.pending_decision,
                 pending_action_text=action_text(item.pending_decision.action_after) if item.pending_decision else "",
-                can_decide=user_is_reviewer(request.user) and item.status == ReviewItem.Status.OPEN,
+                can_decide=can_decide,
                 rejection_default=REJECTION_DEFAULT,
                 refunds=refunds_recorded(str(item.run_id)),
             )
@@ -246,20 +285,33 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 for error in errors:
                     self.message_user(request, str(error), messages.ERROR)
             return redirect("admin:orchestration_reviewitem_change", object_id)
+        arguments, rows = form.review_decide_arguments(), None
         try:
-            item = review_decide(item_id=object_id, reviewer=request.user, **form.review_decide_arguments())
+            if arguments["decision"] == Kind.EDIT and refund_formset_posted(request.POST):  # the page's refund rows
+                rows, _ = refund_formset(review_get(object_id), data=request.POST)
+                if not rows.is_valid():
+                    return self.decision_refused(request, object_id, f"Edit refused: {rows.errors_text()}", rows)
+                arguments["action"] = rows.refund_actions()
+            item = review_decide(item_id=object_id, reviewer=request.user, **arguments)
         except InvalidInput as exc:
-            # A decision that could not be executed: refused now, with the reason, on the item's page (400).
-            self.message_user(request, exc.message, messages.ERROR)
-            request.method = "GET"
-            response = self.change_view(request, object_id)
-            response.status_code = 400
-            return response
+            return self.decision_refused(request, object_id, exc.message, rows)
         except SwitchboardError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
             self.message_user(request, decision_recorded_text(item), messages.SUCCESS)
         return redirect("admin:orchestration_reviewitem_change", object_id)
+
+    def decision_refused(self, request: HttpRequest, object_id: str, reason: str, rows: Any) -> HttpResponse:
+        """A decision that could not be executed: refused now, with the reason, on the item's page (400), the edit
+        form showing the refund rows and the reply as they were posted. Nothing was recorded."""
+        self.message_user(request, reason, messages.ERROR)
+        request.method = "GET"
+        context = {"decision_refused": reason, "reply_posted": request.POST.get("reply", "")}
+        response = self.change_view(
+            request, object_id, extra_context=context | ({"refund_formset": rows} if rows is not None else {})
+        )
+        response.status_code = 400
+        return response
 
     @admin.action(description="Approve selected items as proposed")
     def approve_as_proposed(self, request: HttpRequest, queryset: QuerySet[ReviewItem]) -> None:

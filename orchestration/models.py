@@ -244,6 +244,10 @@ class ReviewItem(models.Model):
     proposed_reply = models.TextField(blank=True)
     # Actions the agents proposed (e.g. [{"type": "refund", "order_id": ..., "amount": ...}]); never run unapproved.
     proposed_action = models.JSONField(null=True, blank=True)
+    # The proposed refunds summed (face value) and their currencies, set when the item is opened: what the queue
+    # shows and sorts by (`orchestration.review_stake`). Null when no refund is proposed.
+    amount_at_stake = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    stake_currency = models.CharField(max_length=16, blank=True)
     # The run's envelope when it stopped: a decision resumes the run from here.
     resume_envelope = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -27,6 +27,7 @@ from orchestration import metering
 from orchestration.budgets import budget_limits, budget_snapshot
 from orchestration.models import ReviewItem, Run, Step, StepAttempt
 from orchestration.pipeline import run_dispatch
+from orchestration.review_stake import refunds_at_stake
 from orchestration.routing import REMOTE_CANCEL_TASK
 from project import brand
 from project.celery import app
@@ -365,6 +366,8 @@ def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) 
         return item
     payload = envelope.payload
     replay = run.replay_of_id is not None
+    proposed = payload.get("proposed_actions") or None
+    stake = refunds_at_stake(proposed)
     item = ReviewItem.objects.create(
         run=run,
         status=ReviewItem.Status.CANCELLED if replay else ReviewItem.Status.OPEN,
@@ -373,7 +376,9 @@ def review_item_open(run: Run, *, reason: str, detail: str, envelope: Envelope) 
         detail=detail,
         reasons=list((payload.get("verdict") or {}).get("reasons", [])),
         proposed_reply=payload.get("draft", ""),
-        proposed_action=payload.get("proposed_actions") or None,
+        proposed_action=proposed,
+        amount_at_stake=stake.amount,
+        stake_currency=stake.currency,
         resume_envelope=envelope.to_dict(),
     )
     if replay:

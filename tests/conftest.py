@@ -253,15 +253,17 @@ def start_run(make_customer: Callable[..., tuple[Any, str]]) -> Callable[..., An
 
 
 def order_add(customer: Any, order_id: str, description: str, total: str, status: str = "delivered") -> Any:
-    """A demo order of the customer's, placed five days ago."""
+    """A demo order of the customer's, placed five days ago (and delivered three days ago, if delivered)."""
 
+    placed_at = timezone.now() - timedelta(days=5)
     return Order.objects.create(
         id=order_id,
         customer=customer,
         description=description,
         total=Decimal(total),
         status=status,
-        placed_at=timezone.now() - timedelta(days=5),
+        placed_at=placed_at,
+        delivered_at=placed_at + timedelta(days=2) if status == "delivered" else None,
     )
 
 
