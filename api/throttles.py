@@ -12,6 +12,7 @@ health endpoint counts only requests with credentials: probes are never throttle
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -41,6 +42,10 @@ def counters_hit(counters: list[tuple[str, int]]) -> list[tuple[int, int]]:
         pipe.ttl(KEY_PREFIX + key)
     replies = pipe.execute()
     return [(int(replies[3 * i + 1]), int(replies[3 * i + 2])) for i in range(len(counters))]
+
+
+def _count_throttled(scope: str) -> None:
+    metrics.THROTTLED.labels(scope=scope).inc()
 
 
 def throttle_needs_caller(throttle: BaseThrottle) -> bool:
@@ -145,5 +150,5 @@ def throttles_refusing(throttles: list[BaseThrottle], request: Any, view: Any) -
         else:
             refusing += [t for (t, _), (count, ttl) in zip(counted, hits, strict=True) if not t.verdict(count, ttl)]
     for throttle in refusing:  # bounded labels: the throttles' scopes
-        metrics.THROTTLED.labels(scope=getattr(throttle, "scope", None) or type(throttle).__name__).inc()
+        metrics.count(partial(_count_throttled, getattr(throttle, "scope", None) or type(throttle).__name__))
     return refusing

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from django.conf import settings
@@ -165,9 +165,10 @@ class HttpCommerce:
         return f"/customers/{quote(str(customer_id), safe='')}"
 
     def breaker(self) -> CircuitBreaker:
-        """The circuit breaker of this shop API (one per base URL, shared by every process)."""
+        """The circuit breaker of this shop API (one per host, shared by every process; named by host and port only:
+        the name is a metrics label, and a URL may carry credentials)."""
         return CircuitBreaker(
-            f"commerce:{self.base_url}",
+            f"commerce:{urlsplit(self.base_url).netloc.rpartition('@')[2]}",
             threshold=settings.COMMERCE_BREAKER_FAILURES,
             cooldown=settings.COMMERCE_BREAKER_COOLDOWN_SECONDS,
             call_seconds=self.timeout,

@@ -7,15 +7,22 @@ not counted (its steps and LLM calls are: they are real work and real spend).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 
 from orchestration.models import Run
 from project import metrics
 
 
+def _after_commit(update: Callable[[], object]) -> None:
+    """Count once the transaction commits; robust: the callbacks registered after it (a run's dispatch) run anyway."""
+    transaction.on_commit(lambda: metrics.count(update), robust=True)
+
+
 def run_started(run: Run) -> None:
     if run.replay_of_id is None:
-        transaction.on_commit(metrics.RUNS_STARTED.inc)
+        _after_commit(lambda: metrics.RUNS_STARTED.inc())
 
 
 def run_finished(run: Run) -> None:
@@ -30,19 +37,19 @@ def run_finished(run: Run) -> None:
         if status == Run.Status.COMPLETED and seconds is not None:
             metrics.REPLY_SECONDS.observe(seconds)
 
-    transaction.on_commit(count)
+    _after_commit(count)
 
 
 def run_escalated(run: Run, *, reason: str) -> None:
     if run.replay_of_id is None:
-        transaction.on_commit(lambda: metrics.RUNS_ESCALATED.labels(reason=reason).inc())
+        _after_commit(lambda: metrics.RUNS_ESCALATED.labels(reason=reason).inc())
 
 
 def step_tried(*, agent: str, outcome: str, seconds: float | None = None) -> None:
     """A step's try ended (counted at once: the wrapper calls it after the try's record committed)."""
-    metrics.STEP_ATTEMPTS.labels(agent=agent, outcome=outcome).inc()
+    metrics.count(lambda: metrics.STEP_ATTEMPTS.labels(agent=agent, outcome=outcome).inc())
     if seconds is not None:
-        metrics.STEP_SECONDS.labels(agent=agent).observe(seconds)
+        metrics.count(lambda: metrics.STEP_SECONDS.labels(agent=agent).observe(seconds))
 
 
 def step_failed(*, agent: str, retry_in: float | None, postponed: bool, halted: bool) -> None:
@@ -52,12 +59,12 @@ def step_failed(*, agent: str, retry_in: float | None, postponed: bool, halted: 
 
 
 def review_decided(*, kind: str) -> None:
-    transaction.on_commit(lambda: metrics.REVIEW_DECISIONS.labels(kind=kind).inc())
+    _after_commit(lambda: metrics.REVIEW_DECISIONS.labels(kind=kind).inc())
 
 
 def dead_lettered(*, reason: str) -> None:
-    transaction.on_commit(lambda: metrics.DEAD_LETTERS.labels(reason=reason).inc())
+    _after_commit(lambda: metrics.DEAD_LETTERS.labels(reason=reason).inc())
 
 
 def recovered(*, cause: str, runs: int) -> None:
-    metrics.RECOVERIES.labels(cause=cause).inc(runs)
+    metrics.count(lambda: metrics.RECOVERIES.labels(cause=cause).inc(runs))

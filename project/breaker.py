@@ -21,6 +21,8 @@ from project.caching import redis_client
 from project.errors import Postponed
 
 KEY_PREFIX = "switchboard:breaker:"
+#: A Redis set of the names of breakers that ever failed: what `/metrics` reads (`orchestration.metrics_state`).
+NAMES_KEY = "switchboard:breakers"
 # State outlives any cool-down but not forever.
 STATE_TTL_SECONDS = 24 * 3600
 
@@ -74,6 +76,7 @@ class CircuitBreaker:
         with self.client.pipeline() as pipe:
             pipe.hincrby(self.key, "failures", 1)
             pipe.expire(self.key, STATE_TTL_SECONDS)
+            pipe.sadd(NAMES_KEY, self.name)  # the breakers there are, for the metrics (no scan of the keyspace)
             failures = pipe.execute()[0]
         if probing or failures >= self.threshold:
             self.client.hset(self.key, mapping={"state": "open", "opened_at": str(time.time())})

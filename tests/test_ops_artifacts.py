@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from orchestration.metrics_state import GAUGES
-from project.metrics import EVENT_METRICS
+from project.metrics import event_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -55,7 +55,7 @@ def exported_names() -> set[str]:
     `_total`; histograms `_bucket`, `_sum`, `_count`) and the scrape-time gauges."""
     names = set(GAUGES)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
-    for metric in EVENT_METRICS:
+    for metric in event_metrics():
         for family in metric.describe():
             names.update(family.name + suffix for suffix in suffixes[family.type])
     return names
@@ -214,7 +214,7 @@ def test_queries_name_only_exported_metrics() -> None:
     # breakers, dead letters, steps, recoveries, throttles, workers).
     shown = {name for expr in dashboard_queries() for name in METRIC_NAME.findall(expr)}
     families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in shown}
-    wanted = {family.name for metric in EVENT_METRICS for family in metric.describe()} | set(GAUGES)
+    wanted = {family.name for metric in event_metrics() for family in metric.describe()} | set(GAUGES)
     assert wanted <= families, f"not on the dashboard: {sorted(wanted - families)}"
 
 

@@ -16,8 +16,6 @@ from django.conf import settings
 from agents.llm.base import Fault, LLMProvider, LLMRejected, LLMResponse, Prompt
 from agents.llm.offline import OfflineProvider
 from agents.llm.replay import completion_answer, completion_record, prompt_for_replay
-from project import metrics
-from project.errors import Postponed, SwitchboardError
 from project.otel import span
 
 __all__ = ["Fault", "LLMRejected", "LLMResponse", "Prompt", "answers_vary", "complete", "provider_get"]
@@ -43,27 +41,9 @@ def complete(prompt: Prompt, variables: dict[str, Any], *, agent: str) -> LLMRes
     provider = provider_get()
     started = time.monotonic()
     with span(f"llm {prompt.label}", provider=provider.name, agent=agent, prompt=prompt.label):
-        try:
-            response = provider.complete(prompt, variables, agent=agent)
-        except Postponed:
-            raise  # nothing was asked of the model (its breaker is open)
-        except SwitchboardError:
-            model = getattr(provider, "model", "") or settings.LLM_MODEL_OVERRIDES.get(agent, settings.LLM_MODEL)
-            metrics.LLM_CALLS.labels(model=model, agent=agent, outcome="error").inc()
-            raise
+        response = provider.complete(prompt, variables, agent=agent)
     completion_record(prompt, variables, agent=agent, response=response, latency=time.monotonic() - started)
-    _count(response, agent=agent)
     return response
-
-
-def _count(response: LLMResponse | LLMRejected, *, agent: str) -> None:
-    """The completion in the metrics: the call, its tokens and its cost, by model and agent."""
-    usage = response.usage
-    outcome = "ok" if isinstance(response, LLMResponse) else "rejected"
-    metrics.LLM_CALLS.labels(model=usage.model, agent=agent, outcome=outcome).inc()
-    metrics.LLM_TOKENS.labels(model=usage.model, agent=agent, kind="input").inc(usage.input_tokens)
-    metrics.LLM_TOKENS.labels(model=usage.model, agent=agent, kind="output").inc(usage.output_tokens)
-    metrics.LLM_COST.labels(model=usage.model, agent=agent).inc(float(usage.cost_usd))
 
 
 def answers_vary() -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from agents.base import Usage
 from agents.llm.base import LLMRejected, LLMResponse, Prompt, answer_problems, cost_usd, estimate_tokens
-from project import recording
+from project import metrics, recording
 
 
 class OfflineProvider:
@@ -36,6 +36,14 @@ class OfflineProvider:
             cost_usd=cost_usd(self.model, input_tokens, output_tokens),
             model=self.model,
             prompt_version=prompt.label,
+        )
+        metrics.llm_call(
+            model=self.model,
+            agent=agent,
+            ok=True,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=float(usage.cost_usd),
         )
         recording.record(
             recording.Kind.LLM_CALL,

@@ -26,7 +26,7 @@ from agents.base import Usage
 from agents.llm.base import AnswerProblems, Fault, LLMRejected, LLMResponse, Prompt, answer_problems, cost_usd
 from agents.llm.breaker import CircuitBreaker
 from agents.llm.errors import LLMRateLimited, LLMRequestRejected, LLMTimeout, LLMUnavailable
-from project import recording
+from project import metrics, recording
 from project.caching import cached_once
 from project.jsonlimits import JSONRefused, json_loads_limited
 
@@ -62,7 +62,7 @@ class OpenAIProvider:
         breaker = CircuitBreaker(f"{self.name}:{model}")
         messages: list[dict[str, Any]] = prompt.render(variables)
         usage = Usage(model=model, prompt_version=prompt.label)
-        text, data, problems = self._ask(breaker, model, prompt, messages, usage, variables)
+        text, data, problems = self._ask(breaker, model, prompt, messages, usage, variables, agent)
         if problems is None:
             return LLMResponse(text=text, data=data, usage=usage)
         # One repair: show the model its answer and what is wrong with it.
@@ -72,7 +72,7 @@ class OpenAIProvider:
             {"role": "assistant", "content": text},
             {"role": "user", "content": repair_request(prompt, problems)},
         ]
-        text, data, problems = self._ask(breaker, model, prompt, messages, usage, variables)
+        text, data, problems = self._ask(breaker, model, prompt, messages, usage, variables, agent)
         if problems is None:
             return LLMResponse(text=text, data=data, usage=usage)
         return LLMRejected(label=prompt.label, answers=(first, text), data=data, problems=problems, usage=usage)
@@ -85,8 +85,9 @@ class OpenAIProvider:
         messages: list[dict[str, Any]],
         usage: Usage,
         variables: dict[str, Any],
+        agent: str,
     ) -> tuple[str, Any, AnswerProblems | None]:
-        """One call: (raw text, parsed data, what is wrong with it or None)."""
+        """One call (recorded, and counted in the metrics): (raw text, parsed data, what is wrong with it or None)."""
         probing = breaker.before_call()
         started = time.monotonic()
         request = {"model": model, "messages": messages, **request_format(prompt)}
@@ -107,6 +108,7 @@ class OpenAIProvider:
                 error=repr(exc)[:2000],
                 latency_ms=latency,
             )
+            metrics.llm_call(model=model, agent=agent, ok=False)
             failure = self._failure(exc, model, breaker, probing)
             if failure is exc:
                 raise
@@ -120,6 +122,10 @@ class OpenAIProvider:
             usage.cost_usd = cost_usd(model, usage.input_tokens, usage.output_tokens)
         tokens_in = completion.usage.prompt_tokens if completion.usage else 0
         tokens_out = completion.usage.completion_tokens if completion.usage else 0
+        cost = cost_usd(model, tokens_in, tokens_out)
+        metrics.llm_call(
+            model=model, agent=agent, ok=True, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=float(cost)
+        )
         recording.record(
             recording.Kind.LLM_CALL,
             model,
@@ -128,7 +134,7 @@ class OpenAIProvider:
             model=model,
             input_tokens=tokens_in,
             output_tokens=tokens_out,
-            cost_usd=cost_usd(model, tokens_in, tokens_out),
+            cost_usd=cost,
             latency_ms=latency,
         )
         return parse_answer(prompt, completion, variables)

@@ -18,8 +18,11 @@ def _amount(value):
 
 
 def stake_fill(apps, schema_editor):
+    """The open items only (the queue sorts them; a decided item keeps no stake), in batches of 500 (one UPDATE per
+    batch, not per row)."""
     ReviewItem = apps.get_model("orchestration", "ReviewItem")
-    for item in ReviewItem.objects.filter(proposed_action__isnull=False).iterator():
+    batch = []
+    for item in ReviewItem.objects.filter(status="open", proposed_action__isnull=False).iterator(chunk_size=500):
         actions = item.proposed_action if isinstance(item.proposed_action, list) else []
         refunds = [a for a in actions if isinstance(a, dict) and a.get("type") == "refund"]
         if not refunds:
@@ -27,7 +30,11 @@ def stake_fill(apps, schema_editor):
         amounts = [_amount(a.get("amount")) for a in refunds]
         item.amount_at_stake = sum((a for a in amounts if a is not None), Decimal("0"))
         item.stake_currency = "+".join(sorted({str(a.get("currency") or "") for a in refunds} - {""}))[:16]
-        item.save(update_fields=["amount_at_stake", "stake_currency"])
+        batch.append(item)
+        if len(batch) == 500:
+            ReviewItem.objects.bulk_update(batch, ["amount_at_stake", "stake_currency"])
+            batch = []
+    ReviewItem.objects.bulk_update(batch, ["amount_at_stake", "stake_currency"])
 
 
 class Migration(migrations.Migration):
