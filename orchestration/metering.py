@@ -13,6 +13,7 @@ from django.db import transaction
 
 from orchestration.models import Run
 from project import metrics
+from project.errors import PollLater, RunHalted
 
 
 def _after_commit(update: Callable[[], object]) -> None:
@@ -52,9 +53,15 @@ def step_tried(*, agent: str, outcome: str, seconds: float | None = None) -> Non
         metrics.count(lambda: metrics.STEP_SECONDS.labels(agent=agent).observe(seconds))
 
 
-def step_failed(*, agent: str, retry_in: float | None, postponed: bool, halted: bool) -> None:
-    """A step's try failed and was recorded: postponed (no fault), retried, halted (to a person) or failed."""
-    outcome = "postponed" if postponed else "retried" if retry_in is not None else "halted" if halted else "failed"
+def step_failed(*, agent: str, retry_in: float | None, postponed: bool, error: BaseException) -> None:
+    """A step's try ended without a result and was recorded: polled (a remote task is asked again later: the normal
+    course), postponed (no fault: a breaker is open), retried, halted (to a person) or failed."""
+    if isinstance(error, PollLater):
+        outcome = "polled"
+    elif postponed:
+        outcome = "postponed"
+    else:
+        outcome = "retried" if retry_in is not None else "halted" if isinstance(error, RunHalted) else "failed"
     step_tried(agent=agent, outcome=outcome)
 
 

@@ -197,6 +197,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
             with transaction.atomic():
                 steps.step_give_up(run_id=envelope.run_id, key=key, error=error)
                 _dead_letter(task, incoming, "attempts_exhausted", error, envelope, key)
+            metering.step_tried(agent=agent_name, outcome="failed")
             raise error
         case Done(output=output, attempt=number):
             trace_set(attempt=number)
@@ -301,9 +302,7 @@ def _failed(delivery: Delivery, attempt: Attempt, exc: Exception) -> Any:
 
         if not _with_database(record):
             raise exc
-        metering.step_failed(
-            agent=agent.name, retry_in=retry_in, postponed=postponed, halted=isinstance(error, RunHalted)
-        )
+        metering.step_failed(agent=agent.name, retry_in=retry_in, postponed=postponed, error=error)
 
     # A retry is a row, not a message: the step waits, due at a time, and the supervisor sends it again then. No
     # message waits in a worker for its countdown (it would die with that worker, and block a quorum queue's

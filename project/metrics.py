@@ -88,7 +88,7 @@ SPECS: dict[str, tuple[type[Counter] | type[Histogram], str, str, tuple[str, ...
         Counter,
         "switchboard_step_attempts",
         "Tries of steps by agent and outcome: succeeded, retried (a transient failure, tried again), postponed (no"
-        " fault: a breaker is open, or a remote task is polled later), halted (handed to a person), failed (for good).",
+        " fault: a breaker is open), polled (a remote task asked later), halted (to a person), failed (for good).",
         ("agent", "outcome"),
         None,
     ),
