@@ -17,6 +17,9 @@ from playwright.sync_api import expect, sync_playwright
 from conversations.services import customer_create
 from tests.conftest import order_add
 
+# Assertions wait as long as the page does: a shard under load answers a POST in more than expect's default 5 s.
+expect.set_options(timeout=20_000)
+
 pytestmark = [pytest.mark.e2e]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -23,6 +23,9 @@ from tests.http import ApiClient
 from tests.money import make_staff
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
+# Assertions wait as long as the page does: a shard under load answers a POST in more than expect's default 5 s.
+expect.set_options(timeout=20_000)
+
 pytestmark = [pytest.mark.e2e]
 
 
