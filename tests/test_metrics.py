@@ -18,6 +18,7 @@ import pytest
 
 from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI, refund_answers
 from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
+from orchestration.cancel import run_cancel
 from orchestration.models import DeadLetter, ReviewItem
 from project.celery import app
 from tests.conftest import WORKER_ENV, broker_reset, order_add, run_wait, wait_for
@@ -147,7 +148,7 @@ def test_prometheus_scrapes_the_workload_it_was_given(monitored: dict[str, Any],
     # The model fails twice in a row: its breaker opens, the run waits.
     fake.fail_always("*", "500")
     conversation = client.post("/conversations/", {}).json["id"]
-    client.post(f"/conversations/{conversation}/messages/", {"content": "Is express shipping faster?"})
+    waiting = client.post(f"/conversations/{conversation}/messages/", {"content": "Is express shipping faster?"})
 
     eventually(prometheus, "switchboard_runs_started_total", 4)
     eventually(prometheus, 'switchboard_runs_finished_total{status="completed"}', 2)
@@ -168,6 +169,7 @@ def test_prometheus_scrapes_the_workload_it_was_given(monitored: dict[str, Any],
     steps = promql(prometheus, 'sum by (agent) (switchboard_step_duration_seconds_count{agent=~"triage|deliver"})')
     assert len(steps) == 2  # both agents timed
     assert ReviewItem.objects.filter(status="open").count() == 1
+    run_cancel(run_id=waiting.json["run"]["id"])  # it waits for the breaker's cool-down: not for the teardown too
 
 
 def test_metrics_are_protected(monitored: dict[str, Any]) -> None:
