@@ -170,6 +170,14 @@ def _beat_start(sender: Any = None, **kwargs: Any) -> None:
     if settings.WORKER_BEAT_SECONDS <= 0 or sender is None:
         return
     _beater = WorkerBeater(sender)
+    try:
+        # The first beat before the worker takes a message (this handler runs before its event loop does): a worker
+        # that dies on its very first message is still known, and taken for dead.
+        _beater.beat()
+    except DatabaseError:
+        logger.warning("worker heartbeat not written at start (database unavailable)")
+    finally:
+        connection.close()  # the main thread's: the beats go on in their own thread, with its own
     _beater.start()
 
 
