@@ -8,6 +8,7 @@ sent), how it ended, and what it spent. A replay's outcome is compared field by 
 from __future__ import annotations
 
 import difflib
+import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,14 +23,24 @@ from project.recording import Kind, canonical
 FIELDS = ("intent", "plan", "passages", "draft", "verdict", "proposed_actions", "executed_actions", "reply", "ended")
 
 
+class Mode(enum.StrEnum):
+    """How a replay's step was answered."""
+
+    RECORDED = "recorded"
+    """Its recording answered (the agent was given what the recorded step was)."""
+    LIVE = "live"
+    """Named to run live (an agent, prompt or model changed)."""
+    RERUN = "rerun"
+    """Its input changed (an agent upstream answered differently): it ran again."""
+
+
 @dataclass
 class StepMode:
     """How one step of a replay was answered."""
 
     key: str
     agent: str
-    mode: str
-    """'recorded' (its recording answered), 'live' (named to run live) or 'rerun' (its input changed)."""
+    mode: Mode
 
 
 @dataclass
@@ -60,7 +71,7 @@ def run_outcome(run: Run) -> Outcome:
         written = {**response, "payload": result_payload(response)}
         results.append((call.step_key, canonical({k: v for k, v in written.items() if k != "usage"})))
         if plan is not None:
-            mode = "live" if call.name in plan.live else "recorded" if request.get("from_record") else "rerun"
+            mode = Mode.LIVE if call.name in plan.live else Mode.RECORDED if request.get("from_record") else Mode.RERUN
             modes.append(StepMode(key=call.step_key, agent=call.name, mode=mode))
     payload: dict[str, Any] = dict(run_latest_envelope(run).payload)
     delivered = "reply_message_id" in payload

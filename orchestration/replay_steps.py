@@ -22,7 +22,7 @@ from orchestration.recordings import input_digest, result_from_call, result_reco
 from orchestration.replay_plan import ReplayPlan
 from project import recording
 from project.errors import PermanentError, RunHalted
-from project.recording import Kind, Replaying, Tape
+from project.recording import Kind, Recorded, Replaying, Tape
 
 
 def tape_open(envelope: Envelope, agent_name: str) -> Tape | None:
@@ -64,7 +64,7 @@ def _replaying_load(replaying: Replaying, plan: ReplayPlan, *, key: str) -> None
     replaying.used.clear()
     calls = step_calls(run_id=plan.of, key=key)
     replaying.recorded = calls or []
-    replaying.step = "absent" if calls is None else "recorded" if calls else "unrecorded"
+    replaying.step = Recorded.ABSENT if calls is None else Recorded.RECORDED if calls else Recorded.UNRECORDED
     try:
         replaying.prompts = {name: prompt_get(name, version) for name, version in plan.prompts.items()}
     except KeyError as exc:
@@ -85,7 +85,7 @@ def _live_agent(agent: Agent, plan: ReplayPlan, replaying: Replaying) -> Agent:
         ) from exc
     if not runs.replay_safe:
         raise RunHalted(f"a replay never runs {agent.name} live: it acts outside Switchboard.", code="replay_unsafe")
-    if live is None and replaying.step == "unrecorded":
+    if live is None and replaying.step == Recorded.UNRECORDED:
         raise RunHalted(
             f"the recorded run's {agent.name} step ended without a result (or its recording is gone): nothing to "
             "replay it from.",

@@ -49,6 +49,17 @@ class Kind(enum.StrEnum):
     """What the agent returned (payload written, outcome, slip), with a digest of the envelope it was given."""
 
 
+class Recorded(enum.StrEnum):
+    """What the recorded run had at a replay's step."""
+
+    RECORDED = "recorded"
+    """A successful try, with its calls."""
+    UNRECORDED = "unrecorded"
+    """A step that ended without a result (failed, halted), or whose recording is gone."""
+    ABSENT = "absent"
+    """No such step: the replay took another path."""
+
+
 @dataclass
 class Call:
     """One recorded call of a step's try."""
@@ -87,10 +98,8 @@ class Replaying:
     """Prompts (`agents.llm.base.Prompt`) live completions use instead of the agent's own, by prompt name."""
     as_of: datetime | None = None
     """The original run's start: the ledger is read as it was then (what was refunded before that run)."""
-    step: str = "recorded"
-    """What the original run had at this step: 'recorded' (a successful try with its calls), 'unrecorded' (a step
-    that ended without a result, or whose recording is gone) or 'absent' (no such step: the replay took another
-    path)."""
+    step: Recorded = Recorded.RECORDED
+    """What the recorded run had at this step."""
     used: set[int] = field(default_factory=set)
     """Recorded calls already given as answers (each answers once)."""
 
