@@ -181,11 +181,11 @@ def test_metrics_are_protected(monitored: dict[str, Any]) -> None:
     ):
         request = urllib.request.Request(url, headers=headers)
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=5)
+            urllib.request.urlopen(request, timeout=30)
         assert refused.value.code == 401
         assert refused.value.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read().decode()
         assert response.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE switchboard_review_queue_depth gauge" in body

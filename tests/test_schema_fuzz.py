@@ -42,8 +42,11 @@ def schemathesis(url: str, token: str, *extra: str) -> subprocess.CompletedProce
             CHECKS,
             "--max-examples",
             "30",
+            # Not a latency check (speed is measured by bench/, side by side): long enough for a shared 2-core CI
+            # machine running both shards (one cancel once took over 10 s there), short enough that a request that
+            # hangs (a lock or a pool never released) still fails the run.
             "--request-timeout",
-            "10",
+            "60",
             "--generation-deterministic",
             "--exclude-path-regex",
             "/events/$",
