@@ -17,6 +17,11 @@ from typing import assert_never
 from conversations.orders import amount_parse
 from evaluation.cases import GoldenCase
 from evaluation.runner import Observation
+from orchestration.models import Run
+
+#: The statuses a run may stop in and settle its case: completed, or waiting for a person (not failed, timed out or
+#: cancelled).
+STOPPED_WELL = (Run.Status.COMPLETED, Run.Status.AWAITING_REVIEW)
 
 
 class Check(enum.StrEnum):
@@ -63,7 +68,7 @@ def _one(check: Check, case: GoldenCase, seen: Observation, staff_notes: list[st
     expect = case.expect
     match check:
         case Check.SETTLED:
-            bad = [status for status in seen.statuses if status not in ("completed", "awaiting_review")]
+            bad = [status for status in seen.statuses if status not in STOPPED_WELL]
             return _result(
                 check, seen.settled and not bad, f"runs {seen.statuses} (timed out waiting: {not seen.settled})"
             )
@@ -136,7 +141,7 @@ def _executed(case: GoldenCase, seen: Observation) -> CheckResult:
 
 def _review(case: GoldenCase, seen: Observation) -> CheckResult:
     expect = case.expect
-    in_review = bool(seen.statuses) and seen.statuses[-1] == "awaiting_review"
+    in_review = bool(seen.statuses) and seen.statuses[-1] == Run.Status.AWAITING_REVIEW
     ok = in_review == expect.review and (expect.review_reason is None or seen.reason == expect.review_reason)
     wanted = "review" + (f" ({expect.review_reason})" if expect.review_reason else "") if expect.review else "no review"
     return _result(Check.REVIEW, ok, f"run {seen.statuses[-1:]} (reason {seen.reason or '-'}), expected {wanted}")
