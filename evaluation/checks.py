@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import assert_never
 
 from conversations.orders import amount_parse
-from evaluation.cases import GoldenCase
+from evaluation.cases import ActionExpectation, Expectations, GoldenCase
 from evaluation.runner import Observation
 from orchestration.models import Run
 
@@ -82,11 +82,11 @@ def _one(check: Check, case: GoldenCase, seen: Observation, staff_notes: list[st
             missing = [title for title in expect.sources if title not in seen.sources]
             return _result(check, not missing, f"cites {seen.sources}, missing {missing}")
         case Check.ACTION:
-            return None if expect.action is None or expect.action.proposed is None else _action(case, seen)
+            return None if expect.action is None or expect.action.proposed is None else _action(expect.action, seen)
         case Check.EXECUTED:
-            return None if expect.action is None or expect.action.executed is None else _executed(case, seen)
+            return None if expect.action is None or expect.action.executed is None else _executed(expect.action, seen)
         case Check.REVIEW:
-            return None if expect.review is None else _review(case, seen)
+            return None if expect.review is None else _review(expect, seen)
         case Check.NO_LEAK:
             phrases = [*expect.must_not_say, *staff_notes]
             found = [p for p in phrases if any(_folded(p) in _folded(text) for text in seen.visible)]
@@ -114,9 +114,7 @@ def _result(check: Check, passed: bool, detail: str) -> CheckResult:
     return CheckResult(check=check, passed=passed, detail="" if passed else detail)
 
 
-def _action(case: GoldenCase, seen: Observation) -> CheckResult:
-    action = case.expect.action
-    assert action is not None
+def _action(action: ActionExpectation, seen: Observation) -> CheckResult:
     refunds = [a for a in seen.proposed if a.get("type", "refund") == "refund"]
     on_order = [a for a in refunds if action.order is None or a.get("order_id") == action.order]
     if not action.proposed:
@@ -126,9 +124,7 @@ def _action(case: GoldenCase, seen: Observation) -> CheckResult:
     return _result(Check.ACTION, bool(matching), f"proposed {refunds}, expected {wanted}")
 
 
-def _executed(case: GoldenCase, seen: Observation) -> CheckResult:
-    action = case.expect.action
-    assert action is not None
+def _executed(action: ActionExpectation, seen: Observation) -> CheckResult:
     orders = [action.order] if action.order else list(seen.refunded)
     refunded = {order: seen.refunded.get(order, Decimal("0")) for order in orders}
     if not action.executed:
@@ -139,8 +135,7 @@ def _executed(case: GoldenCase, seen: Observation) -> CheckResult:
     return _result(Check.EXECUTED, ok, f"refunded {total} on {orders}, expected {action.amount or 'a refund'}")
 
 
-def _review(case: GoldenCase, seen: Observation) -> CheckResult:
-    expect = case.expect
+def _review(expect: Expectations, seen: Observation) -> CheckResult:
     in_review = bool(seen.statuses) and seen.statuses[-1] == Run.Status.AWAITING_REVIEW
     ok = in_review == expect.review and (expect.review_reason is None or seen.reason == expect.review_reason)
     wanted = "review" + (f" ({expect.review_reason})" if expect.review_reason else "") if expect.review else "no review"
