@@ -87,3 +87,22 @@ def test_a_golden_case_row_added_in_admin_is_checked_against_the_schema(client) 
     row = GoldenCase.objects.get()
     assert (row.case_id, row.created_by_id) == ("ship", admin_user.id)
     assert client.get("/admin/evaluation/goldencase/").status_code == 200
+
+
+def test_staff_who_may_not_decide_cannot_post_the_save_action(client) -> None:
+    """The action is the reviewers' only: a POST of it by staff who may view the queue runs nothing."""
+    from django.contrib.auth.models import Permission
+
+    decided = _decided("approved", reply="We refund.", action=None)
+    viewer = staff_reviewer()
+    viewer.groups.clear()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_reviewitem"))
+    client.force_login(viewer)
+    response = client.post(
+        "/admin/orchestration/reviewitem/",
+        {"action": "save_as_golden_case", "_selected_action": [str(decided.id)], "index": "0"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == ["No action selected."]
+    assert not GoldenCase.objects.exists()
