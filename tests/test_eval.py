@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from conversations.services import customer_create
 from evaluation.models import GoldenCase
@@ -68,30 +65,25 @@ def test_the_golden_cases_are_at_the_baseline(eval_worker: Any, transactional_db
 
 
 @pytest.mark.e2e
-def test_a_case_changed_to_fail_is_a_regression(
-    eval_worker: Any, database_url: str, transactional_db: Any, tmp_path: Path
-) -> None:
+def test_a_case_changed_to_fail_is_a_regression(eval_worker: Any, transactional_db: Any, tmp_path: Path) -> None:
     """A copy of a committed case with a wrong expected intent: exit 1, and the case is named."""
     cases = yaml.safe_load((ROOT / "evals" / "golden" / "questions.yaml").read_text())["cases"]
     changed = next(case for case in cases if case["id"] == "shipping-time")
     changed["expect"]["intent"] = "returns"
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump({"cases": [changed]}))
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
     arguments = ["--cases", str(tmp_path / "*.yaml"), "--no-rows", "--report", str(tmp_path / "report.json")]
-    result = subprocess.run(
-        [sys.executable, "manage.py", "eval", *arguments],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stdout + result.stderr
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:  # manage.py exits with its returncode and message
+        call_command("eval", *arguments, stdout=out)
+    output = out.getvalue()
     assert "case shipping-time: passed in the baseline, fails now (intent: intent 'shipping', expected 'returns')" in (
-        result.stdout
-    ), result.stdout
-    assert "check intent: pass rate 0%" in result.stdout  # beyond noise too: 0/1 against 61/61
-    assert "2 regression(s) against the baseline evals/baseline.json." in result.stderr, result.stderr
+        output
+    ), output
+    assert "check intent: pass rate 0%" in output  # beyond noise too: 0/1 against 61/61
+    assert (raised.value.returncode, str(raised.value)) == (
+        1,
+        "2 regression(s) against the baseline evals/baseline.json.",
+    )
 
 
 def _admin_action(client: Any, item: ReviewItem) -> list[str]:
