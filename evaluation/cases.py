@@ -49,7 +49,7 @@ class OrderFixture:
     currency: str = "EUR"
     """A three-letter currency code."""
     placed_days_ago: int = 10
-    """How many days before the run the order was placed (the Order model keeps no delivery date)."""
+    """How many days before the run the order was placed (its `delivered_at` is left unset: no agent reads it)."""
     refunded: Decimal = Decimal("0")
     """What was refunded on it before (with status refunded or partially_refunded; it was delivered before)."""
 
