@@ -3,8 +3,9 @@ on it before (the ledger: automatic, reviewer-approved, pending), the customer's
 window against the limits, why the policy stopped the proposal (its reasons in words) and whether approving it needs
 a second reviewer.
 
-The reasons are the refund policy's own (`agents.tools.refunds.refund_check`, the function the validator, deliver
-and every decision call), judged now, as agents would have to: what the page says is what the policy says.
+The reasons are the refund policy's own (`conversations.refunds.refund_problems`, the function the validator,
+deliver and every decision call, with the ledger's history read once for the page), judged now, as agents would
+have to: what the page says is what the policy says.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.conf import settings
 
 from agents.ledger import ledger_refund_history, ledger_refunds_of_orders, ledger_reviewer_refunds
 from agents.models import LedgerEntry
-from agents.tools.refunds import refund_check, refunds_recorded_check
+from agents.tools.refunds import refunds_recorded_check
 from conversations.commerce import ShopOrder
 from conversations.orders import CENTS, amount_format, amount_parse, order_id_valid
 from conversations.refunds import (
@@ -27,6 +28,7 @@ from conversations.refunds import (
     RefundProblemCode,
     refund_auto_customer_limit,
     refund_auto_limit,
+    refund_problems,
 )
 from conversations.selectors import conversation_customer_id
 from conversations.shop import commerce_backend
@@ -154,16 +156,18 @@ def review_refund_facts(item: ReviewItem) -> ReviewFacts:
     customer_id = conversation_customer_id(conversation_id=str(item.run.conversation_id))
     order_ids = list(dict.fromkeys(str(action.get("order_id", "")) for action in refunds))
     valid = [order_id for order_id in order_ids if order_id_valid(order_id)]
+    history = ledger_refund_history(customer_id=customer_id, order_ids=valid)  # also what the policy counts
     shop_error, reasons = "", []
     try:
         orders = commerce_backend().orders_get(customer_id=customer_id, order_ids=valid)
         new = refunds_recorded_check(run_id=str(item.run_id), actions=refunds).new
-        reasons = policy_reasons(
-            refund_check(customer_id=customer_id, actions=new, authority=RefundAuthority.AUTOMATIC)
-        )
+        if new:
+            problems = refund_problems(
+                customer_id=customer_id, actions=new, history=history, authority=RefundAuthority.AUTOMATIC
+            )
+            reasons = policy_reasons(problems)
     except SwitchboardError as exc:
         orders, shop_error = {}, f"The shop did not answer: {exc.message}"
-    history = ledger_refund_history(customer_id=customer_id, order_ids=valid)
     by_reviewers = ledger_reviewer_refunds(order_ids=valid)
     on_the_way = reviewer_refunds_on_the_way(order_ids=valid)
     rows = ledger_refunds_of_orders(order_ids=valid)
