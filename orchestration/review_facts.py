@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.ledger import ledger_refund_history, ledger_refunds_of_orders, ledger_reviewer_refunds
+from agents.ledger import ledger_refund_history, ledger_refunds_of_orders
 from agents.models import LedgerEntry
 from agents.tools.refunds import refunds_recorded_check
 from conversations.commerce import ShopOrder
@@ -33,7 +33,7 @@ from conversations.refunds import (
 from conversations.selectors import conversation_customer_id
 from conversations.shop import commerce_backend
 from orchestration.models import ReviewItem
-from orchestration.selectors import reviewer_refunds_on_the_way
+from orchestration.selectors import reviewer_approved_by_order
 from project.errors import SwitchboardError
 
 
@@ -168,15 +168,13 @@ def review_refund_facts(item: ReviewItem) -> ReviewFacts:
             reasons = policy_reasons(problems)
     except SwitchboardError as exc:
         orders, shop_error = {}, f"The shop did not answer: {exc.message}"
-    by_reviewers = ledger_reviewer_refunds(order_ids=valid)
-    on_the_way = reviewer_refunds_on_the_way(order_ids=valid)
+    by_reviewers = reviewer_approved_by_order(order_ids=valid)
     rows = ledger_refunds_of_orders(order_ids=valid)
     facts = []
     for order_id in order_ids:
         order = orders.get(order_id)
         automatic = history.automatic_by_order.get(order_id, Decimal("0")).quantize(CENTS)
         pending = history.pending_by_order.get(order_id, Decimal("0")).quantize(CENTS)
-        approved = by_reviewers.get(order_id, Decimal("0")) + on_the_way.get(order_id, Decimal("0"))
         facts.append(
             OrderFacts(
                 order_id=order_id,
@@ -184,7 +182,7 @@ def review_refund_facts(item: ReviewItem) -> ReviewFacts:
                 order=order,
                 history=[row for row in rows if row.order_id == order_id],
                 refunded_automatic=automatic,
-                refunded_by_reviewers=approved.quantize(CENTS),
+                refunded_by_reviewers=by_reviewers.get(order_id, Decimal("0")).quantize(CENTS),
                 pending=pending,
                 left=order.refundable - pending if order is not None else None,
                 auto_left=max(refund_auto_limit() - automatic, Decimal("0")),

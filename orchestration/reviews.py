@@ -30,7 +30,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.envelope import Envelope
-from agents.ledger import ledger_reviewer_refunds
 from agents.payload import Approval, Approver, Payload, RefundAction
 from agents.tools.refunds import refund_check, refunds_pending_leave, refunds_recorded_check, refunds_recorded_pending
 from conversations.models import Message
@@ -45,7 +44,7 @@ from orchestration.models import ReviewDecision, ReviewItem, Run
 from orchestration.permissions import reviewer_require
 from orchestration.pipeline import run_dispatch
 from orchestration.runs import run_reopen
-from orchestration.selectors import review_get, review_tool_actions, reviewer_refunds_on_the_way
+from orchestration.selectors import review_get, review_tool_actions, reviewer_approved_by_order
 from project.errors import Conflict, InvalidInput, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -208,9 +207,7 @@ def reviewer_approved_before(*, customer_id: str, actions: list[RefundAction]) -
     first (as deliver does), so that decisions on the same orders are counted one after the other."""
     order_ids = sorted({action["order_id"] for action in actions})
     refund_orders_lock(customer_id=customer_id, order_ids=order_ids)
-    refunded = ledger_reviewer_refunds(order_ids=order_ids)
-    on_the_way = reviewer_refunds_on_the_way(order_ids=order_ids)
-    return sum((*refunded.values(), *on_the_way.values()), Decimal("0"))
+    return sum(reviewer_approved_by_order(order_ids=order_ids).values(), Decimal("0"))
 
 
 def needs_second_approval(decision: Decision, *, approved_before: Decimal) -> bool:

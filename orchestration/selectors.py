@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
+from agents.ledger import ledger_reviewer_refunds
 from agents.models import LedgerEntry
 from agents.payload import McpAction
 from conversations.models import Customer, Message
@@ -178,6 +179,17 @@ def reviewer_refunds_on_the_way(*, order_ids: Iterable[str]) -> dict[str, Decima
             amount = amount_parse(action.get("amount"))
             if action.get("order_id") in wanted and amount is not None:
                 totals[action["order_id"]] = totals.get(action["order_id"], Decimal("0")) + amount
+    return totals
+
+
+def reviewer_approved_by_order(*, order_ids: Iterable[str]) -> dict[str, Decimal]:
+    """Everything reviewers approved on each of these orders (the orders with any): refunded on a reviewer's
+    approval (`agents.ledger.ledger_reviewer_refunds`) or decided and on its way to deliver
+    (`reviewer_refunds_on_the_way`). Reads only: `orchestration.reviews.reviewer_approved_before` locks first."""
+    wanted = sorted(set(order_ids))
+    totals = ledger_reviewer_refunds(order_ids=wanted)
+    for order_id, amount in reviewer_refunds_on_the_way(order_ids=wanted).items():
+        totals[order_id] = totals.get(order_id, Decimal("0")) + amount
     return totals
 
 
