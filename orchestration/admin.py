@@ -22,7 +22,7 @@ from django.utils.timesince import timesince
 from agents.tools.mcp_agent import tool_mode_configured
 from agents.tools.refunds import refunds_recorded
 from conversations.selectors import conversation_transcript
-from orchestration.admin_review import refund_formset, refund_formset_posted
+from orchestration.admin_review import BaseRefundFormSet, refund_formset, refund_formset_posted
 from orchestration.deadletters import dead_letter_replay
 from orchestration.models import DeadLetter, ReviewDecision, ReviewItem, Run, StepAttempt
 from orchestration.permissions import user_is_reviewer, user_may_replay
@@ -257,7 +257,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
         if item is not None:
             can_decide = user_is_reviewer(request.user) and item.status == ReviewItem.Status.OPEN
             if can_decide and "refund_formset" not in context:  # a refused decision passes the rows as posted
-                context["refund_formset"], _ = refund_formset(item)
+                context["refund_formset"] = refund_formset(item)
             context.update(
                 item=item,
                 facts=review_refund_facts(item),
@@ -288,7 +288,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
         arguments, rows = form.review_decide_arguments(), None
         try:
             if arguments["decision"] == Kind.EDIT and refund_formset_posted(request.POST):  # the page's refund rows
-                rows, _ = refund_formset(review_get(object_id), data=request.POST)
+                rows = refund_formset(review_get(object_id), data=request.POST)
                 if not rows.is_valid():
                     return self.decision_refused(request, object_id, f"Edit refused: {rows.errors_text()}", rows)
                 arguments["action"] = rows.refund_actions()
@@ -301,7 +301,9 @@ class ReviewItemAdmin(admin.ModelAdmin):
             self.message_user(request, decision_recorded_text(item), messages.SUCCESS)
         return redirect("admin:orchestration_reviewitem_change", object_id)
 
-    def decision_refused(self, request: HttpRequest, object_id: str, reason: str, rows: Any) -> HttpResponse:
+    def decision_refused(
+        self, request: HttpRequest, object_id: str, reason: str, rows: BaseRefundFormSet | None
+    ) -> HttpResponse:
         """A decision that could not be executed: refused now, with the reason, on the item's page (400), the edit
         form showing the refund rows and the reply as they were posted. Nothing was recorded."""
         self.message_user(request, reason, messages.ERROR)

@@ -38,8 +38,6 @@ class OrderChoices:
     unknown: list[str]
     """Order ids the proposal names that are not among them (another customer's, or not found): shown, so the
     reviewer sees what was proposed; the policy refuses them."""
-    shop_error: str
-    """Why the customer's orders could not be read ('' when they were)."""
 
     def order_options(self) -> list[tuple[str, str]]:
         """(order id, label) for the order select, e.g. ('SB-10002', 'SB-10002 · Aurora … · 249.00 EUR · delivered')."""
@@ -59,16 +57,16 @@ class OrderChoices:
 
 
 def order_choices(item: ReviewItem) -> OrderChoices:
-    """The customer's orders (through the shop's interface) and the order ids the item's proposal names."""
+    """The customer's orders (through the shop's interface; none when the shop does not answer: the page's facts
+    say so) and the order ids the item's proposal names."""
     proposed = [str(a.get("order_id", "")) for a in item.proposed_action or [] if isinstance(a, dict)]
     try:
         orders = order_list(customer_id=conversation_customer_id(conversation_id=str(item.run.conversation_id)))
-        error = ""
-    except SwitchboardError as exc:
-        orders, error = [], f"The customer's orders could not be read from the shop: {exc.message}"
+    except SwitchboardError:
+        orders = []
     known = {order.id for order in orders}
     unknown = [order_id for order_id in dict.fromkeys(proposed) if order_id and order_id not in known]
-    return OrderChoices(orders=orders, unknown=unknown, shop_error=error)
+    return OrderChoices(orders=orders, unknown=unknown)
 
 
 class OrderSelect(forms.Select):
@@ -166,9 +164,8 @@ RefundFormSet = forms.formset_factory(
 )
 
 
-def refund_formset(item: ReviewItem, *, data: QueryDict | None = None) -> tuple[BaseRefundFormSet, OrderChoices]:
+def refund_formset(item: ReviewItem, *, data: QueryDict | None = None) -> BaseRefundFormSet:
     """The page's refund rows: the proposal's refunds (and one blank row to add one), or the rows as posted."""
-    choices = order_choices(item)
     initial = [
         {
             "order_id": str(a.get("order_id", "")),
@@ -178,9 +175,9 @@ def refund_formset(item: ReviewItem, *, data: QueryDict | None = None) -> tuple[
         for a in item.proposed_action or []
         if isinstance(a, dict) and a.get("type") == "refund"
     ]
-    formset = RefundFormSet(data, initial=initial, prefix=REFUND_PREFIX, form_kwargs={"choices": choices})
+    formset = RefundFormSet(data, initial=initial, prefix=REFUND_PREFIX, form_kwargs={"choices": order_choices(item)})
     assert isinstance(formset, BaseRefundFormSet)
-    return formset, choices
+    return formset
 
 
 def refund_formset_posted(data: QueryDict) -> bool:
