@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from agents.envelope import Envelope
@@ -247,7 +248,11 @@ def test_only_reviewers_see_the_form_and_decide(client, dana) -> None:
     item = item_proposing(dana, [refund("SB-60002", "249.00")])
     viewer = staff_reviewer()
     viewer.groups.clear()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_reviewitem"))
     client.force_login(viewer)
+    seen = client.get(f"/admin/orchestration/reviewitem/{item.id}/change/")
+    assert seen.status_code == 200 and "The orders, as the shop reports them" in page_text(seen)
+    assert 'id="sb-decide"' not in seen.content.decode() and "refund-0-amount" not in seen.content.decode()
     assert (
         client.post(f"/admin/orchestration/reviewitem/{item.id}/decide/", rows(("SB-60002", "1", "EUR"))).status_code
         == 403
