@@ -233,9 +233,15 @@ MISSING: Any = object()
 def answer(kind: Kind, name: str, request: Any) -> Any:
     """In a replay, the recorded answer to this call (the first not given yet whose kind, name and request are the
     recorded ones), recorded again on the replay's own tape; else MISSING (not replaying, or the request differs)."""
+    call = recorded_call(kind, name, request)
+    return MISSING if call is None else call.response
+
+
+def recorded_call(kind: Kind, name: str, request: Any) -> Call | None:
+    """Like `answer`, the whole recorded call (usage and model too), or None."""
     tape = _tape.get()
     if tape is None or tape.replaying is None:
-        return MISSING
+        return None
     wanted = {canonical(jsonable(request)), canonical(scrub(jsonable(request)))}
     replay = tape.replaying
     for index, call in enumerate(replay.recorded):
@@ -244,14 +250,5 @@ def answer(kind: Kind, name: str, request: Any) -> Any:
         if canonical(call.request) in wanted:
             replay.used.add(index)
             tape.calls.append(call)
-            return call.response
-    return MISSING
-
-
-def recorded_call(kind: Kind, name: str, request: Any) -> Call | None:
-    """Like `answer`, the whole recorded call (usage and model too), or None."""
-    tape = _tape.get()
-    before = len(tape.calls) if tape is not None else 0
-    if answer(kind, name, request) is MISSING or tape is None:
-        return None
-    return tape.calls[before]
+            return call
+    return None
