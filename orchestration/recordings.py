@@ -189,9 +189,10 @@ def step_calls(*, run_id: str, key: str) -> list[Call] | None:
     return [call_of(row) for row in rows]
 
 
-def run_calls(run_id: str) -> list[StepCall]:
-    """Every recorded call of a run, step by step, try by try."""
-    return list(StepCall.objects.filter(run_id=run_id).order_by("id"))
+def run_results(run_id: str) -> list[StepCall]:
+    """What each step's tries of a run returned (`Kind.RESULT`), in the order recorded; the other calls (LLM requests
+    and raw answers, the bulk of a recording) are not read."""
+    return list(StepCall.objects.filter(run_id=run_id, kind=Kind.RESULT).order_by("id"))
 
 
 def recordings_expire(now: datetime | None = None) -> int:

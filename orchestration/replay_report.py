@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from orchestration.models import Run, Step
-from orchestration.recordings import result_payload, run_calls
+from orchestration.recordings import result_payload, run_results
 from orchestration.replay_plan import ReplayPlan
 from orchestration.runs import run_latest_envelope
-from project.recording import Kind, canonical
+from project.recording import canonical
 
 #: The fields compared, in the order printed.
 FIELDS = ("intent", "plan", "passages", "draft", "verdict", "proposed_actions", "executed_actions", "reply", "ended")
@@ -64,9 +64,7 @@ def run_outcome(run: Run) -> Outcome:
     results: list[tuple[str, str]] = []
     modes: list[StepMode] = []
     plan = ReplayPlan.from_dict(_start_replay(run)) if run.replay_of_id is not None else None
-    for call in run_calls(str(run.id)):
-        if call.kind != Kind.RESULT:
-            continue
+    for call in run_results(str(run.id)):
         response, request = dict(call.response or {}), dict(call.request or {})
         written = {**response, "payload": result_payload(response)}
         results.append((call.step_key, canonical({k: v for k, v in written.items() if k != "usage"})))
