@@ -90,13 +90,14 @@ class OpenAIProvider:
         """One call (recorded, and counted in the metrics): (raw text, parsed data, what is wrong with it or None)."""
         probing = breaker.before_call()
         started = time.monotonic()
-        request = {"model": model, "messages": messages, **request_format(prompt)}
+        response_format = request_format(prompt)
+        request = {"model": model, "messages": messages, **response_format}
         try:
             completion = self.client.chat.completions.create(
                 model=model,
                 messages=cast("list[ChatCompletionMessageParam]", messages),
                 extra_headers={"X-Switchboard-Prompt": prompt.label},
-                **request_format(prompt),
+                **response_format,
             )
         except openai.APIError as exc:
             latency = int((time.monotonic() - started) * 1000)
@@ -115,14 +116,13 @@ class OpenAIProvider:
             raise failure from exc
         breaker.record_success()
         latency = int((time.monotonic() - started) * 1000)
-        usage.latency_ms += latency
-        if completion.usage is not None:
-            usage.input_tokens += completion.usage.prompt_tokens
-            usage.output_tokens += completion.usage.completion_tokens
-            usage.cost_usd = cost_usd(model, usage.input_tokens, usage.output_tokens)
         tokens_in = completion.usage.prompt_tokens if completion.usage else 0
         tokens_out = completion.usage.completion_tokens if completion.usage else 0
         cost = cost_usd(model, tokens_in, tokens_out)
+        usage.latency_ms += latency
+        usage.input_tokens += tokens_in
+        usage.output_tokens += tokens_out
+        usage.cost_usd = cost_usd(model, usage.input_tokens, usage.output_tokens)
         metrics.llm_call(
             model=model, agent=agent, ok=True, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=float(cost)
         )
