@@ -28,7 +28,7 @@ from agents.tools.mcp_agent import (
 from agents.tools.refunds import RefundsExecuted, RefundsRefused, refund_check, refunds_execute
 from conversations.models import Message
 from conversations.orders import amount_format, amount_parse
-from conversations.refunds import RefundAuthority, problems_gravest
+from conversations.refunds import RefundAuthority, RefundProblem, problems_gravest
 from conversations.selectors import conversation_customer_id
 from conversations.services import message_create
 from conversations.shop import commerce_backend
@@ -90,13 +90,7 @@ class Deliver(Agent):
         )
         match outcome:
             case RefundsRefused(problems=problems):
-                refused: Verdict = {"pass": False, "reasons": [f"{p.code.value}: {p.text}" for p in problems]}
-                # A person decides from here, with the actions deliver was asked to execute.
-                return AgentResult(
-                    payload={"verdict": refused, "proposed_actions": actions},
-                    outcome=Outcome.ESCALATE,
-                    reason=problems_gravest(problems).value,
-                )
+                return _refused(actions, problems)
             case RefundsExecuted(results=executed):
                 pass
             case _:
@@ -149,12 +143,7 @@ def _simulated(envelope: Envelope, actions: list[Any], *, by_person: bool, tool_
     authority = RefundAuthority.REVIEWER if by_person else RefundAuthority.AUTOMATIC
     problems = refund_check(customer_id=customer_id, actions=actions, authority=authority)
     if problems:
-        refused: Verdict = {"pass": False, "reasons": [f"{p.code.value}: {p.text}" for p in problems]}
-        return AgentResult(
-            payload={"verdict": refused, "proposed_actions": actions},
-            outcome=Outcome.ESCALATE,
-            reason=problems_gravest(problems).value,
-        )
+        return _refused(actions, problems)
     ids = [str(action.get("order_id", "")) for action in actions]
     orders = commerce_backend().orders_get(customer_id=customer_id, order_ids=ids) if ids else {}
     executed: list[dict[str, Any]] = [
@@ -170,3 +159,13 @@ def _simulated(envelope: Envelope, actions: list[Any], *, by_person: bool, tool_
         {"server": action.get("server"), "tool": action.get("tool"), "simulated": True} for action in tool_actions
     ]
     return AgentResult(payload={"reply_message_id": "", "executed_actions": executed}, outcome=Outcome.COMPLETE)
+
+
+def _refused(actions: list[Any], problems: list[RefundProblem]) -> AgentResult:
+    """The policy refused the refunds: a person decides from here, with the actions deliver was asked to execute."""
+    refused: Verdict = {"pass": False, "reasons": [f"{p.code.value}: {p.text}" for p in problems]}
+    return AgentResult(
+        payload={"verdict": refused, "proposed_actions": actions},
+        outcome=Outcome.ESCALATE,
+        reason=problems_gravest(problems).value,
+    )
