@@ -145,7 +145,9 @@ def _simulated(envelope: Envelope, actions: list[Any], *, by_person: bool, tool_
     if problems:
         return _refused(actions, problems)
     ids = [str(action.get("order_id", "")) for action in actions]
-    orders = commerce_backend().orders_get(customer_id=customer_id, order_ids=ids) if ids else {}
+    # The order's currency stands in for a missing one (as `refunds_execute` does): the shop is asked only then.
+    unpriced = [order_id for order_id, action in zip(ids, actions, strict=True) if not action.get("currency")]
+    orders = commerce_backend().orders_get(customer_id=customer_id, order_ids=unpriced) if unpriced else {}
     executed: list[dict[str, Any]] = [
         {
             "order_id": order_id,
