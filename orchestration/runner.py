@@ -158,8 +158,6 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
                     execute=lambda: _handle(agent, envelope, NoMemo(key), delivery.tape),
                 )
             )
-            if isinstance(start, Done):
-                tape_save(run_id=envelope.run_id, key=key, attempt=start.attempt, tape=delivery.tape)
         else:
             # A leased step: claimed in one statement when nothing is unusual, else by the locked path.
             fast = fast_leased_steps.fast_path_applies(agent)
@@ -201,6 +199,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
             raise error
         case Done(output=output, attempt=number):
             trace_set(attempt=number)
+            delivery.tape_save(number)  # the atomic try ran here (a tape with no calls stores nothing)
             return _completed(task, agent_name, output, started)
         case Proceed(attempt=attempt):
             trace_set(attempt=attempt.number)
