@@ -204,8 +204,9 @@ def recordings_expire(now: datetime | None = None) -> int:
     ids = list(old.order_by("id").values_list("id", flat=True)[:EXPIRE_BATCH])
     deleted = StepCall.objects.filter(id__in=ids).delete()[0] if ids else 0
     copies = Conversation.objects.filter(replay_of__isnull=False, created_at__lt=max(cutoff, now - REPLAYS_KEPT))
-    for conversation_id in list(copies.values_list("id", flat=True)[:100]):
-        Conversation.objects.filter(id=conversation_id).delete()
+    expired = list(copies.values_list("id", flat=True)[:100])
+    if expired:
+        Conversation.objects.filter(id__in=expired).delete()
     if len(ids) == EXPIRE_BATCH:
         logger.warning("recordings are expiring slower than they are written: %d deleted this pass", len(ids))
     return deleted
