@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -172,26 +173,30 @@ def order_create_demo(*, customer: Customer, count: int = 3) -> list[Order]:
     orders = []
     now = timezone.now()
     for index, item in enumerate(rng.sample(DEMO_ITEMS, k=min(count, len(DEMO_ITEMS)))):
-        while True:
-            order_id = f"SB-{rng.randint(10000, 99999)}"
-            try:
-                with transaction.atomic():  # a savepoint: another customer made at the same moment may draw the id
-                    status = statuses[index % len(statuses)]
-                    placed_at = now - timedelta(days=3 + 9 * index)
-                    order = Order.objects.create(
-                        id=order_id,
-                        customer=customer,
-                        description=item.description,
-                        total=item.total,
-                        status=status,
-                        placed_at=placed_at,
-                        delivered_at=demo_delivered_at(status, placed_at),
-                    )
-            except IntegrityError:
-                continue  # taken: draw again
-            orders.append(order)
-            break
+        status = statuses[index % len(statuses)]
+        placed_at = now - timedelta(days=3 + 9 * index)
+        order = order_create_unique(
+            draw_id=lambda: f"SB-{rng.randint(10000, 99999)}",
+            customer=customer,
+            description=item.description,
+            total=item.total,
+            status=status,
+            placed_at=placed_at,
+            delivered_at=demo_delivered_at(status, placed_at),
+        )
+        orders.append(order)
     return orders
+
+
+def order_create_unique(*, draw_id: Callable[[], str], **fields: Any) -> Order:
+    """Create an order under an id from `draw_id`, drawing again while the id is taken (another customer made at
+    the same moment may draw it): each try in a savepoint, so the caller's transaction survives a taken id."""
+    while True:
+        try:
+            with transaction.atomic():
+                return Order.objects.create(id=draw_id(), **fields)
+        except IntegrityError:
+            continue  # taken: draw again
 
 
 def order_create_demo_customer(*, customer: Customer) -> list[Order]:

@@ -17,14 +17,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.models import Customer, Message, Order
 from conversations.orders import ORDER_ID, ORDER_IDS_IN_TEXT
-from conversations.services import customer_create
+from conversations.services import customer_create, order_create_unique
 from evaluation.cases import GoldenCase, OrderFixture
 from orchestration.cancel import run_cancel
 from orchestration.models import ReviewItem, Run
@@ -137,28 +137,27 @@ def orders_create(*, customer: Customer, orders: list[OrderFixture]) -> dict[str
     mapped = {}
     now = timezone.now()
     for fixture in orders:
-        while True:
-            order_id = "".join(random.choice("0123456789") if char.isdigit() else char for char in fixture.id)
-            if not ORDER_ID.match(order_id):
-                raise ValueError(f"order id {fixture.id}: its digits cannot be replaced within the shop's shape.")
-            try:
-                with transaction.atomic():  # a savepoint: the id may be taken
-                    Order.objects.create(
-                        id=order_id,
-                        customer=customer,
-                        description=fixture.description,
-                        total=fixture.total,
-                        currency=fixture.currency,
-                        status=fixture.status,
-                        refunded_amount=fixture.refunded,
-                        status_before_refund=Order.Status.DELIVERED if fixture.refunded else "",
-                        placed_at=now - timedelta(days=fixture.placed_days_ago),
-                    )
-            except IntegrityError:
-                continue
-            mapped[fixture.id] = order_id
-            break
+        order = order_create_unique(
+            draw_id=partial(_id_drawn, fixture.id),
+            customer=customer,
+            description=fixture.description,
+            total=fixture.total,
+            currency=fixture.currency,
+            status=fixture.status,
+            refunded_amount=fixture.refunded,
+            status_before_refund=Order.Status.DELIVERED if fixture.refunded else "",
+            placed_at=now - timedelta(days=fixture.placed_days_ago),
+        )
+        mapped[fixture.id] = order.id
     return mapped
+
+
+def _id_drawn(shape: str) -> str:
+    """An id of `shape` (a fixture's order id) with each digit drawn anew, in the shop's shape."""
+    order_id = "".join(random.choice("0123456789") if char.isdigit() else char for char in shape)
+    if not ORDER_ID.match(order_id):
+        raise ValueError(f"order id {shape}: its digits cannot be replaced within the shop's shape.")
+    return order_id
 
 
 def ids_replace(text: str, mapping: dict[str, str]) -> str:
