@@ -13,6 +13,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from conversations.models import Conversation, Message
+from conversations.services import conversation_create, message_create
 from harness.fake_openai import refund_answers
 from orchestration.models import StepCall
 from orchestration.recordings import recordings_expire, tape_save
@@ -105,6 +107,24 @@ def test_recordings_older_than_llm_record_days_are_deleted(worker_factory: Any, 
     with override_settings(LLM_RECORD_DAYS=0):  # switched off: what was recorded goes too
         recordings_expire()
     assert not StepCall.objects.exists()
+
+
+def test_replays_throwaway_conversations_expire_with_their_messages(transactional_db: Any, make_customer: Any) -> None:
+    customer, _ = make_customer()
+    original = conversation_create(customer=customer)
+
+    def copy(age: timedelta) -> Any:
+        replay = conversation_create(customer=customer)
+        message_create(conversation_id=replay.id, role=Message.Role.CUSTOMER, content="a copied message")
+        Conversation.objects.filter(id=replay.id).update(replay_of=original, created_at=timezone.now() - age)
+        return replay
+
+    old, fresh = copy(timedelta(days=2)), copy(timedelta(hours=1))
+    with override_settings(LLM_RECORD_DAYS=30):
+        recordings_expire()
+    assert set(Conversation.objects.values_list("id", flat=True)) == {original.id, fresh.id}
+    assert not Message.objects.filter(conversation_id=old.id).exists()
+    assert Message.objects.filter(conversation_id=fresh.id).count() == 1
 
 
 def test_a_try_is_stored_in_one_statement(transactional_db: Any, start_run: Any) -> None:
