@@ -9,17 +9,22 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db.models.functions import Now
 from django.test import Client, override_settings
+from django.utils import timezone
 from prometheus_client import CollectorRegistry
 
 from harness.processes import free_port
 from orchestration.metrics_state import GAUGES, StateCollector
+from orchestration.models import ReviewItem, WorkerBeat
 from project.metrics import HostCollector
 from tests.conftest import ROOT_DIR, wait_for
+from tests.review_data import run_in_review
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +59,23 @@ def test_without_credentials_only_a_direct_local_client_in_debug_reads_them() ->
 def test_the_state_gauges_are_the_ones_named() -> None:
     names = {family.name for family in StateCollector().collect()}
     assert names == set(GAUGES)
+
+
+def test_the_state_gauges_read_the_review_queue_and_the_heartbeats() -> None:
+    _, late, _ = run_in_review(steps=0, messages=1)
+    ReviewItem.objects.filter(id=late.id).update(created_at=timezone.now() - timedelta(hours=1), overdue=True)
+    run_in_review(steps=0, messages=1)
+    now = timezone.now()
+    for name, beat_at in (("alive", Now()), ("dead", now - timedelta(hours=1))):  # stamped by the database's clock
+        WorkerBeat.objects.create(name=name, node=name, started_at=now, beat_at=beat_at, host_beat_at=now)
+    registry = CollectorRegistry()
+    registry.register(StateCollector())
+    value = registry.get_sample_value
+    assert value("switchboard_review_queue_depth", {"reason": "refund_over_limit"}) == 2
+    assert value("switchboard_review_queue_overdue") == 1
+    assert 3600 <= value("switchboard_review_queue_oldest_age_seconds") < 3660  # type: ignore[operator]
+    assert value("switchboard_workers_alive") == 1
+    assert 0 <= value("switchboard_worker_heartbeat_age_seconds") < 60  # type: ignore[operator]
 
 
 def test_a_damaged_count_file_is_left_out_not_the_scrape(tmp_path: Path) -> None:
