@@ -1,6 +1,6 @@
 """Gauges read when `/metrics` is scraped: the state of the review queue, the dead letters, the breakers, the workers
 and the runs under way — from the database and Redis, where it is kept, so every scrape is right whichever process
-answers it (nothing to sum across processes, nothing lost in a restart). Seven small indexed queries and two Redis
+answers it (nothing to sum across processes, nothing lost in a restart). Five small indexed queries and two Redis
 round trips (the set of breaker names, then their states) per scrape."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -59,14 +59,19 @@ class StateCollector(Collector):
 
 
 def _reviews() -> Iterator[Metric]:
-    open_items = ReviewItem.objects.filter(status=ReviewItem.Status.OPEN, run__replay_of=None)
+    rows = list(
+        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN, run__replay_of=None)
+        .values_list("reason")
+        .annotate(n=Count("id"), oldest=Min("created_at"), overdue=Count("id", filter=Q(overdue=True)))
+        .order_by("reason")
+    )
     depth = GaugeMetricFamily(
         "switchboard_review_queue_depth", "Open review items (waiting for a person), by reason.", labels=["reason"]
     )
-    for reason, count in open_items.values_list("reason").annotate(n=Count("id")).order_by("reason"):
+    for reason, count, _, _ in rows:
         depth.add_metric([reason], count)
     yield depth
-    oldest = open_items.aggregate(oldest=Min("created_at"))["oldest"]
+    oldest = min((row[2] for row in rows), default=None)
     age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
     yield GaugeMetricFamily(
         "switchboard_review_queue_oldest_age_seconds", "Age of the oldest open review item (0 when none).", value=age
@@ -74,7 +79,7 @@ def _reviews() -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "switchboard_review_queue_overdue",
         "Open review items older than REVIEW_OVERDUE_SECONDS.",
-        value=open_items.filter(overdue=True).count(),
+        value=sum(row[3] for row in rows),
     )
 
 
