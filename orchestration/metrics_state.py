@@ -1,6 +1,6 @@
 """Gauges read when `/metrics` is scraped: the state of the review queue, the dead letters, the breakers, the workers
 and the runs under way — from the database and Redis, where it is kept, so every scrape is right whichever process
-answers it (nothing to sum across processes, nothing lost in a restart). Five small indexed queries and two Redis
+answers it (nothing to sum across processes, nothing lost in a restart). Four small indexed queries and two Redis
 round trips (the set of breaker names, then their states) per scrape."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -94,15 +95,17 @@ def _dead_letters() -> Iterator[Metric]:
 
 
 def _workers() -> Iterator[Metric]:
-    now = timezone.now()
-    beats = WorkerBeat.objects.filter(gone_at=None)
-    alive = beats.filter(beat_at__gte=now - timedelta(seconds=settings.WORKER_DEAD_SECONDS)).count()
-    latest = beats.order_by("-beat_at").values_list("beat_at", flat=True).first()
-    yield GaugeMetricFamily("switchboard_workers_alive", "Workers whose heartbeat is recent.", value=alive)
+    """Judged by the database's clock, which stamps the heartbeats (`orchestration.liveness`), as the supervisor
+    does."""
+    beats = WorkerBeat.objects.filter(gone_at=None).aggregate(
+        alive=Count("id", filter=Q(beat_at__gte=Now() - timedelta(seconds=settings.WORKER_DEAD_SECONDS))),
+        age=Now() - Max("beat_at"),
+    )
+    yield GaugeMetricFamily("switchboard_workers_alive", "Workers whose heartbeat is recent.", value=beats["alive"])
     yield GaugeMetricFamily(
         "switchboard_worker_heartbeat_age_seconds",
         "Seconds since the latest heartbeat of any worker (+Inf when none ever beat).",
-        value=(now - latest).total_seconds() if latest is not None else float("inf"),
+        value=beats["age"].total_seconds() if beats["age"] is not None else float("inf"),
     )
 
 
