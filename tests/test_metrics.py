@@ -126,6 +126,23 @@ def eventually(base: str, query: str, expected: float, timeout: float = 30.0) ->
         raise AssertionError(f"{query}: expected {expected}, Prometheus has {seen}") from None
 
 
+#: What Prometheus must see of the test's workload (each query summed).
+WORKLOAD_SEEN = {
+    "switchboard_runs_started_total": 4,
+    'switchboard_runs_finished_total{status="completed"}': 2,
+    "switchboard_reply_seconds_count": 2,
+    'switchboard_runs_escalated_total{reason="refund_over_limit"}': 1,
+    'switchboard_review_queue_depth{reason="refund_over_limit"}': 1,
+    'switchboard_dead_letters_open{reason="invalid_envelope"}': 1,
+    'switchboard_dead_letters_total{reason="invalid_envelope"}': 1,
+    'switchboard_circuit_breaker_open{breaker="openai:fake-model"}': 1,
+    'switchboard_runs_active{status="awaiting_review"}': 1,
+    "switchboard_workers_alive": 1,
+    'switchboard_step_attempts_total{agent="triage",outcome="retried"}': 2,
+    'switchboard_llm_calls_total{model="fake-model",agent="triage",outcome="error"}': 2,
+}
+
+
 def test_prometheus_scrapes_the_workload_it_was_given(monitored: dict[str, Any], make_customer: Any) -> None:
     web, fake, prometheus = monitored["web"], monitored["fake"], monitored["prometheus"]
     customer, token = make_customer()
@@ -150,18 +167,8 @@ def test_prometheus_scrapes_the_workload_it_was_given(monitored: dict[str, Any],
     conversation = client.post("/conversations/", {}).json["id"]
     waiting = client.post(f"/conversations/{conversation}/messages/", {"content": "Is express shipping faster?"})
 
-    eventually(prometheus, "switchboard_runs_started_total", 4)
-    eventually(prometheus, 'switchboard_runs_finished_total{status="completed"}', 2)
-    eventually(prometheus, "switchboard_reply_seconds_count", 2)
-    eventually(prometheus, 'switchboard_runs_escalated_total{reason="refund_over_limit"}', 1)
-    eventually(prometheus, 'switchboard_review_queue_depth{reason="refund_over_limit"}', 1)
-    eventually(prometheus, 'switchboard_dead_letters_open{reason="invalid_envelope"}', 1)
-    eventually(prometheus, 'switchboard_dead_letters_total{reason="invalid_envelope"}', 1)
-    eventually(prometheus, 'switchboard_circuit_breaker_open{breaker="openai:fake-model"}', 1)
-    eventually(prometheus, 'switchboard_runs_active{status="awaiting_review"}', 1)
-    eventually(prometheus, "switchboard_workers_alive", 1)
-    eventually(prometheus, 'switchboard_step_attempts_total{agent="triage",outcome="retried"}', 2)
-    eventually(prometheus, 'switchboard_llm_calls_total{model="fake-model",agent="triage",outcome="error"}', 2)
+    for query, expected in WORKLOAD_SEEN.items():
+        eventually(prometheus, query, expected)
     completed = promql(prometheus, 'sum(switchboard_llm_calls_total{model="fake-model",outcome="ok"})')
     assert sum(completed.values()) >= 10  # every LLM step of the three runs
     tokens = promql(prometheus, 'sum(switchboard_llm_tokens_total{model="fake-model"})')
