@@ -60,8 +60,12 @@ def step_failed(*, agent: str, retry_in: float | None, postponed: bool, error: B
         outcome = "polled"
     elif postponed:
         outcome = "postponed"
+    elif retry_in is not None:
+        outcome = "retried"
+    elif isinstance(error, RunHalted):
+        outcome = "halted"
     else:
-        outcome = "retried" if retry_in is not None else "halted" if isinstance(error, RunHalted) else "failed"
+        outcome = "failed"
     step_tried(agent=agent, outcome=outcome)
 
 
