@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from harness.fake_openai import SHIPPING_ANSWERS, FakeOpenAI, refund_answers
+from harness.fake_openai import SHIPPING_ANSWERS, refund_answers
 from harness.processes import SupervisorProcess, WorkerProcess, free_port, web_server
 from orchestration.cancel import run_cancel
 from orchestration.models import DeadLetter, ReviewItem
 from project.celery import app
-from tests.conftest import WORKER_ENV, broker_reset, order_add, run_wait, wait_for
+from tests.conftest import WORKER_ENV, broker_reset, llm_env, order_add, run_wait, wait_for
 from tests.http import ApiClient
 
 pytestmark = [
@@ -36,7 +36,7 @@ ORDER = "SB-79001"
 
 
 @pytest.fixture
-def monitored(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def monitored(database_url: str, tmp_path: Path, fake: Any) -> Iterator[dict[str, Any]]:
     """The web, a worker and the supervisor writing their counts in one fresh directory, the fake model, and a
     Prometheus server scraping /metrics every second."""
     broker_reset()
@@ -46,20 +46,14 @@ def monitored(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
         """The refund's answer for the message naming the order, the shipping answer for the others."""
         return lambda body: refund[prompt] if ORDER in json.dumps(body) else SHIPPING_ANSWERS[prompt]
 
-    fake = FakeOpenAI(answers={**SHIPPING_ANSWERS, **{prompt: by_message(prompt) for prompt in refund}}).start()
+    fake.answers = {**SHIPPING_ANSWERS, **{prompt: by_message(prompt) for prompt in refund}}
     counts = tmp_path / "counts"
     counts.mkdir()
     env = {
         **WORKER_ENV,
+        **llm_env(fake, LLM_BREAKER_FAILURES="2", LLM_BREAKER_COOLDOWN_SECONDS="300"),
         "PROMETHEUS_MULTIPROC_DIR": str(counts),
         "METRICS_TOKEN": TOKEN,
-        "LLM_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "LLM_MODEL": "fake-model",
-        "LLM_TIMEOUT_SECONDS": "5",
-        "LLM_BREAKER_FAILURES": "2",
-        "LLM_BREAKER_COOLDOWN_SECONDS": "300",
     }
     web = web_server(database_url, env=env).start()
     worker = WorkerProcess(database_url, name="metrics", env=env).start()
@@ -96,7 +90,6 @@ def monitored(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
         supervisor.stop()
         worker.stop()
         web.stop()
-        fake.stop()
         broker_reset()
 
 
