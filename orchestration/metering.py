@@ -8,6 +8,7 @@ not counted (its steps and LLM calls are: they are real work and real spend).
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 
 from django.db import transaction
 
@@ -46,7 +47,18 @@ def run_escalated(run: Run, *, reason: str) -> None:
         _after_commit(lambda: metrics.RUNS_ESCALATED.labels(reason=reason).inc())
 
 
-def step_tried(*, agent: str, outcome: str, seconds: float | None = None) -> None:
+class StepOutcome(StrEnum):
+    """How a step's try ended: the `outcome` label of `switchboard_step_attempts_total`."""
+
+    SUCCEEDED = "succeeded"
+    RETRIED = "retried"
+    POLLED = "polled"
+    POSTPONED = "postponed"
+    HALTED = "halted"
+    FAILED = "failed"
+
+
+def step_tried(*, agent: str, outcome: StepOutcome, seconds: float | None = None) -> None:
     """A step's try ended (counted at once: the wrapper calls it after the try's record committed)."""
     metrics.count(lambda: metrics.STEP_ATTEMPTS.labels(agent=agent, outcome=outcome).inc())
     if seconds is not None:
@@ -57,15 +69,15 @@ def step_failed(*, agent: str, retry_in: float | None, postponed: bool, error: B
     """A step's try ended without a result and was recorded: polled (a remote task is asked again later: the normal
     course), postponed (no fault: a breaker is open), retried, halted (to a person) or failed."""
     if isinstance(error, PollLater):
-        outcome = "polled"
+        outcome = StepOutcome.POLLED
     elif postponed:
-        outcome = "postponed"
+        outcome = StepOutcome.POSTPONED
     elif retry_in is not None:
-        outcome = "retried"
+        outcome = StepOutcome.RETRIED
     elif isinstance(error, RunHalted):
-        outcome = "halted"
+        outcome = StepOutcome.HALTED
     else:
-        outcome = "failed"
+        outcome = StepOutcome.FAILED
     step_tried(agent=agent, outcome=outcome)
 
 

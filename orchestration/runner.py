@@ -195,7 +195,7 @@ def agent_execute(task: Task, incoming: Any, agent_name: str) -> Any:
             with transaction.atomic():
                 steps.step_give_up(run_id=envelope.run_id, key=key, error=error)
                 _dead_letter(task, incoming, "attempts_exhausted", error, envelope, key)
-            metering.step_tried(agent=agent_name, outcome="failed")
+            metering.step_tried(agent=agent_name, outcome=metering.StepOutcome.FAILED)
             raise error
         case Done(output=output, attempt=number):
             trace_set(attempt=number)
@@ -278,7 +278,7 @@ def _handle(
 def _completed(task: Task, agent: str, recorded: dict[str, Any], started: float) -> Any:
     seconds = time.monotonic() - started
     logger.info("step completed", extra={"duration_ms": round(seconds * 1000, 1), "status": recorded["control"]})
-    metering.step_tried(agent=agent, outcome="succeeded", seconds=seconds)
+    metering.step_tried(agent=agent, outcome=metering.StepOutcome.SUCCEEDED, seconds=seconds)
     return _follow(task, recorded)
 
 
